@@ -1,0 +1,33 @@
+"""clumpdet: find giant star-forming clumps and deblend sources in galaxy images.
+
+The public API is re-exported lazily so that ``import clumpdet`` stays fast and does not
+import torch until a model is needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "ClumpdetError": "clumpdet.errors",
+    "InputError": "clumpdet.errors",
+    "ConfigError": "clumpdet.errors",
+    "simulate_clumps": "clumpdet.sim",
+    "ClumpSimConfig": "clumpdet.sim",
+    "read_image": "clumpdet.data",
+    "load_coco": "clumpdet.data",
+    "Preprocessing": "clumpdet.data",
+    "evaluate_detections": "clumpdet.evaluation",
+    "list_backbones": "clumpdet.models",
+}
+
+__all__ = ["__version__", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'clumpdet' has no attribute {name!r}")

@@ -1,0 +1,127 @@
+"""``clumpdet`` command line: argument parsing only; all logic lives in the library.
+
+Every user-caused error (a :class:`~clumpdet.errors.ClumpdetError`) is printed as one line
+``clumpdet: error: <file>: <problem>`` and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from clumpdet import __version__
+from clumpdet.errors import ClumpdetError
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from clumpdet.sim import load_sim_config, simulate_clumps
+
+    if args.kind != "clumps":
+        raise ClumpdetError(f"simulate {args.kind!r} is not available yet; choose: clumps")
+    cfg = load_sim_config(args.config, args.set)
+    out = simulate_clumps(
+        n=args.n,
+        seed=args.seed,
+        out=args.out,
+        config=cfg,
+        workers=args.workers,
+        overwrite=args.overwrite,
+    )
+    print(f"wrote {args.n} images and truth to {out}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from clumpdet.evaluation import evaluate_detections
+
+    metrics = evaluate_detections(
+        truth=args.truth,
+        predictions=args.pred,
+        out=args.out,
+        score_threshold=args.score_threshold,
+        match=args.match,
+        iou_threshold=args.iou,
+        centre_radius=args.radius,
+    )
+    print(
+        f"completeness={metrics['completeness']:.3f} purity={metrics['purity']:.3f} "
+        f"AP={metrics['AP']:.3f} AP50={metrics['AP50']:.3f} -> {Path(args.out) / 'metrics.json'}"
+    )
+    return 0
+
+
+def _cmd_baseline(args: argparse.Namespace) -> int:
+    from clumpdet.baselines import run_classical_baseline
+
+    out = run_classical_baseline(
+        truth=args.truth, images=args.images, out=args.out, method=args.method
+    )
+    print(f"wrote classical ({args.method}) predictions to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the top-level argument parser (one sub-parser per command)."""
+    p = argparse.ArgumentParser(
+        prog="clumpdet",
+        description="Find giant star-forming clumps and deblend sources in galaxy images.",
+    )
+    p.add_argument("--version", action="version", version=f"clumpdet {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("simulate", help="simulate images with exact truth (GalSim)")
+    s.add_argument("kind", choices=["clumps"], help="what to simulate")
+    s.add_argument("--n", type=int, required=True, help="number of images")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--out", type=Path, required=True, help="output directory")
+    s.add_argument("--config", type=Path, default=None, help="simulation YAML (configs/sim/)")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set noise.sky_sb_r=21.5")
+    s.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing output dir")
+    s.set_defaults(func=_cmd_simulate)
+
+    e = sub.add_parser("evaluate", help="score COCO-results predictions against COCO truth")
+    e.add_argument("--truth", type=Path, required=True, help="COCO annotations JSON")
+    e.add_argument("--pred", type=Path, required=True, help="COCO results JSON")
+    e.add_argument("--out", type=Path, required=True, help="output directory")
+    e.add_argument("--score-threshold", type=float, default=0.3,
+                   help="operating score threshold for completeness/purity (default 0.3)")
+    e.add_argument("--match", choices=["iou", "centre"], default="iou",
+                   help="matching rule (default iou)")
+    e.add_argument("--iou", type=float, default=0.5, help="IoU threshold for --match iou")
+    e.add_argument("--radius", type=float, default=5.0,
+                   help="centre distance in pixels for --match centre")
+    e.set_defaults(func=_cmd_evaluate)
+
+    b = sub.add_parser("baseline", help="classical (sep/photutils) clump finder -> COCO results")
+    b.add_argument("--truth", type=Path, default=None,
+                   help="COCO annotations JSON listing the images to process")
+    b.add_argument("--images", type=Path, nargs="*", default=None,
+                   help="image files (instead of --truth)")
+    b.add_argument("--out", type=Path, required=True, help="output COCO results JSON")
+    b.add_argument("--method", choices=["residual", "unsharp"], default="residual",
+                   help="host-subtraction method (default residual)")
+    b.set_defaults(func=_cmd_baseline)
+
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``clumpdet`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ClumpdetError as exc:
+        print(f"clumpdet: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("clumpdet: interrupted; no partial output was kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Readers, stretches, augmentation and datasets."""
