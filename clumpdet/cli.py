@@ -62,6 +62,60 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from clumpdet.config import load_config
+    from clumpdet.engine.config import TrainConfig
+    from clumpdet.engine.train import train_detector
+
+    cfg = load_config(TrainConfig, args.config, args.set)
+    path = train_detector(cfg, out=args.out, resume=args.resume)
+    print(f"trained detector -> {path}")
+    return 0
+
+
+def _cmd_detect(args: argparse.Namespace) -> int:
+    from clumpdet.inference.run import run_detection
+
+    summary = run_detection(
+        checkpoint=args.checkpoint,
+        images=args.images,
+        coco=args.coco,
+        out=args.out,
+        score_threshold=args.score_threshold,
+        batch_size=args.batch_size,
+        tile_overlap=args.tile_overlap,
+        overlays=args.overlays,
+        device=args.device,
+    )
+    print(
+        f"{summary['n_detections']} detections in {summary['n_images']} images "
+        f"(score >= {summary['score_threshold']:.2f}) -> {summary['catalogue']}, "
+        f"COCO results -> {summary['coco_results']}"
+    )
+    return 0
+
+
+def _cmd_list_backbones(args: argparse.Namespace) -> int:
+    from clumpdet.models import list_backbones
+
+    for name, text in list_backbones().items():
+        print(f"{name:24s} {text}")
+    print(
+        "\nAlso accepted: timm:<any timm model>, hf_hub:<repo>, local-dir:<folder>, "
+        "or the path of a clumpdet backbone checkpoint (*.pt)."
+    )
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from clumpdet.pipeline import run_demo
+
+    summary = run_demo(out=args.out, n_train=args.n_train, epochs=args.epochs, seed=args.seed)
+    for key, value in summary.items():
+        print(f"{key:>14s}: {value}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the top-level argument parser (one sub-parser per command)."""
     p = argparse.ArgumentParser(
@@ -77,8 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     s.add_argument("--out", type=Path, required=True, help="output directory")
     s.add_argument("--config", type=Path, default=None, help="simulation YAML (configs/sim/)")
-    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set noise.sky_sb_r=21.5")
+    s.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set noise.sky_sb_r=21.5",
+    )
     s.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     s.add_argument("--overwrite", action="store_true", help="replace an existing output dir")
     s.set_defaults(func=_cmd_simulate)
@@ -87,24 +146,102 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--truth", type=Path, required=True, help="COCO annotations JSON")
     e.add_argument("--pred", type=Path, required=True, help="COCO results JSON")
     e.add_argument("--out", type=Path, required=True, help="output directory")
-    e.add_argument("--score-threshold", type=float, default=0.3,
-                   help="operating score threshold for completeness/purity (default 0.3)")
-    e.add_argument("--match", choices=["iou", "centre"], default="iou",
-                   help="matching rule (default iou)")
+    e.add_argument(
+        "--score-threshold",
+        type=float,
+        default=0.3,
+        help="operating score threshold for completeness/purity (default 0.3)",
+    )
+    e.add_argument(
+        "--match", choices=["iou", "centre"], default="iou", help="matching rule (default iou)"
+    )
     e.add_argument("--iou", type=float, default=0.5, help="IoU threshold for --match iou")
-    e.add_argument("--radius", type=float, default=5.0,
-                   help="centre distance in pixels for --match centre")
+    e.add_argument(
+        "--radius", type=float, default=5.0, help="centre distance in pixels for --match centre"
+    )
     e.set_defaults(func=_cmd_evaluate)
 
     b = sub.add_parser("baseline", help="classical (sep/photutils) clump finder -> COCO results")
-    b.add_argument("--truth", type=Path, default=None,
-                   help="COCO annotations JSON listing the images to process")
-    b.add_argument("--images", type=Path, nargs="*", default=None,
-                   help="image files (instead of --truth)")
+    b.add_argument(
+        "--truth",
+        type=Path,
+        default=None,
+        help="COCO annotations JSON listing the images to process",
+    )
+    b.add_argument(
+        "--images", type=Path, nargs="*", default=None, help="image files (instead of --truth)"
+    )
     b.add_argument("--out", type=Path, required=True, help="output COCO results JSON")
-    b.add_argument("--method", choices=["residual", "unsharp"], default="residual",
-                   help="host-subtraction method (default residual)")
+    b.add_argument(
+        "--method",
+        choices=["residual", "unsharp"],
+        default="residual",
+        help="host-subtraction method (default residual)",
+    )
     b.set_defaults(func=_cmd_baseline)
+
+    t = sub.add_parser("train", help="train a Faster R-CNN detector (Lightning)")
+    t.add_argument(
+        "config",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="training YAML (configs/detector/); default: built-in CPU config",
+    )
+    t.add_argument("--out", type=Path, required=True, help="run directory")
+    t.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optim.max_epochs=5",
+    )
+    t.add_argument(
+        "--resume", type=Path, default=None, help="continue from RUNDIR/checkpoints/last.ckpt"
+    )
+    t.set_defaults(func=_cmd_train)
+
+    d = sub.add_parser("detect", help="detect clumps in images -> catalogue + COCO results")
+    d.add_argument("checkpoint", type=Path, help="detector checkpoint (RUNDIR/model.pt)")
+    d.add_argument("images", type=Path, nargs="*", help="FITS/PNG/JPEG images")
+    d.add_argument(
+        "--coco",
+        type=Path,
+        default=None,
+        help="COCO annotations listing the images (ids match the truth)",
+    )
+    d.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="catalogue: .fits, .parquet or .csv (COCO results go to <stem>_coco.json)",
+    )
+    d.add_argument(
+        "--score-threshold",
+        type=float,
+        default=None,
+        help="catalogue score cut (default: the checkpoint's, 0.3)",
+    )
+    d.add_argument("--batch-size", type=int, default=8)
+    d.add_argument(
+        "--tile-overlap",
+        type=int,
+        default=48,
+        help="overlap in pixels of tiles for images larger than the training size",
+    )
+    d.add_argument("--overlays", type=Path, default=None, help="folder for overlay PNGs")
+    d.add_argument("--device", default="cpu", help="cpu or cuda")
+    d.set_defaults(func=_cmd_detect)
+
+    lb = sub.add_parser("list-backbones", help="list the registered backbones")
+    lb.set_defaults(func=_cmd_list_backbones)
+
+    m = sub.add_parser("demo", help="simulate -> train -> evaluate -> catalogue, on CPU in minutes")
+    m.add_argument("--out", type=Path, default=Path("demo"), help="output folder (default demo/)")
+    m.add_argument("--n-train", type=int, default=300, help="simulated training images")
+    m.add_argument("--epochs", type=int, default=6, help="training epochs")
+    m.add_argument("--seed", type=int, default=0)
+    m.set_defaults(func=_cmd_demo)
 
     return p
 

@@ -1,0 +1,239 @@
+"""Batched, tiled inference with a trained detector.
+
+Images no larger than the training size go through the model whole. Larger images (survey
+fields) are cut into overlapping tiles of the training size; every tile *owns* a core region
+(tile borders are split halfway through each overlap), a detection is kept only by the tile
+whose core (grown by a small margin) holds its centre, and a final class-wise NMS merges the
+copies that the margin lets through. A source straddling a tile border is therefore reported
+exactly once, with the box from the tile where it lies furthest from the edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.ops import batched_nms
+
+from clumpdet.data.images import ImageData, read_image
+from clumpdet.engine.checkpoint import DetectorBundle, load_detector_checkpoint
+from clumpdet.errors import InputError
+
+_COLOUR_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+@dataclass
+class Detections:
+    """Detections in one image.
+
+    Attributes
+    ----------
+    boxes : ndarray, float32, shape (N, 4)
+        ``xyxy`` pixels (docs/conventions.md).
+    labels : ndarray, int64, shape (N,)
+        1-based class labels.
+    scores : ndarray, float32, shape (N,)
+    """
+
+    boxes: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def above(self, threshold: float) -> Detections:
+        """The detections with ``score >= threshold``."""
+        keep = self.scores >= threshold
+        return Detections(self.boxes[keep], self.labels[keep], self.scores[keep])
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of size ``tile`` covering ``length`` with at least ``overlap``.
+
+    The last tile is aligned to the end, so every tile is full-size when ``length >= tile``.
+    """
+    if length <= tile:
+        return [0]
+    step = max(1, tile - overlap)
+    starts = list(range(0, length - tile, step))
+    starts.append(length - tile)
+    return sorted(set(starts))
+
+
+def _core_bounds(starts: Sequence[int], tile: int, length: int) -> list[tuple[float, float]]:
+    """Core interval of each tile: borders halfway through each overlap."""
+    bounds = []
+    for k, s in enumerate(starts):
+        lo = 0.0 if k == 0 else (starts[k - 1] + tile + s) / 2.0
+        hi = float(length) if k == len(starts) - 1 else (s + tile + starts[k + 1]) / 2.0
+        bounds.append((lo, hi))
+    return bounds
+
+
+class Predictor:
+    """Run a trained detector on images of any size.
+
+    Parameters
+    ----------
+    bundle : DetectorBundle
+        A loaded checkpoint (:func:`clumpdet.engine.load_detector_checkpoint`).
+    batch_size : int
+        Images (or tiles) per forward pass.
+    tile_overlap : int
+        Overlap of neighbouring tiles in pixels; must exceed the largest object (default 48).
+    edge_margin : float
+        Pixels by which a tile's core is grown before the merging NMS.
+    device : str or torch.device
+        ``"cpu"`` or ``"cuda"``.
+
+    Examples
+    --------
+    >>> pred = Predictor.from_checkpoint("run/model.pt")          # doctest: +SKIP
+    >>> dets = pred.predict([read_image("galaxy.fits")])          # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        bundle: DetectorBundle,
+        *,
+        batch_size: int = 8,
+        tile_overlap: int = 48,
+        edge_margin: float = 4.0,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.bundle = bundle
+        self.batch_size = int(batch_size)
+        self.tile = bundle.image_size
+        if tile_overlap >= min(self.tile):
+            raise InputError(None, f"tile_overlap {tile_overlap} must be < tile size {self.tile}")
+        self.tile_overlap = int(tile_overlap)
+        self.edge_margin = float(edge_margin)
+        self.device = torch.device(device)
+        self.model = bundle.model.to(self.device).eval()
+        if self.device.type == "cpu":
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **kwargs) -> Predictor:
+        """Load ``path`` (a ``model.pt``) and build a predictor."""
+        device = kwargs.get("device", "cpu")
+        return cls(load_detector_checkpoint(path, device=device), **kwargs)
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        """Bands the model expects, in order."""
+        return self.bundle.preprocessing.bands
+
+    def prepare(self, image: ImageData | np.ndarray) -> np.ndarray:
+        """Select bands and stretch one image (float32 ``(C, H, W)``), with input checks."""
+        name = getattr(image, "path", None)
+        data = image.data if isinstance(image, ImageData) else np.asarray(image)
+        if data.size == 0:
+            raise InputError(name, "image is empty")
+        if not np.isfinite(data).any():
+            raise InputError(name, "image has no finite pixels (all NaN/inf)")
+        if isinstance(image, ImageData) and not set(self.bands) <= set(image.bands):
+            if not image.band_names_known or image.bands == ("R", "G", "B"):
+                image = data  # unnamed planes or a colour cutout: matched by count, in order
+        try:
+            return self.bundle.preprocessing.stretch_only(image)
+        except InputError as exc:
+            if exc.path is None and name is not None:
+                raise InputError(name, exc.problem) from None
+            raise
+
+    @torch.inference_mode()
+    def _forward(self, batch: list[np.ndarray]) -> list[Detections]:
+        tensors = [torch.from_numpy(np.ascontiguousarray(x)).to(self.device) for x in batch]
+        outputs = self.model(tensors)
+        return [
+            Detections(
+                o["boxes"].float().cpu().numpy(),
+                o["labels"].cpu().numpy().astype(np.int64),
+                o["scores"].float().cpu().numpy(),
+            )
+            for o in outputs
+        ]
+
+    def predict(self, images: Iterable[ImageData | np.ndarray]) -> list[Detections]:
+        """Detect objects in each image.
+
+        Parameters
+        ----------
+        images : iterable of ImageData or ndarray (C, H, W)
+            Raw images in physical units (the stored stretch is applied here). An
+            :class:`ImageData` has its bands picked by name.
+
+        Returns
+        -------
+        list of Detections
+            One per image, down to the model's ``min_score`` (cut with
+            :meth:`Detections.above` at the operating threshold).
+        """
+        jobs: list[tuple[int, int, int, tuple[float, float, float, float] | None]] = []
+        crops: list[np.ndarray] = []
+        shapes: list[tuple[int, int]] = []
+        th, tw = self.tile
+        for i, image in enumerate(images):
+            x = self.prepare(image)
+            h, w = x.shape[1:]
+            shapes.append((h, w))
+            if h <= th and w <= tw:
+                jobs.append((i, 0, 0, None))
+                crops.append(x)
+                continue
+            ys, xs = tile_starts(h, th, self.tile_overlap), tile_starts(w, tw, self.tile_overlap)
+            ycore, xcore = _core_bounds(ys, th, h), _core_bounds(xs, tw, w)
+            for y0, (ylo, yhi) in zip(ys, ycore):
+                for x0, (xlo, xhi) in zip(xs, xcore):
+                    jobs.append((i, y0, x0, (xlo, ylo, xhi, yhi)))
+                    crops.append(x[:, y0 : y0 + th, x0 : x0 + tw])
+        results: list[list[Detections]] = [[] for _ in shapes]
+        for start in range(0, len(crops), self.batch_size):
+            dets = self._forward(crops[start : start + self.batch_size])
+            for (i, y0, x0, core), d in zip(jobs[start : start + self.batch_size], dets):
+                boxes = d.boxes + np.array([x0, y0, x0, y0], dtype=np.float32)
+                keep = np.ones(len(d), dtype=bool)
+                if core is not None:
+                    m = self.edge_margin
+                    cx = 0.5 * (boxes[:, 0] + boxes[:, 2])
+                    cy = 0.5 * (boxes[:, 1] + boxes[:, 3])
+                    keep = (
+                        (cx >= core[0] - m)
+                        & (cx < core[2] + m)
+                        & (cy >= core[1] - m)
+                        & (cy < core[3] + m)
+                    )
+                results[i].append(Detections(boxes[keep], d.labels[keep], d.scores[keep]))
+        return [self._merge(parts) for parts in results]
+
+    def _merge(self, parts: list[Detections]) -> Detections:
+        if len(parts) == 1:
+            return parts[0]
+        boxes = np.concatenate([p.boxes for p in parts]).reshape(-1, 4)
+        labels = np.concatenate([p.labels for p in parts])
+        scores = np.concatenate([p.scores for p in parts])
+        if len(scores) == 0:
+            return Detections(boxes.astype(np.float32), labels, scores)
+        keep = batched_nms(
+            torch.from_numpy(boxes),
+            torch.from_numpy(scores),
+            torch.from_numpy(labels),
+            self.bundle.model_config.nms_iou,
+        ).numpy()
+        return Detections(boxes[keep], labels[keep], scores[keep])
+
+    def predict_files(
+        self, paths: Sequence[str | Path], *, nan_policy: str = "median"
+    ) -> tuple[list[ImageData], list[Detections]]:
+        """Read image files (FITS/PNG/JPEG) with the model's bands and detect in each."""
+        images = [read_image(p, bands=self._bands_for(p), nan_policy=nan_policy) for p in paths]
+        return images, self.predict(images)
+
+    def _bands_for(self, path: str | Path) -> tuple[str, ...] | None:
+        # PNG/JPEG cutouts carry R,G,B planes, not survey band names: match them by count
+        return None if Path(path).suffix.lower() in _COLOUR_SUFFIXES else self.bands

@@ -1,0 +1,168 @@
+"""``clumpdet detect``: images in, catalogue + COCO results (+ overlays) out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from clumpdet.errors import ConfigError, InputError, NoDetectionsWarning
+from clumpdet.inference.catalogue import (
+    CATALOGUE_FORMATS,
+    build_catalogue,
+    detections_to_coco_results,
+    write_catalogue,
+)
+from clumpdet.inference.predictor import Predictor
+from clumpdet.utils import atomic_write
+
+
+def coco_results_path(catalogue: str | Path) -> Path:
+    """Where ``detect`` writes the COCO results next to a catalogue (``<stem>_coco.json``)."""
+    catalogue = Path(catalogue)
+    return catalogue.with_name(f"{catalogue.stem}_coco.json")
+
+
+def _resolve_inputs(
+    images: Sequence[str | Path] | None, coco: str | Path | None
+) -> tuple[list[Path], list[int], dict[str, Any] | None]:
+    from clumpdet.data.coco import load_coco
+
+    if coco is None:
+        if not images:
+            raise ConfigError("detect: give image files, or --coco ANNOTATIONS.json")
+        return [Path(p) for p in images], list(range(len(images))), None
+    doc = load_coco(coco)
+    root = Path(doc["_root"])
+    by_path = {(root / im["file_name"]).resolve(): int(im["id"]) for im in doc["images"]}
+    if not images:
+        paths = [root / im["file_name"] for im in doc["images"]]
+        return paths, [int(im["id"]) for im in doc["images"]], doc
+    ids = []
+    for p in images:
+        iid = by_path.get(Path(p).resolve())
+        if iid is None:
+            raise InputError(p, f"is not listed in {coco}")
+        ids.append(iid)
+    return [Path(p) for p in images], ids, doc
+
+
+def run_detection(
+    *,
+    checkpoint: str | Path,
+    out: str | Path,
+    images: Sequence[str | Path] | None = None,
+    coco: str | Path | None = None,
+    score_threshold: float | None = None,
+    batch_size: int = 8,
+    tile_overlap: int = 48,
+    overlays: str | Path | None = None,
+    max_overlays: int = 50,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Detect clumps in images and write a catalogue plus COCO results.
+
+    Parameters
+    ----------
+    checkpoint : path
+        A detector checkpoint (``RUNDIR/model.pt``).
+    out : path
+        Catalogue file; ``.fits``, ``.parquet`` or ``.csv``. COCO results (every detection down to
+        the model's ``min_score``, for AP) go to ``<stem>_coco.json`` beside it.
+    images : sequence of path, optional
+        FITS/PNG/JPEG files. With ``coco`` too, their COCO image ids are looked up there.
+    coco : path, optional
+        COCO annotations listing the images (all of them when ``images`` is empty); image ids
+        then match the truth so ``clumpdet evaluate`` scores the results directly.
+    score_threshold : float, optional
+        Catalogue cut; default the checkpoint's operating threshold (0.3).
+    batch_size, tile_overlap : int
+        Inference batch and tile overlap (pixels) for images larger than the training size.
+    overlays : path, optional
+        Folder for overlay PNGs (the first ``max_overlays`` images).
+    device : str
+        ``"cpu"`` or ``"cuda"``.
+
+    Returns
+    -------
+    dict
+        Summary: counts and output paths.
+    """
+    from clumpdet.data.images import read_image
+
+    out = Path(out)
+    if out.suffix.lower() not in CATALOGUE_FORMATS:
+        raise InputError(out, f"unknown catalogue format; use one of {sorted(CATALOGUE_FORMATS)}")
+    predictor = Predictor.from_checkpoint(
+        checkpoint, batch_size=batch_size, tile_overlap=tile_overlap, device=device
+    )
+    bundle = predictor.bundle
+    threshold = bundle.model_config.score_threshold if score_threshold is None else score_threshold
+    paths, ids, truth = _resolve_inputs(images, coco)
+
+    loaded, dets = [], []
+    chunk = max(1, batch_size * 4)
+    for start in tqdm(
+        range(0, len(paths), chunk), disable=not progress, desc="detect", unit="chunk"
+    ):
+        part = [
+            read_image(p, bands=predictor._bands_for(p), nan_policy="median")
+            for p in paths[start : start + chunk]
+        ]
+        loaded.extend(part)
+        dets.extend(predictor.predict(part))
+    cut = [d.above(threshold) for d in dets]
+    table = build_catalogue(
+        loaded,
+        cut,
+        class_names=bundle.class_names,
+        image_ids=ids,
+        backbone=bundle.model_config.backbone.name,
+        checkpoint_sha256=bundle.sha256,
+    )
+    table.meta["SCORETHR"] = float(threshold)
+    table.meta["CKPTSHA"] = bundle.sha256
+    results = detections_to_coco_results(dets, ids)
+    coco_out = coco_results_path(out)
+    with atomic_write(coco_out, "w") as fh:
+        json.dump(results, fh)
+    write_catalogue(table, out)
+    if overlays is not None:
+        from clumpdet.inference.overlay import plot_overlay
+
+        truth_by_id: dict[int, list] = {}
+        if truth is not None:
+            for a in truth["annotations"]:
+                x, y, w, h = a["bbox"]
+                truth_by_id.setdefault(int(a["image_id"]), []).append([x, y, x + w, y + h])
+        for image, d, iid in list(zip(loaded, cut, ids))[:max_overlays]:
+            name = Path(image.path if not isinstance(image.path, tuple) else image.path[0]).stem
+            plot_overlay(
+                image.data,
+                Path(overlays) / f"{name}_detections.png",
+                boxes=d.boxes,
+                labels=d.labels,
+                scores=d.scores,
+                class_names=bundle.class_names,
+                truth_boxes=truth_by_id.get(iid, []) if truth is not None else None,
+                title=f"{name}: {len(d)} detections (score >= {threshold:.2f})",
+            )
+    if len(table) == 0:
+        import warnings
+
+        warnings.warn(
+            f"no detections above score {threshold} in {len(paths)} image(s)",
+            NoDetectionsWarning,
+            stacklevel=2,
+        )
+    return {
+        "n_images": len(paths),
+        "n_detections": len(table),
+        "catalogue": str(out),
+        "coco_results": str(coco_out),
+        "score_threshold": float(threshold),
+    }

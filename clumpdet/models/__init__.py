@@ -1,0 +1,21 @@
+"""Backbones (trunks), the Faster R-CNN detector and task heads."""
+
+from clumpdet.models.backbones import (
+    BACKBONES,
+    BackboneConfig,
+    Trunk,
+    build_trunk,
+    list_backbones,
+    load_backbone_checkpoint,
+    save_backbone_checkpoint,
+)
+
+__all__ = [
+    "BACKBONES",
+    "BackboneConfig",
+    "Trunk",
+    "build_trunk",
+    "list_backbones",
+    "load_backbone_checkpoint",
+    "save_backbone_checkpoint",
+]
