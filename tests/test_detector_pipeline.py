@@ -1,0 +1,213 @@
+"""Train -> detect -> evaluate end to end on tiny data, plus catalogue, tiling and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from astropy.io import fits
+from astropy.table import Table
+from astropy.wcs import WCS
+
+from clumpdet.cli import main
+from clumpdet.data.fits import make_wcs, write_image_fits
+from clumpdet.data.images import ImageData
+from clumpdet.engine.checkpoint import DETECTOR_FORMAT, load_detector_checkpoint
+from clumpdet.errors import CheckpointError, ConfigError, InputError
+from clumpdet.inference.predictor import Predictor, tile_starts
+
+
+def test_checkpoint_is_weights_only_and_complete(tiny_model):
+    obj = torch.load(tiny_model, weights_only=True)  # must not need unpickling of objects
+    assert obj["format"] == DETECTOR_FORMAT
+    assert obj["class_names"] == ["clump", "odd_clump"]
+    assert obj["bands"] == ["g", "r", "i"]
+    assert obj["backbone"]["name"] == "resnet18"
+    assert obj["preprocessing"]["stretch"] == "asinh" and len(obj["preprocessing"]["mean"]) == 3
+    assert obj["config"]["optim"]["max_epochs"] == 3
+    assert obj["clumpdet_version"]
+    run = tiny_model.parent
+    assert (run / "training_curves.png").stat().st_size > 10_000
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert "val/f1" in (run / "logs" / "metrics.csv").read_text()
+
+
+def test_train_detect_evaluate(tiny_model, blob_data, tmp_path):
+    cat = tmp_path / "cat.fits"
+    rc = main(
+        [
+            "detect",
+            str(tiny_model),
+            "--coco",
+            str(blob_data["val"]),
+            "--out",
+            str(cat),
+            "--overlays",
+            str(tmp_path / "ov"),
+        ]
+    )
+    assert rc == 0
+    table = Table.read(cat)
+    for col in (
+        "image",
+        "clump_id",
+        "label",
+        "label_name",
+        "score",
+        "x1",
+        "y2",
+        "x",
+        "y",
+        "ra",
+        "dec",
+        "flux_g",
+        "flux_ratio_r",
+        "flux_ratio",
+        "backbone",
+        "checkpoint_sha256",
+    ):
+        assert col in table.colnames
+    assert (table["score"] >= 0.3).all()
+    assert len(list((tmp_path / "ov").glob("*.png"))) == 9
+    rc = main(
+        [
+            "evaluate",
+            "--truth",
+            str(blob_data["val"]),
+            "--pred",
+            str(tmp_path / "cat_coco.json"),
+            "--out",
+            str(tmp_path / "eval"),
+        ]
+    )
+    assert rc == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    # three epochs on bright blobs: the detector finds most of them
+    assert metrics["completeness"] >= 0.5
+    assert metrics["AP50"] > 0.3
+
+
+def test_catalogue_radec_matches_wcs(tiny_model, blob_data):
+    from clumpdet.inference.catalogue import build_catalogue
+    from clumpdet.inference.predictor import Detections
+
+    path = blob_data["val"].parent / "images" / "0001.fits"
+    with fits.open(path) as hdul:
+        wcs = WCS(hdul[0].header).celestial
+        data = hdul[0].data.astype(np.float32)
+    image = ImageData(data=data, bands=("g", "r", "i"), wcs=wcs, path=path)
+    det = Detections(
+        np.array([[10.0, 20.0, 20.0, 30.0]], np.float32), np.array([1]), np.array([0.9], np.float32)
+    )
+    table = build_catalogue([image], [det], class_names=("clump", "odd_clump"))
+    # box centre (15, 25) in corner-origin pixels is astropy pixel (14.5, 24.5)
+    sky = wcs.pixel_to_world(14.5, 24.5)
+    assert table["ra"][0] == pytest.approx(sky.ra.deg, abs=1e-9)
+    assert table["dec"][0] == pytest.approx(sky.dec.deg, abs=1e-9)
+    # and the FITS 1-based convention agrees
+    ra, _dec = wcs.all_pix2world([[15.5, 25.5]], 1)[0]
+    assert table["ra"][0] == pytest.approx(ra, abs=1e-9)
+    assert table["flux_g"][0] == pytest.approx(float(data[0, 20:30, 10:20].sum()), rel=1e-5)
+
+
+class _ThresholdDetector(torch.nn.Module):
+    """Deterministic stand-in for Faster R-CNN: one box per connected bright region in the input,
+    cut at the tile edge exactly like a real detector that only sees the tile."""
+
+    def forward(self, images):
+        from scipy import ndimage
+
+        outs = []
+        for img in images:
+            mask = img.sum(0).numpy() > 3.0
+            lab, _n = ndimage.label(mask)
+            boxes = []
+            for sl in ndimage.find_objects(lab):
+                boxes.append([sl[1].start, sl[0].start, sl[1].stop, sl[0].stop])
+            b = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+            outs.append(
+                {
+                    "boxes": b,
+                    "labels": torch.ones(len(b), dtype=torch.int64),
+                    "scores": torch.full((len(b),), 0.9),
+                }
+            )
+        return outs
+
+
+def test_tiling_finds_border_clump_exactly_once(tiny_model):
+    bundle = load_detector_checkpoint(tiny_model)
+    bundle.model = _ThresholdDetector()
+    pred = Predictor(bundle, tile_overlap=24, batch_size=4)
+    _th, tw = bundle.image_size  # 64 x 64 tiles
+    starts = tile_starts(150, tw, 24)
+    assert starts[0] == 0 and starts[-1] == 150 - tw
+    # a clump centred exactly on the border between the first two tiles' cores
+    border = (starts[0] + tw + starts[1]) / 2.0
+    image = np.zeros((3, 150, 150), np.float32)
+    yy, xx = np.mgrid[0:150, 0:150] + 0.5
+    for cx, cy in ((border, 40.0), (100.0, 100.0), (border + 0.7, border - 0.4)):
+        image += 10 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * 2.0**2))[None]
+    image += 0.01 * np.random.default_rng(0).normal(size=image.shape).astype(np.float32)
+    bundle.preprocessing = type(bundle.preprocessing)(bands=("g", "r", "i"), stretch="none")
+    (det,) = pred.predict([image])
+    centres = np.c_[
+        (det.boxes[:, 0] + det.boxes[:, 2]) / 2, (det.boxes[:, 1] + det.boxes[:, 3]) / 2
+    ]
+    assert len(det) == 3, centres
+    for cx, cy in ((border, 40.0), (100.0, 100.0), (border + 0.7, border - 0.4)):
+        d = np.hypot(centres[:, 0] - cx, centres[:, 1] - cy)
+        assert (d < 1.5).sum() == 1
+
+
+def test_bad_checkpoints(tmp_path, blob_data):
+    img = str(blob_data["val"].parent / "images" / "0000.fits")
+    assert (
+        main(["detect", str(tmp_path / "missing.pt"), img, "--out", str(tmp_path / "c.fits")]) == 2
+    )
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"\x80\x04garbage")
+    with pytest.raises(CheckpointError, match="corrupt.pt: not a readable checkpoint"):
+        load_detector_checkpoint(corrupt)
+    other = tmp_path / "backbone.pt"
+    torch.save({"format": "clumpdet-backbone", "state_dict": {}}, other)
+    with pytest.raises(CheckpointError, match="is not a clumpdet detector checkpoint"):
+        load_detector_checkpoint(other)
+    assert not (tmp_path / "c.fits").exists()
+
+
+def test_bad_images(tiny_model, tmp_path, capsys):
+    out = tmp_path / "cat.fits"
+    two_band = tmp_path / "two_band.fits"
+    write_image_fits(two_band, np.ones((2, 64, 64)), bands=("g", "r"))
+    assert main(["detect", str(tiny_model), str(two_band), "--out", str(out)]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("clumpdet:")]
+    assert len(err) == 1 and "two_band.fits" in err[0] and "expected 3 bands (g, r, i)" in err[0]
+    nan = tmp_path / "all_nan.fits"
+    write_image_fits(
+        nan,
+        np.full((3, 64, 64), np.nan),
+        bands=("g", "r", "i"),
+        wcs=make_wcs(shape=(64, 64), ra=10, dec=0, pixel_scale=0.4),
+    )
+    assert main(["detect", str(tiny_model), str(nan), "--out", str(out)]) == 2
+    assert "all_nan.fits" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "cat_coco.json").exists()
+    pred = Predictor.from_checkpoint(tiny_model)
+    with pytest.raises(InputError, match="empty"):
+        pred.predict([np.zeros((3, 0, 0), np.float32)])
+
+
+def test_unknown_config_key_is_an_error(tmp_path, capsys):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("optim:\n  learning_rate: 0.1\n")
+    assert main(["train", str(cfg), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "learning_rate" in err and "valid keys" in err
+    from clumpdet.config import load_config
+    from clumpdet.engine.config import TrainConfig
+
+    with pytest.raises(ConfigError, match="model.backbone: unknown key"):
+        load_config(TrainConfig, None, ["model.backbone.nme=resnet18"])
