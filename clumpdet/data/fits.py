@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from astropy.io import fits
-from astropy.wcs import WCS
+from astropy.wcs import WCS, FITSFixedWarning
 
+from clumpdet.errors import InputError
 from clumpdet.utils import atomic_path
+
+#: File-name endings read as FITS (compressed variants included).
+FITS_SUFFIXES: tuple[str, ...] = (
+    ".fits",
+    ".fit",
+    ".fts",
+    ".fits.gz",
+    ".fit.gz",
+    ".fts.gz",
+    ".fits.bz2",
+    ".fits.fz",
+    ".fz",
+)
 
 
 def make_wcs(
@@ -90,3 +105,184 @@ def write_image_fits(
     with atomic_path(path) as tmp:
         fits.PrimaryHDU(data=data, header=hdr).writeto(tmp)
     return Path(path)
+
+
+class FitsImage(NamedTuple):
+    """Raw result of :func:`read_fits` (before band selection and NaN handling).
+
+    Attributes
+    ----------
+    data : ndarray, shape (C, H, W), float32
+        Native-endian pixel values with ``BSCALE``/``BZERO`` applied.
+    bands : tuple of (str or None)
+        One name per plane; ``None`` where the file does not name the band.
+    header : astropy.io.fits.Header
+        Header of the (first) image HDU read.
+    wcs : astropy.wcs.WCS or None
+        2-D celestial WCS of that header, or ``None`` if it has none.
+    """
+
+    data: np.ndarray
+    bands: tuple[str | None, ...]
+    header: fits.Header
+    wcs: WCS | None
+
+
+def _band_keyword(header: fits.Header) -> str | None:
+    """Band name of a 2-D HDU from ``BAND`` or ``FILTER`` (``None`` if absent/blank)."""
+    for key in ("BAND", "FILTER"):
+        value = header.get(key)
+        if value is not None and str(value).strip():
+            return str(value).strip()
+    return None
+
+
+def _celestial_wcs(header: fits.Header, path: Path) -> WCS | None:
+    """The 2-D celestial part of ``header``'s WCS, or ``None`` if it has none or is unusable."""
+    if "CTYPE1" not in header and "CTYPE2" not in header:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FITSFixedWarning)
+            wcs = WCS(header).celestial
+    except Exception as exc:  # astropy raises many types for malformed WCS keywords
+        warnings.warn(f"ignoring unusable WCS ({' '.join(str(exc).split())})", stacklevel=3)
+        return None
+    return wcs if wcs.naxis == 2 and wcs.has_celestial else None
+
+
+def _to_float32(data: np.ndarray) -> np.ndarray:
+    """Native-endian, C-contiguous float32 copy (FITS data are big-endian on disk)."""
+    return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def _hdu_planes(hdu: Any, path: Path, what: str) -> tuple[np.ndarray, tuple[str | None, ...]]:
+    """Data of one image HDU as ``(C, H, W)`` float32 with per-plane band names."""
+    data = hdu.data
+    if data is None or data.size == 0:
+        raise InputError(path, f"{what} has no image data")
+    if data.ndim == 2:
+        hdr = hdu.header
+        name = _band_keyword(hdr) or hdr.get("BAND1")
+        return _to_float32(data)[None], (None if name is None else str(name).strip(),)
+    if data.ndim == 3:
+        hdr = hdu.header
+        c = data.shape[0]
+        nb = hdr.get("NBANDS")
+        if nb is not None and int(nb) != c:
+            raise InputError(path, f"{what}: NBANDS = {nb} but the cube has {c} planes")
+        names = tuple(
+            (str(hdr[f"BAND{i}"]).strip() or None) if f"BAND{i}" in hdr else None
+            for i in range(1, c + 1)
+        )
+        return _to_float32(data), names
+    raise InputError(
+        path, f"{what}: expected a 2-D image or a 3-D (C, H, W) cube, found {data.ndim}-D data"
+    )
+
+
+def _is_image_hdu(hdu: Any) -> bool:
+    return isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU))
+
+
+def _read_hdul(hdul: fits.HDUList, path: Path, hdu: int | str | None) -> FitsImage:
+    if hdu is not None:
+        try:
+            chosen = hdul[hdu]
+        except (KeyError, IndexError):
+            names = [h.name for h in hdul]
+            raise InputError(
+                path, f"no HDU {hdu!r}; the file has {len(hdul)} HDUs named {names}"
+            ) from None
+        if not _is_image_hdu(chosen):
+            raise InputError(path, f"HDU {hdu!r} is a {type(chosen).__name__}, not an image")
+        data, bands = _hdu_planes(chosen, path, f"HDU {hdu!r}")
+        return FitsImage(data, bands, chosen.header, _celestial_wcs(chosen.header, path))
+
+    with_data = [h for h in hdul if _is_image_hdu(h) and h.data is not None and h.data.size > 0]
+    if not with_data:
+        shapes = [
+            tuple(h.header.get(f"NAXIS{i}", 0) for i in range(h.header.get("NAXIS", 0), 0, -1))
+            for h in hdul
+            if _is_image_hdu(h)
+        ]
+        empty = [s for s in shapes if s and 0 in s]
+        if empty:
+            raise InputError(path, f"image is empty (shape {empty[0]})")
+        raise InputError(path, "no HDU with image data (header-only file)")
+    first = with_data[0]
+    planes2d = [h for h in with_data if h.data.ndim == 2]
+    mef_names = [
+        _band_keyword(h.header) or (h.name if h.name != "PRIMARY" else None) for h in planes2d
+    ]
+    is_mef = (
+        len(planes2d) == len(with_data) >= 2
+        and len({h.data.shape for h in planes2d}) == 1
+        and None not in mef_names
+        and len(set(mef_names)) == len(mef_names)
+    )
+    if not is_mef:
+        data, bands = _hdu_planes(first, path, f"HDU {hdul.index_of(first)}")
+        return FitsImage(data, bands, first.header, _celestial_wcs(first.header, path))
+    data = np.stack([_to_float32(h.data) for h in planes2d])
+    return FitsImage(data, tuple(mef_names), first.header, _celestial_wcs(first.header, path))
+
+
+def read_fits(path: str | Path, *, hdu: int | str | None = None) -> FitsImage:
+    """Read one FITS file into a ``(C, H, W)`` float32 cube with band names.
+
+    Layouts (docs/conventions.md):
+
+    - primary (or chosen) HDU holding a 3-D cube ``(C, H, W)``: bands from ``BAND1..BANDn``
+      (``NBANDS``, if present, must equal ``C``);
+    - a 2-D HDU: one band, named by ``BAND`` or ``FILTER`` (or ``BAND1``);
+    - multi-extension files: when ``hdu`` is None and every image HDU holding data is 2-D, of
+      one shape, and named (``BAND``/``FILTER``, else ``EXTNAME``) with distinct names, each
+      HDU is one band, in file order;
+    - otherwise the first HDU with data (e.g. an empty primary followed by a cube or a
+      tile-compressed image).
+
+    Array rows are kept in file order: row 0 is FITS row 1 (the bottom of the image as ds9
+    displays it). Boxes index these rows directly.
+
+    Parameters
+    ----------
+    path : str or Path
+        FITS file (optionally ``.gz``/``.bz2``/tile-compressed).
+    hdu : int or str, optional
+        Read only this HDU (index or ``EXTNAME``).
+
+    Returns
+    -------
+    FitsImage
+        ``data`` (C, H, W) native float32, ``bands`` (None where unnamed), ``header``, ``wcs``.
+
+    Raises
+    ------
+    InputError
+        Missing, corrupt or truncated file; no image data; unsupported dimensionality.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    # astropy's warnings are held back: a file we reject gets one InputError, not warnings too.
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            warnings.filterwarnings("error", message=".*truncated.*")
+            # Our own handle: astropy leaks it when a corrupt file fails inside fits.open.
+            with open(path, "rb") as fh, fits.open(fh, memmap=False, lazy_load_hdus=False) as hdul:
+                out = _read_hdul(hdul, path, hdu)
+                # Detach from the file: copy the header (data are already copies).
+                out = FitsImage(out.data, out.bands, out.header.copy(), out.wcs)
+    except InputError:
+        raise
+    except Exception as exc:  # astropy signals corrupt files with many exception types
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(path, f"not a valid FITS file ({msg})") from None
+    for w in caught:
+        # Non-standard cards (e.g. ESO "ESO-LOG" lines) are harmless and common: keep quiet.
+        if "header keyword is invalid" in str(w.message):
+            continue
+        warnings.warn(f"{path}: {w.message}", w.category, stacklevel=2)
+    return out
