@@ -22,6 +22,10 @@ _LAZY = {
     "Preprocessing": "clumpdet.data",
     "evaluate_detections": "clumpdet.evaluation",
     "list_backbones": "clumpdet.models",
+    "find_clumps": "clumpdet.baselines",
+    "run_classical_baseline": "clumpdet.baselines",
+    "Predictor": "clumpdet.inference.predictor",
+    "load_detector_checkpoint": "clumpdet.engine",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

@@ -53,10 +53,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_baseline(args: argparse.Namespace) -> int:
-    from clumpdet.baselines import run_classical_baseline
+    from clumpdet.baselines import ClassicalConfig, run_classical_baseline
+    from clumpdet.config import load_config
 
+    cfg = load_config(ClassicalConfig, args.config, args.set)
     out = run_classical_baseline(
-        truth=args.truth, images=args.images, out=args.out, method=args.method
+        truth=args.truth,
+        images=args.images,
+        out=args.out,
+        method=args.method,
+        config=cfg,
+        workers=args.workers,
     )
     print(f"wrote classical ({args.method}) predictions to {out}")
     return 0

@@ -1,0 +1,205 @@
+"""Benchmark the classical (sep / photutils) clump finder on a simulated test set.
+
+Runs :func:`clumpdet.baselines.run_classical_baseline` (one or both methods) on a simulated set,
+scores it with :func:`clumpdet.evaluation.evaluate_detections` and writes, under ``--out``:
+``<method>/predictions.json`` (COCO results), ``<method>/metrics.json`` plus the evaluator's
+PNGs, ``<method>/overlays.png`` (truth and detections on a few images) and ``summary.json``.
+
+Examples
+--------
+Default SDSS-like test set (simulated here with n=1000, seed 2)::
+
+    python tools/bench_classical_baseline.py --sim generate --out results/classical_baseline
+
+An existing simulation directory (holding ``annotations.json``)::
+
+    python tools/bench_classical_baseline.py --sim data/sim_test --out results/classical_baseline
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clumpdet.baselines import ClassicalConfig, find_clumps, run_classical_baseline
+from clumpdet.config import load_config, save_config
+from clumpdet.data.coco import load_coco
+from clumpdet.evaluation import evaluate_detections
+from clumpdet.utils import atomic_write
+
+
+def _simulate(out: Path, *, n: int, seed: int, workers: int | None) -> Path:
+    """Simulate the default SDSS-like set under ``out`` (reused if already there)."""
+    from clumpdet.sim import load_sim_config, simulate_clumps
+
+    sim_dir = out / f"sim_n{n}_seed{seed}"
+    if (sim_dir / "annotations.json").is_file():
+        print(f"reusing {sim_dir}")
+        return sim_dir
+    t0 = time.perf_counter()
+    simulate_clumps(n=n, seed=seed, out=sim_dir, config=load_sim_config(None, []), workers=workers)
+    print(f"simulated {n} images (seed {seed}) in {time.perf_counter() - t0:.0f} s -> {sim_dir}")
+    return sim_dir
+
+
+def _overlays(truth: Path, preds: list[dict[str, Any]], path: Path, *, n: int = 8) -> None:
+    """Truth (green) and detections with score >= 0.3 (cyan: clump, red: odd) on n images."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from clumpdet.data.images import read_image
+    from clumpdet.data.stretch import apply_stretch
+
+    doc = load_coco(truth)
+    with_truth = {a["image_id"] for a in doc["annotations"]}
+    images = [im for im in doc["images"] if im["id"] in with_truth][:n]
+    fig, axes = plt.subplots(2, (len(images) + 1) // 2, figsize=(3 * ((len(images) + 1) // 2), 6))
+    for ax, im in zip(np.ravel(axes), images):
+        data = read_image(doc["_root"] / im["file_name"], nan_policy="zero").data
+        rgb = apply_stretch(data[::-1][:3] if data.shape[0] >= 3 else data[:1], "asinh")
+        rgb = np.clip((rgb - np.percentile(rgb, 1)) / np.ptp(rgb), 0, 1)
+        ax.imshow(np.moveaxis(rgb, 0, -1) if rgb.shape[0] == 3 else rgb[0], origin="upper")
+        # imshow puts pixel centres at integers; COCO puts them at i + 0.5
+        for a in doc["annotations"]:
+            if a["image_id"] == im["id"]:
+                x, y, w, h = a["bbox"]
+                ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, ec="lime", lw=1.2))
+        for p in preds:
+            if p["image_id"] == im["id"] and p["score"] >= 0.3:
+                x, y, w, h = p["bbox"]
+                c = "cyan" if p["category_id"] == 1 else "red"
+                ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, ec=c, lw=1, ls="--"))
+        ax.set_title(f"image {im['id']}", fontsize=8)
+        ax.set_axis_off()
+    for ax in np.ravel(axes)[len(images) :]:
+        ax.set_axis_off()
+    fig.suptitle("truth (green), classical clump (cyan) / odd (red), score >= 0.3")
+    fig.tight_layout()
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--sim", required=True, help="simulation directory with annotations.json, or 'generate'"
+    )
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--n", type=int, default=1000, help="images to simulate with --sim generate")
+    p.add_argument("--seed", type=int, default=2, help="seed for --sim generate (test set: 2)")
+    p.add_argument("--method", choices=["residual", "unsharp", "both"], default="both")
+    p.add_argument("--config", type=Path, default=None, help="ClassicalConfig YAML")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a ClassicalConfig value, e.g. --set threshold=6",
+    )
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    args = p.parse_args(argv)
+
+    command = "python tools/bench_classical_baseline.py " + " ".join(
+        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
+    )
+    print(command)
+    args.out.mkdir(parents=True, exist_ok=True)
+    cfg = load_config(ClassicalConfig, args.config, args.set)
+    save_config(cfg, args.out / "classical_config.yaml")
+    if args.sim == "generate":
+        sim_dir = _simulate(args.out, n=args.n, seed=args.seed, workers=args.workers)
+    else:
+        sim_dir = Path(args.sim)
+    truth = sim_dir / "annotations.json"
+    doc = load_coco(truth)
+    n_images = len(doc["images"])
+
+    # single-image latency on one core, excluding I/O (find_clumps on an in-memory array)
+    from clumpdet.data.images import read_image
+
+    sample = read_image(doc["_root"] / doc["images"][0]["file_name"], nan_policy="zero")
+
+    summary: dict[str, Any] = {
+        "command": command,
+        "truth": str(truth),
+        "n_images": n_images,
+        "config": str(args.out / "classical_config.yaml"),
+        "methods": {},
+    }
+    methods = ["residual", "unsharp"] if args.method == "both" else [args.method]
+    for method in methods:
+        mdir = args.out / method
+        for stale in mdir.glob("*.png"):  # plots of an earlier run must not pass for this one's
+            stale.unlink()
+        t0 = time.perf_counter()
+        pred = run_classical_baseline(
+            truth=truth,
+            out=mdir / "predictions.json",
+            method=method,
+            config=cfg,
+            workers=args.workers,
+        )
+        wall = time.perf_counter() - t0
+        find_clumps(sample.data, method=method, config=cfg, bands=sample.bands)
+        t1 = time.perf_counter()
+        for _ in range(5):
+            find_clumps(sample.data, method=method, config=cfg, bands=sample.bands)
+        per_image_ms = (time.perf_counter() - t1) / 5 * 1e3
+        try:
+            m = evaluate_detections(truth=truth, predictions=pred, out=mdir)
+        except ValueError as exc:  # a plotting failure must not cost the numbers
+            print(f"warning: evaluation plots failed ({exc}); writing metrics without plots")
+            m = evaluate_detections(truth=truth, predictions=pred, out=mdir, plots=False)
+        _overlays(truth, json.loads(pred.read_text()), mdir / "overlays.png")
+        # centre matching separates finding the objects from sizing the boxes
+        mc = evaluate_detections(truth=truth, predictions=pred, match="centre", centre_radius=5.0)
+        keys = ("completeness", "purity", "f1", "AP", "AP50")
+        row = {k: m[k] for k in keys}
+        row["per_class"] = {
+            name: {
+                k: v.get(k) for k in ("completeness", "purity", "f1", "AP50", "n_true", "n_pred")
+            }
+            for name, v in m["per_class"].items()
+        }
+        row.update(
+            best_f1=m["best_f1"],
+            n_true=m["n_true"],
+            n_pred=m["n_pred"],
+            wall_s=wall,
+            images_per_s=n_images / wall,
+            find_clumps_ms_one_core=per_image_ms,
+            centre5={k: mc[k] for k in ("completeness", "purity", "f1")},
+        )
+        summary["methods"][method] = row
+        pc = " ".join(
+            f"{n}: C={v['completeness']:.3f} P={v['purity']:.3f} AP50={v['AP50']:.3f}"
+            for n, v in row["per_class"].items()
+        )
+        print(
+            f"{method:9s} C={row['completeness']:.3f} P={row['purity']:.3f} F1={row['f1']:.3f} "
+            f"AP={row['AP']:.3f} AP50={row['AP50']:.3f} | {pc} | {wall:.1f} s "
+            f"({n_images / wall:.1f} img/s, {per_image_ms:.0f} ms/img on one core)\n"
+            f"{'':9s} centre-matched (5 px): C={mc['completeness']:.3f} "
+            f"P={mc['purity']:.3f} F1={mc['f1']:.3f}"
+        )
+    from clumpdet.evaluation import to_json_safe
+
+    with atomic_write(args.out / "summary.json", "w") as fh:
+        json.dump(to_json_safe(summary), fh, indent=1)
+    print(f"-> {args.out / 'summary.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
