@@ -52,6 +52,7 @@ def write_coco(
 #: Tolerance, in pixels, for truth boxes that poke out of their image (rounding of box corners).
 BBOX_TOLERANCE_PX: float = 1.0
 
+_SINGULAR = {"images": "image", "annotations": "annotation", "categories": "category"}
 _REQUIRED_TOP = ("images", "annotations", "categories")
 _REQUIRED_IMAGE = ("id", "width", "height", "file_name")
 _REQUIRED_ANN = ("id", "image_id", "category_id", "bbox")
@@ -74,6 +75,8 @@ def _finite(v: Any) -> bool:
 
 def _read_json(path: Path) -> Any:
     """Parse a JSON file, turning every failure into a one-line :class:`InputError`."""
+    if path.is_dir():
+        raise InputError(path, "is a directory; expected a JSON file (e.g. DIR/annotations.json)")
     if not path.is_file():
         raise InputError(path, "file not found")
     try:
@@ -121,7 +124,7 @@ def _check_records(
         if not _is_int(rid):
             raise InputError(src, f"{key}[{i}]: id must be an integer, got {rid!r}")
         if rid in by_id:
-            raise InputError(src, f"{key}[{i}]: duplicate {key[:-1]} id {rid}")
+            raise InputError(src, f"{key}[{i}]: duplicate {_SINGULAR[key]} id {rid}")
         by_id[rid] = rec
     return by_id
 
