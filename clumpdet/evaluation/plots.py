@@ -118,7 +118,8 @@ def plot_binned_completeness(
     ax.set_zorder(ax2.get_zorder() + 1)
     ax.patch.set_visible(False)
     ok = np.isfinite(c)
-    ax.errorbar(x[ok], c[ok], yerr=[np.clip(c[ok] - lo[ok], 0, None), np.clip(hi[ok] - c[ok], 0, None)], fmt="o-",
+    yerr = [np.clip(c[ok] - lo[ok], 0, None), np.clip(hi[ok] - c[ok], 0, None)]
+    ax.errorbar(x[ok], c[ok], yerr=yerr, fmt="o-",
                 color=_COLOURS["completeness"], lw=2, capsize=3,
                 label="completeness (68% interval)")  # fmt: skip
     overall = metrics["completeness"]
