@@ -1,0 +1,270 @@
+"""Write simulated clumpy-galaxy data sets to disk (FITS + COCO + label CSV + config).
+
+Layout of ``out`` (docs/conventions.md)::
+
+    images/000000.fits ...   (C, H, W) cubes in nanomaggies with WCS, bands, PIXSCALE, PSF, noise
+    annotations.json         COCO; categories clump / odd_clump; per annotation flux_ratio, snr,
+                             flux {band: nanomaggies}, kind
+    labels.csv               local_ids,label,x1,y1,x2,y2 (local_ids = COCO image id)
+    config.yaml              resolved ClumpSimConfig plus a ``_run_`` block (seed, n, version)
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from clumpdet import __version__
+from clumpdet.config import save_config, to_dict
+from clumpdet.data.coco import CLUMP_CATEGORIES, write_coco
+from clumpdet.data.fits import write_image_fits
+from clumpdet.data.labels import write_labels_csv
+from clumpdet.errors import ConfigError
+from clumpdet.sim.clumps import ClumpScene, as_seed_sequence, image_seed, simulate_clump_scene
+from clumpdet.sim.config import RUN_KEY, ClumpSimConfig, validate_sim_config
+from clumpdet.utils import atomic_dir
+
+
+def image_file_name(index: int) -> str:
+    """Relative path of image ``index`` inside a simulation directory."""
+    return f"images/{index:06d}.fits"
+
+
+def scene_records(
+    scene: ClumpScene, *, file_name: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """COCO image record and annotations (without ``id``) of one scene.
+
+    Parameters
+    ----------
+    scene : ClumpScene
+        A simulated scene.
+    file_name : str
+        Image path relative to the data set root.
+
+    Returns
+    -------
+    image : dict
+        ``id, file_name, width, height, bands, psf_fwhm`` (r band, arcsec) plus ``pixel_scale``,
+        ``noise_sigma`` {band: nanomaggies}, ``host`` (magnitude, size, shape).
+    annotations : list of dict
+        ``image_id, category_id, bbox [x, y, w, h], area, iscrowd, flux_ratio, snr, flux, kind``
+        plus ``centre [x, y]``, ``hlr`` (arcsec), ``fwhm_eff`` (px).
+    """
+    _, c_h, c_w = scene.image.shape
+    hst = scene.host
+    image = {
+        "id": int(scene.image_id),
+        "file_name": file_name,
+        "width": int(c_w),
+        "height": int(c_h),
+        "bands": list(scene.bands),
+        "psf_fwhm": round(float(scene.psf_fwhm), 5),
+        "pixel_scale": float(scene.pixel_scale),
+        "noise_sigma": {b: round(float(v), 6) for b, v in scene.noise_sigma.items()},
+        "host": {
+            "x": round(hst.x, 3),
+            "y": round(hst.y, 3),
+            "mag_r": round(hst.mag_r, 4),
+            "hlr": round(hst.hlr, 4),
+            "axis_ratio": round(hst.axis_ratio, 4),
+            "position_angle": round(hst.position_angle, 3),
+            "bulge_fraction": round(hst.bulge_fraction, 4),
+        },
+    }
+    anns = []
+    for obj, box in zip(scene.objects, scene.boxes.tolist()):
+        x1, y1, x2, y2 = box
+        bw, bh = x2 - x1, y2 - y1
+        anns.append(
+            {
+                "image_id": int(scene.image_id),
+                "category_id": int(obj.label),
+                "bbox": [x1, y1, bw, bh],
+                "area": bw * bh,
+                "iscrowd": 0,
+                "kind": obj.kind,
+                "flux_ratio": obj.flux_ratio,
+                "snr": obj.snr,
+                "flux": dict(obj.flux),
+                "centre": [obj.x, obj.y],
+                "hlr": obj.hlr,
+                "fwhm_eff": obj.fwhm_eff,
+            }
+        )
+    return image, anns
+
+
+def _fits_header(scene: ClumpScene, seed: int) -> dict[str, Any]:
+    hdr: dict[str, Any] = {
+        "PSFFWHM": (round(scene.psf_fwhm, 5), "r-band PSF FWHM (arcsec)"),
+    }
+    for b, v in scene.psf_fwhm_bands.items():
+        hdr[f"PSFFWHM{b.upper()}"] = (round(v, 5), f"{b}-band PSF FWHM (arcsec)")
+    for b, v in scene.noise_sigma.items():
+        hdr[f"NOISE_{b.upper()}"] = (float(v), f"{b} sky noise sigma per pixel (nanomaggy)")
+    hdr["IMAGEID"] = (int(scene.image_id), "COCO image id")
+    hdr["SIMSEED"] = (int(seed), "master seed of the simulation run")
+    hdr["NOBJ"] = (len(scene.objects), "number of labelled objects (truth boxes)")
+    hdr["ORIGIN"] = f"clumpdet {__version__} (GalSim)"
+    return hdr
+
+
+def _render(task: tuple[ClumpSimConfig, int, int, str | None]) -> tuple[dict, list[dict]]:
+    """Worker: simulate image ``index`` (and write its FITS when ``root`` is given)."""
+    cfg, seed, index, root = task
+    scene = simulate_clump_scene(config=cfg, seed=image_seed(seed, index), image_id=index)
+    name = image_file_name(index)
+    if root is not None:
+        write_image_fits(
+            Path(root) / name,
+            scene.image,
+            bands=scene.bands,
+            wcs=scene.wcs,
+            unit="nanomaggy",
+            pixel_scale=scene.pixel_scale,
+            header=_fits_header(scene, seed),
+        )
+    return scene_records(scene, file_name=name)
+
+
+def iter_scene_records(
+    *,
+    n: int,
+    seed: int,
+    config: ClumpSimConfig | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    root: str | Path | None = None,
+) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Simulate images ``0 .. n-1`` of a run and yield their COCO records in order.
+
+    Parameters
+    ----------
+    n, seed : int
+        Number of images and master seed (image ``i`` uses :func:`image_seed` ``(seed, i)``).
+    config : ClumpSimConfig, optional
+        Defaults to ``ClumpSimConfig()``.
+    workers : int, optional
+        Processes; default ``os.cpu_count()``; 1 runs in this process. Output does not depend on it.
+    progress : bool
+        Show a tqdm bar.
+    root : path, optional
+        When given, each image's FITS is written to ``root / images/NNNNNN.fits``.
+    """
+    cfg = validate_sim_config(config if config is not None else ClumpSimConfig())
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"n: number of images must be an integer >= 1, got {n!r}")
+    as_seed_sequence(seed)  # validates
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers: must be an integer >= 1, got {workers!r}")
+    tasks = [(cfg, int(seed), i, None if root is None else str(root)) for i in range(n)]
+    bar = tqdm(total=n, desc="simulate clumps", unit="img", disable=not progress)
+    try:
+        if workers == 1 or n == 1:
+            for t in tasks:
+                yield _render(t)
+                bar.update()
+        else:
+            chunk = max(1, min(16, n // (4 * workers)))
+            # "spawn": forking a parent that has used GalSim/OpenMP or FFT thread pools can
+            # deadlock the children.
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=min(workers, n), mp_context=ctx) as ex:
+                for rec in ex.map(_render, tasks, chunksize=chunk):
+                    yield rec
+                    bar.update()
+    finally:
+        bar.close()
+
+
+def simulate_clumps(
+    *,
+    n: int,
+    seed: int,
+    out: str | Path,
+    config: ClumpSimConfig | None = None,
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Simulate ``n`` clumpy-galaxy images with truth and write them to ``out`` atomically.
+
+    Parameters
+    ----------
+    n : int
+        Number of images (>= 1).
+    seed : int
+        Master seed. Image ``i`` is a pure function of ``(config, seed, i)``: the output does not
+        depend on ``workers``, and the first ``m`` images of a run with ``n > m`` equal a run of
+        ``m``.
+    out : str or Path
+        Output directory (layout in the module docstring); built under a temporary name and
+        renamed on success.
+    config : ClumpSimConfig, optional
+        Defaults to ``ClumpSimConfig()`` (``configs/sim/clumps_sdss.yaml``).
+    workers : int, optional
+        Processes; default ``os.cpu_count()``; 1 runs in-process. Workers are started with
+        ``spawn`` (forking a process that has run GalSim's OpenMP code can deadlock), so a script
+        that calls this with ``workers > 1`` needs the usual ``if __name__ == "__main__":`` guard.
+    overwrite : bool
+        Replace a non-empty existing ``out``.
+    progress : bool
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    Path
+        ``out``.
+
+    Raises
+    ------
+    ConfigError
+        ``n < 1``, a bad seed or worker count, or an invalid config.
+    InputError
+        ``out`` exists and is not empty and ``overwrite`` is false.
+    """
+    cfg = validate_sim_config(config if config is not None else ClumpSimConfig())
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"n: number of images must be an integer >= 1, got {n!r}")
+    as_seed_sequence(seed)
+    out = Path(out)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        (tmp / "images").mkdir()
+        images, annotations, rows = [], [], []
+        for image, anns in iter_scene_records(
+            n=n, seed=seed, config=cfg, workers=workers, progress=progress, root=tmp
+        ):
+            images.append(image)
+            for a in anns:
+                a = {"id": len(annotations) + 1, **a}
+                annotations.append(a)
+                x, y, bw, bh = a["bbox"]
+                rows.append((a["image_id"], a["category_id"], x, y, x + bw, y + bh))
+        info = {
+            "description": "clumpdet simulated clumpy galaxies (GalSim)",
+            "version": __version__,
+            "date_created": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+            "seed": int(seed),
+            "n": int(n),
+        }
+        write_coco(
+            tmp / "annotations.json",
+            images=images,
+            annotations=annotations,
+            categories=CLUMP_CATEGORIES,
+            info=info,
+        )
+        write_labels_csv(tmp / "labels.csv", rows)
+        resolved = to_dict(cfg)
+        resolved[RUN_KEY] = {"seed": int(seed), "n": int(n), "clumpdet_version": __version__}
+        save_config(resolved, tmp / "config.yaml")
+    return out
