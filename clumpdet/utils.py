@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic file/dir writes, seeding, hashing."""
+"""Small shared helpers: atomic file/dir writes and file hashing."""
 
 from __future__ import annotations
 
@@ -89,19 +89,3 @@ def file_sha256(path: str | os.PathLike, *, length: int = 12) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()[:length]
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and (if imported) torch."""
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    try:
-        import torch
-
-        torch.manual_seed(seed)
-    except ImportError:  # pragma: no cover - torch is a hard dependency
-        pass

@@ -90,8 +90,8 @@ def test_train_detect_evaluate(tiny_model, blob_data, tmp_path):
 
 
 def test_catalogue_radec_matches_wcs(tiny_model, blob_data):
+    from clumpdet.detections import Detections
     from clumpdet.inference.catalogue import build_catalogue
-    from clumpdet.inference.predictor import Detections
 
     path = blob_data["val"].parent / "images" / "0001.fits"
     with fits.open(path) as hdul:
@@ -211,3 +211,35 @@ def test_unknown_config_key_is_an_error(tmp_path, capsys):
 
     with pytest.raises(ConfigError, match="model.backbone: unknown key"):
         load_config(TrainConfig, None, ["model.backbone.nme=resnet18"])
+
+
+def test_resume_continues_from_last_checkpoint(tiny_model, blob_data, tmp_path):
+    """--resume picks up the epoch counter and optimiser state of an interrupted run."""
+    import pandas as pd
+
+    from clumpdet.config import load_config
+    from clumpdet.engine.config import TrainConfig
+    from clumpdet.engine.train import train_detector
+
+    last = tiny_model.parent / "checkpoints" / "last.ckpt"
+    cfg = load_config(
+        TrainConfig,
+        None,
+        [
+            f"data.train={blob_data['train']}",
+            f"data.val={blob_data['val']}",
+            "optim.max_epochs=4",
+            "optim.lr=1e-3",
+            "trainer.progress_bar=false",
+        ],
+    )
+    cfg.model = load_detector_checkpoint(tiny_model).model_config
+    cfg.model.backbone.name = "resnet18"
+    out = train_detector(cfg, out=tmp_path / "resumed", resume=last)
+    log = pd.read_csv(tmp_path / "resumed" / "logs" / "metrics.csv")
+    epochs = sorted(log["epoch"].dropna().unique().astype(int).tolist())
+    # a fresh run would log epochs 0..3; the resumed one starts where last.ckpt (epoch 2) ended
+    assert epochs[-1] == 3 and epochs[0] >= 2, epochs
+    assert out.is_file()
+    with pytest.raises(InputError, match="not found"):
+        train_detector(cfg, out=tmp_path / "x", resume=tmp_path / "missing.ckpt")

@@ -66,7 +66,6 @@ separates the simulated clumps (g-r <= 0.33) from stars (mostly >= 0.4) and back
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import math
@@ -82,6 +81,7 @@ import numpy as np
 import sep
 from scipy import ndimage
 
+from clumpdet.detections import Detections
 from clumpdet.errors import ClumpdetError, ConfigError, InputError, NoDetectionsWarning
 from clumpdet.utils import atomic_write
 
@@ -237,30 +237,6 @@ class ClassicalConfig:
             raise ConfigError(
                 f"ClassicalConfig.odd_colour: expected 2 bands, got {list(self.odd_colour)}"
             )
-
-
-@dataclass
-class Detections:
-    """Detections in one image.
-
-    Attributes
-    ----------
-    boxes : ndarray, shape (N, 4), float32
-        ``xyxy`` pixel boxes (COCO convention: pixel centres at ``i + 0.5``).
-    labels : ndarray, shape (N,), int64
-        1 clump, 2 odd clump.
-    scores : ndarray, shape (N,), float32
-        Confidence in [0, 1], a monotone function of S/N; sorted in decreasing order.
-    """
-
-    boxes: np.ndarray = dataclasses.field(
-        default_factory=lambda: np.zeros((0, 4), dtype=np.float32)
-    )
-    labels: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    scores: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.float32))
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
 
 
 class _Sources(NamedTuple):

@@ -24,8 +24,8 @@ import numpy as np
 from astropy.table import Table
 
 from clumpdet.data.images import ImageData
+from clumpdet.detections import Detections
 from clumpdet.errors import InputError
-from clumpdet.inference.predictor import Detections
 from clumpdet.utils import atomic_path
 
 CATALOGUE_FORMATS = {

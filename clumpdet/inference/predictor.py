@@ -11,7 +11,6 @@ exactly once, with the box from the tile where it lies furthest from the edge.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,36 +18,11 @@ import torch
 from torchvision.ops import batched_nms
 
 from clumpdet.data.images import ImageData, read_image
+from clumpdet.detections import Detections
 from clumpdet.engine.checkpoint import DetectorBundle, load_detector_checkpoint
 from clumpdet.errors import InputError
 
 _COLOUR_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
-@dataclass
-class Detections:
-    """Detections in one image.
-
-    Attributes
-    ----------
-    boxes : ndarray, float32, shape (N, 4)
-        ``xyxy`` pixels (docs/conventions.md).
-    labels : ndarray, int64, shape (N,)
-        1-based class labels.
-    scores : ndarray, float32, shape (N,)
-    """
-
-    boxes: np.ndarray
-    labels: np.ndarray
-    scores: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.scores)
-
-    def above(self, threshold: float) -> Detections:
-        """The detections with ``score >= threshold``."""
-        keep = self.scores >= threshold
-        return Detections(self.boxes[keep], self.labels[keep], self.scores[keep])
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
