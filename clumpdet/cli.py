@@ -185,6 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="residual",
         help="host-subtraction method (default residual)",
     )
+    b.add_argument("--config", type=Path, default=None, help="ClassicalConfig YAML")
+    b.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set threshold=4",
+    )
+    b.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     b.set_defaults(func=_cmd_baseline)
 
     t = sub.add_parser("train", help="train a Faster R-CNN detector (Lightning)")
