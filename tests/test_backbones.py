@@ -157,3 +157,21 @@ def test_galaxy_backbone_checkpoint_round_trip(tmp_path):
     with pytest.raises(CheckpointError, match="not a clumpdet backbone checkpoint"):
         torch.save({"a": torch.zeros(1)}, tmp_path / "plain.pt")
         load_backbone_checkpoint(tmp_path / "plain.pt")
+
+
+def test_class_agnostic_nms_leaves_no_cross_class_duplicates():
+    from torchvision.ops import box_iou
+
+    torch.manual_seed(3)
+    model = build_detector(
+        config=DetectorConfig(), in_chans=3, image_mean=[0] * 3, image_std=[1] * 3
+    ).eval()
+    with torch.inference_mode():
+        (out,) = model([torch.rand(3, 96, 96)])
+    assert len(out["boxes"]) > 1  # an untrained head scores many random boxes
+    iou = box_iou(out["boxes"], out["boxes"]).fill_diagonal_(0)
+    assert float(iou.max()) <= 0.2 + 1e-6
+    model.class_agnostic_nms = False
+    with torch.inference_mode():
+        (plain,) = model([torch.rand(3, 96, 96)])
+    assert len(plain["boxes"]) >= 1

@@ -25,7 +25,7 @@ from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
-from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops import MultiScaleRoIAlign, nms
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
 from clumpdet.errors import ConfigError
@@ -61,6 +61,10 @@ class DetectorConfig:
         Width of the two-layer box head.
     nms_iou : float
         Class-wise NMS IoU of final detections (0.2 as published).
+    class_agnostic_nms : bool
+        Also suppress overlapping detections of *different* classes (at ``nms_iou``): one knot
+        is either a clump or an odd clump, never both, so torchvision's per-class NMS alone
+        leaves duplicate detections that cost purity.
     score_threshold : float
         Operating threshold used by catalogues (0.3 as published).
     min_score : float
@@ -85,6 +89,7 @@ class DetectorConfig:
     box_batch_size_per_image: int = 128
     representation_size: int = 256
     nms_iou: float = 0.2
+    class_agnostic_nms: bool = True
     score_threshold: float = 0.3
     min_score: float = 0.05
     detections_per_image: int = 50
@@ -105,6 +110,24 @@ class NativeResolutionTransform(GeneralizedRCNNTransform):
 
     def resize(self, image: torch.Tensor, target=None):
         return image, target
+
+
+class ClumpFasterRCNN(FasterRCNN):
+    """torchvision ``FasterRCNN`` plus optional class-agnostic NMS of the final detections."""
+
+    def __init__(self, *args, class_agnostic_nms: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.class_agnostic_nms = class_agnostic_nms
+
+    def forward(self, images, targets=None):
+        out = super().forward(images, targets)
+        if self.training or not self.class_agnostic_nms:
+            return out
+        for det in out:
+            keep = nms(det["boxes"], det["scores"], self.roi_heads.nms_thresh)
+            for key in ("boxes", "labels", "scores"):
+                det[key] = det[key][keep]
+        return out
 
 
 class TrunkWithFPN(nn.Module):
@@ -184,8 +207,9 @@ def build_detector(
     roi_pool = MultiScaleRoIAlign(featmap_names=feat_names, output_size=7, sampling_ratio=2)
     box_head = TwoMLPHead(config.fpn_channels * 7 * 7, config.representation_size)
     num_classes = len(config.class_names) + 1
-    model = FasterRCNN(
+    model = ClumpFasterRCNN(
         backbone,
+        class_agnostic_nms=config.class_agnostic_nms,
         num_classes=None,
         rpn_anchor_generator=anchors,
         box_roi_pool=roi_pool,
