@@ -89,3 +89,34 @@ def file_sha256(path: str | os.PathLike, *, length: int = 12) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()[:length]
+
+
+def load_torch_file(path: str | os.PathLike, *, what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU with one-line errors.
+
+    Nothing executable is unpickled: only tensors and plain containers are accepted.
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+    what : str
+        What the file is, for messages ("checkpoint", "weights file" ...).
+
+    Raises
+    ------
+    CheckpointError
+        ``"<path>: <what> not found"`` or ``"<path>: not a readable <what> (<reason>)"``.
+    """
+    import torch
+
+    from clumpdet.errors import CheckpointError
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, f"{what} not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt, truncated, or a pickle of foreign objects
+        first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise CheckpointError(path, f"not a readable {what} ({first})") from None

@@ -19,7 +19,7 @@ from clumpdet.data.preprocessing import Preprocessing
 from clumpdet.errors import CheckpointError
 from clumpdet.models.backbones import BACKBONES, bare_arch
 from clumpdet.models.detector import DetectorConfig, build_detector
-from clumpdet.utils import atomic_path, file_sha256
+from clumpdet.utils import atomic_path, file_sha256, load_torch_file
 
 DETECTOR_FORMAT = "clumpdet-detector"
 
@@ -117,13 +117,7 @@ def load_detector_checkpoint(
         checkpoint or a Lightning ``.ckpt``).
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(path, "checkpoint not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise CheckpointError(path, f"not a readable checkpoint ({first})") from None
+    obj = load_torch_file(path, what="checkpoint")
     if not isinstance(obj, Mapping) or obj.get("format") != DETECTOR_FORMAT:
         if isinstance(obj, Mapping) and "pytorch-lightning_version" in obj:
             kind = "a Lightning training checkpoint (use RUNDIR/model.pt, or --resume)"

@@ -41,6 +41,7 @@ from torch import nn
 from clumpdet import __version__
 from clumpdet.errors import CheckpointError, ConfigError
 from clumpdet.registry import Registry
+from clumpdet.utils import load_torch_file
 
 #: Family registry: name -> builder of a :class:`Trunk`.
 BACKBONES: Registry = Registry("backbone")
@@ -236,17 +237,14 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         The preprocessing stored in a clumpdet backbone checkpoint, else ``None``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(path, "weights file not found")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    if path.suffix == ".safetensors" and path.is_file():
+        from safetensors.torch import load_file
 
+        try:
             return dict(load_file(str(path))), None
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt / truncated / foreign pickles
-        first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise CheckpointError(path, f"not a readable weights file ({first})") from None
+        except Exception as exc:
+            raise CheckpointError(path, f"not a readable weights file ({exc})") from None
+    obj = load_torch_file(path, what="weights file")
     if not isinstance(obj, Mapping):
         raise CheckpointError(path, f"expected a state dict, found {type(obj).__name__}")
     preprocessing = None
@@ -543,13 +541,7 @@ def load_backbone_checkpoint(
         As in :class:`BackboneConfig`.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(path, "backbone checkpoint not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise CheckpointError(path, f"not a readable checkpoint ({first})") from None
+    obj = load_torch_file(path, what="backbone checkpoint")
     if not isinstance(obj, Mapping) or obj.get("format") != BACKBONE_FORMAT:
         kind = obj.get("format", "plain state dict") if isinstance(obj, Mapping) else type(obj)
         raise CheckpointError(path, f"is not a clumpdet backbone checkpoint (found {kind})")
