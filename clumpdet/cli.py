@@ -16,10 +16,22 @@ from clumpdet.errors import ClumpdetError
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
+    if args.kind != "clumps":
+        from clumpdet.sim import load_galaxy_sim_config, simulate_galaxies
+
+        out = simulate_galaxies(
+            task=args.kind,
+            n=args.n,
+            seed=args.seed,
+            out=args.out,
+            config=load_galaxy_sim_config(args.kind, args.config, args.set),
+            workers=args.workers,
+            overwrite=args.overwrite,
+        )
+        print(f"wrote {args.n} {args.kind} galaxies and labels to {out}")
+        return 0
     from clumpdet.sim import load_sim_config, simulate_clumps
 
-    if args.kind != "clumps":
-        raise ClumpdetError(f"simulate {args.kind!r} is not available yet; choose: clumps")
     cfg = load_sim_config(args.config, args.set)
     out = simulate_clumps(
         n=args.n,
@@ -102,6 +114,16 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_classifier(args: argparse.Namespace) -> int:
+    from clumpdet.config import load_config
+    from clumpdet.engine.classify import ClassifierTrainConfig, train_classifier
+
+    cfg = load_config(ClassifierTrainConfig, args.config, args.set)
+    path = train_classifier(cfg, out=args.out, resume=args.resume)
+    print(f"trained {cfg.model.task} classifier -> {path}")
+    return 0
+
+
 def _cmd_list_backbones(args: argparse.Namespace) -> int:
     from clumpdet.models import list_backbones
 
@@ -133,7 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("simulate", help="simulate images with exact truth (GalSim)")
-    s.add_argument("kind", choices=["clumps"], help="what to simulate")
+    s.add_argument(
+        "kind",
+        choices=["clumps", "mergers", "four_class", "morphology"],
+        help="clumpy galaxies (detection) or classification sets",
+    )
     s.add_argument("--n", type=int, required=True, help="number of images")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     s.add_argument("--out", type=Path, required=True, help="output directory")
@@ -248,6 +274,25 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--overlays", type=Path, default=None, help="folder for overlay PNGs")
     d.add_argument("--device", default="cpu", help="cpu or cuda")
     d.set_defaults(func=_cmd_detect)
+
+    tc = sub.add_parser("train-classifier", help="train a galaxy classifier (Lightning)")
+    tc.add_argument(
+        "config",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="classifier YAML (configs/classifier/); default: simulated mergers",
+    )
+    tc.add_argument("--out", type=Path, required=True, help="run directory")
+    tc.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set model.task=four_class",
+    )
+    tc.add_argument("--resume", type=Path, default=None, help="RUN/checkpoints/last.ckpt")
+    tc.set_defaults(func=_cmd_train_classifier)
 
     lb = sub.add_parser("list-backbones", help="list the registered backbones")
     lb.set_defaults(func=_cmd_list_backbones)

@@ -13,7 +13,9 @@ import pandas as pd
 from clumpdet.utils import atomic_path
 
 
-def plot_training_curves(metrics_csv: str | Path, out_png: str | Path, *, monitor: str) -> Path:
+def plot_training_curves(
+    metrics_csv: str | Path, out_png: str | Path, *, monitor: str, mode: str = "max"
+) -> Path:
     """Plot training loss (per epoch) and validation metrics against epoch.
 
     Parameters
@@ -27,9 +29,10 @@ def plot_training_curves(metrics_csv: str | Path, out_png: str | Path, *, monito
     """
     df = pd.read_csv(metrics_csv)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    if "train/loss_epoch" in df:
-        tr = df.dropna(subset=["train/loss_epoch"])
-        ax1.plot(tr["epoch"] + 1, tr["train/loss_epoch"], "o-", label="total")
+    total = "train/loss_epoch" if "train/loss_epoch" in df else "train/loss"
+    if total in df:
+        tr = df.dropna(subset=[total])
+        ax1.plot(tr["epoch"] + 1, tr[total], "o-", label="total")
         for col in sorted(
             c
             for c in df.columns
@@ -45,10 +48,12 @@ def plot_training_curves(metrics_csv: str | Path, out_png: str | Path, *, monito
         v = df.dropna(subset=[col])
         ax2.plot(v["epoch"] + 1, v[col], "o-", label=col.split("/", 1)[1], ms=3)
         if col == monitor and len(v):
-            i = v[col].idxmax()
+            i = v[col].idxmax() if mode == "max" else v[col].idxmin()
             ax2.axvline(v.loc[i, "epoch"] + 1, color="k", ls=":", lw=1)
             best_txt = f" (best {monitor.split('/', 1)[1]}={v.loc[i, col]:.3f})"
-    ax2.set(xlabel="epoch", ylabel="value", title="Validation" + best_txt, ylim=(0, 1.02))
+    ax2.set(xlabel="epoch", ylabel="value", title="Validation" + best_txt)
+    if val_cols and float(df[val_cols].max().max()) <= 1.0:
+        ax2.set_ylim(0, 1.02)
     ax2.legend(fontsize=8)
     with atomic_path(out_png) as tmp:
         fig.savefig(tmp, dpi=100)

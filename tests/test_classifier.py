@@ -1,0 +1,191 @@
+"""Galaxy classifiers: models, metrics, a tiny training run per task, TTA/ensembles, export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from clumpdet.config import load_config
+from clumpdet.engine.classify import (
+    ClassifierTrainConfig,
+    load_classifier_checkpoint,
+    predict_arrays,
+    train_classifier,
+)
+from clumpdet.evaluation.classification import (
+    binary_metrics,
+    multiclass_metrics,
+    roc_auc,
+    vote_fraction_metrics,
+)
+from clumpdet.models.classifier import ClassifierConfig, build_classifier
+from clumpdet.models.gz_tree import ANSWER_NAMES, normalise
+
+
+def test_metrics_hand_computed():
+    y = np.array([0, 0, 1, 1])
+    assert roc_auc(y, np.array([0.1, 0.4, 0.35, 0.8])) == pytest.approx(0.75)
+    m = binary_metrics(y, np.array([0.1, 0.6, 0.35, 0.8]))
+    assert m["accuracy"] == 0.5 and m["precision"] == 0.5 and m["recall"] == 0.5
+    assert m["brier"] == pytest.approx((0.01 + 0.36 + 0.4225 + 0.04) / 4)
+    mc = multiclass_metrics(np.array([0, 1, 2, 2]), np.eye(3)[[0, 1, 2, 1]], class_names="abc")
+    assert mc["accuracy"] == 0.75
+    assert mc["confusion_normalised"][2] == [0.0, 0.5, 0.5]
+    v = vote_fraction_metrics(
+        np.array([[0.0, 1.0], [1.0, 0.0]]), np.array([[0.5, 1.0], [1.0, 0.0]]), names=["a", "b"]
+    )
+    assert v["rmse"] == pytest.approx(np.sqrt(0.25 / 4))
+    assert v["per_output_rmse"]["a"] == pytest.approx(np.sqrt(0.125))
+
+
+@pytest.mark.parametrize(
+    ("model", "task", "size", "n_out"),
+    [
+        ("trunk", "merger", 64, 1),
+        ("deepmerge_cnn", "merger", 75, 1),
+        ("dieleman_cnn", "gz_votes", 45, 37),
+        ("trunk", "four_class", 64, 4),
+        ("trunk", "candels", 64, 5),
+    ],
+)
+def test_models_build_and_run(model, task, size, n_out):
+    cfg = ClassifierConfig(model=model, task=task)
+    net = build_classifier(config=cfg, in_chans=3, image_size=size).eval()
+    with torch.no_grad():
+        out = net(torch.rand(2, 3, size, size))
+    assert out.shape == (2, n_out)
+
+
+def test_deepmerge_architecture_is_exact():
+    net = build_classifier(
+        config=ClassifierConfig(model="deepmerge_cnn"), in_chans=3, image_size=75
+    )
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size) for c in convs] == [
+        (8, (5, 5)),
+        (16, (3, 3)),
+        (32, (3, 3)),
+    ]
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == 3
+    dense = [m.out_features for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    assert dense == [64, 32, 1]
+    assert any(isinstance(m, torch.nn.Dropout) and m.p == 0.5 for m in net.modules())
+
+
+def _write_sim_dir(root, task, n=48, size=32, seed=0):
+    """A tiny task folder in the `clumpdet simulate` layout, with a learnable signal."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True)
+    yy, xx = np.mgrid[0:size, 0:size]
+    images = rng.normal(0, 0.05, (n, 3, size, size)).astype(np.float32)
+    labels: dict[str, np.ndarray] = {}
+    if task == "merger":
+        y = np.arange(n) % 2
+        for i in np.nonzero(y)[0]:  # mergers: a second blob
+            images[i] += np.exp(-((xx - 22) ** 2 + (yy - 10) ** 2) / 8.0)
+        labels["MergerLabel"] = y
+    elif task == "four_class":
+        k = np.arange(n) % 4
+        for i, c in enumerate(k):
+            images[i, c % 3] += 1.0 + c
+        for j, name in enumerate(("normal", "ringed", "merger", "other")):
+            labels[name] = (k == j).astype(float)
+    else:
+        raw = rng.uniform(0.05, 1, (n, 37))
+        frac = normalise(raw)
+        images += frac[:, :3, None, None].astype(np.float32)
+        for j, name in enumerate(ANSWER_NAMES):
+            labels[name] = frac[:, j]
+            labels[f"count_{name}"] = np.round(frac[:, j] * 40)
+    images += np.exp(-((xx - 16) ** 2 + (yy - 16) ** 2) / 20.0)[None, None].astype(np.float32)
+    np.save(root / "images.npy", images)
+    pd.DataFrame({"id": np.arange(n), **labels}).to_csv(root / "labels.csv", index=False)
+    (root / "config.yaml").write_text("image:\n  bands: [g, r, i]\n")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("task", "model", "extra"),
+    [
+        ("merger", "deepmerge_cnn", ["data.resize=75"]),
+        ("four_class", "trunk", []),
+        ("gz_votes", "trunk", ["model.dirichlet=true"]),
+    ],
+)
+def test_tiny_training_run_per_task(task, model, extra, tmp_path):
+    data = _write_sim_dir(tmp_path / "data", task)
+    cfg = load_config(
+        ClassifierTrainConfig,
+        None,
+        [
+            "data.source=sim_dir",
+            f"data.path={data}",
+            f"model.task={task}",
+            f"model.model={model}",
+            "model.backbone.name=resnet18",
+            "optim.max_epochs=2",
+            "optim.batch_size=16",
+            "trainer.progress_bar=false",
+            *extra,
+        ],
+    )
+    path = train_classifier(cfg, out=tmp_path / "run")
+    metrics = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
+    assert (
+        ("rmse" in metrics) if task == "gz_votes" else ("accuracy" in metrics and "auc" in metrics)
+    )
+    png = {"merger": "roc.png", "four_class": "confusion.png", "gz_votes": "rmse_per_question.png"}
+    assert (tmp_path / "run" / png[task]).stat().st_size > 5000
+    _net, meta = load_classifier_checkpoint(path)
+    assert meta["task"] == task and meta["preprocessing"]["bands"] == ["g", "r", "i"]
+    assert (tmp_path / "run" / "backbone.pt").is_file() == (model == "trunk")
+
+
+def test_exported_backbone_loads_into_detector(tmp_path):
+    from clumpdet.models.backbones import BackboneConfig
+    from clumpdet.models.detector import DetectorConfig, build_detector
+
+    data = _write_sim_dir(tmp_path / "data", "merger")
+    cfg = load_config(
+        ClassifierTrainConfig,
+        None,
+        [
+            "data.source=sim_dir",
+            f"data.path={data}",
+            "optim.max_epochs=1",
+            "optim.batch_size=16",
+            "trainer.progress_bar=false",
+        ],
+    )
+    train_classifier(cfg, out=tmp_path / "run")
+    exported = tmp_path / "run" / "backbone.pt"
+    classifier, _ = load_classifier_checkpoint(tmp_path / "run" / "classifier.pt")
+    det = build_detector(
+        config=DetectorConfig(backbone=BackboneConfig(name=str(exported), trainable_stages=2)),
+        in_chans=3,
+        image_mean=[0] * 3,
+        image_std=[1] * 3,
+    )
+    key = "layer3.0.conv1.weight"
+    assert torch.equal(
+        det.backbone.trunk.body.state_dict()[key], classifier.trunk.body.state_dict()[key]
+    )
+    assert det.backbone.trunk.pretrained_preprocessing["bands"] == ["g", "r", "i"]
+
+
+def test_tta_and_ensemble_average():
+    class Const(torch.nn.Module):
+        def __init__(self, v):
+            super().__init__()
+            self.v = v
+
+        def forward(self, x):
+            return torch.full((len(x), 1), self.v)
+
+    loader = [(torch.zeros(3, 1, 4, 4), torch.zeros(3, 1))]
+    _, p = predict_arrays([Const(0.0), Const(100.0)], loader, task="merger", tta=True)
+    assert p == pytest.approx(np.full((3, 1), 0.75))  # mean of sigmoid(0)=0.5 and sigmoid(100)=1
