@@ -67,3 +67,21 @@ def test_simulate_cli_unknown_key(tmp_path, capsys):
     assert rc == 2
     assert "flux_ratio_mn" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_every_shipped_config_loads():
+    """configs/ must stay in step with the dataclasses (unknown keys are errors)."""
+    from pathlib import Path
+
+    from clumpdet.config import load_config
+    from clumpdet.engine.classify import ClassifierTrainConfig
+    from clumpdet.engine.config import TrainConfig
+
+    root = Path(__file__).parents[1] / "configs"
+    files = {"detector": TrainConfig, "classifier": ClassifierTrainConfig}
+    n = 0
+    for folder, cls in files.items():
+        for f in sorted((root / folder).glob("*.yaml")):
+            load_config(cls, f)
+            n += 1
+    assert n >= 8

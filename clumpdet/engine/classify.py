@@ -113,9 +113,7 @@ class ClassifierTrainConfig:
     data: ClassifierDataConfig = field(default_factory=ClassifierDataConfig)
     model: ClassifierConfig = field(default_factory=ClassifierConfig)
     optim: ClassifierOptimConfig = field(default_factory=ClassifierOptimConfig)
-    trainer: TrainerConfig = field(
-        default_factory=lambda: TrainerConfig(monitor="val/loss", patience=8)  # type: ignore[arg-type]
-    )
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)  # monitors val/loss
     tta: bool = False
 
     def __post_init__(self) -> None:
