@@ -140,6 +140,7 @@ def test_tiny_training_run_per_task(task, model, extra, tmp_path):
     )
     png = {"merger": "roc.png", "four_class": "confusion.png", "gz_votes": "rmse_per_question.png"}
     assert (tmp_path / "run" / png[task]).stat().st_size > 5000
+    assert (tmp_path / "run" / "feature_maps.png").stat().st_size > 5000
     _net, meta = load_classifier_checkpoint(path)
     assert meta["task"] == task and meta["preprocessing"]["bands"] == ["g", "r", "i"]
     assert (tmp_path / "run" / "backbone.pt").is_file() == (model == "trunk")

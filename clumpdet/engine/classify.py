@@ -418,6 +418,10 @@ def train_classifier(
         tta=config.tta,
     )
     metrics = evaluate_classifier(config.model.task, y, p, out=out)
+    from clumpdet.evaluation.classification import plot_feature_maps
+
+    first = next(iter(test_dl))[0][:3]
+    plot_feature_maps(module.model, first, out / "feature_maps.png")
     metrics["n_train"] = len(splits.train)
     with atomic_write(out / "test_metrics.json", "w") as fh:
         json.dump(metrics, fh, indent=2, default=float)

@@ -264,3 +264,82 @@ def plot_group_rmse(per_group: dict[str, dict[str, float]], path: str | Path) ->
     ax.set(ylabel="RMSE", title="Vote-fraction RMSE per question")
     ax.tick_params(axis="x", rotation=45)
     return _save(fig, path)
+
+
+def feature_maps(model, images, *, max_channels: int = 6) -> list[tuple[str, np.ndarray]]:
+    """Activations of each convolutional stage for a batch, via forward hooks.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A classifier (trunk-based or a small CNN).
+    images : torch.Tensor, shape (B, C, H, W)
+    max_channels : int
+        Channels kept per stage (those with the largest mean activation).
+
+    Returns
+    -------
+    list of (name, ndarray (B, max_channels, h, w))
+    """
+    import torch
+
+    stages: list[tuple[str, torch.nn.Module]] = []
+    trunk = getattr(model, "trunk", None)
+    if trunk is not None:
+        names = trunk.body.feature_info.module_name()
+        mods = dict(trunk.body.named_modules())
+        stages = [
+            (n, mods[n.replace(".", "_")] if n.replace(".", "_") in mods else mods[n])
+            for n in names
+        ]
+    else:
+        stages = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.MaxPool2d)]
+    grabbed: list[tuple[str, torch.Tensor]] = []
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, o, n=n: grabbed.append((n, o.detach())))
+        for n, m in stages
+    ]
+    try:
+        with torch.no_grad():
+            model.eval()(images)
+    finally:
+        for h in hooks:
+            h.remove()
+    out = []
+    for name, act in grabbed:
+        top = act.mean(dim=(0, 2, 3)).argsort(descending=True)[:max_channels]
+        out.append((name, act[:, top].cpu().numpy()))
+    return out
+
+
+def plot_feature_maps(model, images, path: str | Path, *, max_channels: int = 6) -> Path:
+    """PNG grid: each input (first band) and the strongest channels of every stage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    maps = feature_maps(model, images, max_channels=max_channels)
+    b = images.shape[0]
+    rows = b * len(maps)
+    fig, axes = plt.subplots(
+        rows,
+        max_channels + 1,
+        figsize=(1.4 * (max_channels + 1), 1.4 * rows),
+        squeeze=False,
+        constrained_layout=True,
+    )
+    for i in range(b):
+        for s, (name, act) in enumerate(maps):
+            r = i * len(maps) + s
+            axes[r, 0].imshow(images[i, 0].cpu().numpy(), origin="lower", cmap="gray")
+            axes[r, 0].set_ylabel(f"#{i} {name}", fontsize=6)
+            for c in range(max_channels):
+                ax = axes[r, c + 1]
+                if c < act.shape[1]:
+                    ax.imshow(act[i, c], origin="lower", cmap="magma")
+            for ax in axes[r]:
+                ax.set_xticks([])
+                ax.set_yticks([])
+    fig.suptitle("Feature maps (strongest channels per stage)", fontsize=9)
+    return _save(fig, path)
