@@ -50,8 +50,30 @@ from astropy.wcs import WCS
 from scipy.signal import fftconvolve
 
 from clumpdet.data.fits import make_wcs
-from clumpdet.errors import ConfigError
+from clumpdet.sim.common import (
+    GSPARAMS,
+    add_gaussian_noise,
+    as_seed_sequence,
+    galsim_seed,
+    image_seed,
+    loguniform,
+    psf_kernel,
+    psf_profile,
+    single_threaded_galsim,
+    substream,
+)
 from clumpdet.sim.config import SIM_BANDS, ClumpSimConfig, validate_sim_config
+
+# Re-exported from :mod:`clumpdet.sim.common` (public names of this module before the move).
+__all__ = [
+    "KIND_LABELS",
+    "ClumpScene",
+    "HostTruth",
+    "SimObject",
+    "as_seed_sequence",
+    "image_seed",
+    "simulate_clump_scene",
+]
 
 #: Label (COCO category id) of each object kind.
 KIND_LABELS: dict[str, int] = {"clump": 1, "star": 2, "background_galaxy": 2}
@@ -66,7 +88,7 @@ _GAMMA2_CDF = 1.0 - (1.0 + _GAMMA2_X) * np.exp(-_GAMMA2_X)
 #: Object stamps and PSF kernels extend this many FWHM from the centre (Moffat 3.5: >99.9% flux).
 _STAMP_FWHM = 5.0
 
-_GSPARAMS = galsim.GSParams(folding_threshold=5e-3, maxk_threshold=1e-3)
+_GSPARAMS = GSPARAMS
 
 
 @dataclass(frozen=True)
@@ -214,39 +236,6 @@ class ClumpScene:
 
 
 # --------------------------------------------------------------------------------------------
-# seeding
-
-
-def as_seed_sequence(seed: int | np.random.SeedSequence) -> np.random.SeedSequence:
-    """Return ``seed`` as a SeedSequence (an int ``s`` becomes ``SeedSequence(s)``).
-
-    Raises
-    ------
-    ConfigError
-        For a negative or non-integer seed.
-    """
-    if isinstance(seed, np.random.SeedSequence):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"seed: expected a non-negative integer, got {seed!r}")
-    return np.random.SeedSequence(int(seed))
-
-
-def image_seed(seed: int, index: int) -> np.random.SeedSequence:
-    """Seed of image ``index`` of a run with master ``seed``.
-
-    Identical to ``SeedSequence(seed).spawn(n)[index]`` for any ``n > index``, so image ``i`` of a
-    run does not depend on how many images the run makes nor on how they are split over workers.
-    """
-    return np.random.SeedSequence(as_seed_sequence(seed).entropy, spawn_key=(int(index),))
-
-
-def _substream(ss: np.random.SeedSequence, k: int) -> np.random.SeedSequence:
-    # A pure function of ``ss`` (unlike ``ss.spawn``, which mutates it).
-    return np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, k), pool_size=ss.pool_size)
-
-
-# --------------------------------------------------------------------------------------------
 # parameter draws (NumPy only)
 
 
@@ -256,10 +245,6 @@ def _band_fluxes(flux_r: float, gr: float, ri: float) -> dict[str, float]:
         "r": flux_r,
         "i": flux_r * 10 ** (0.4 * ri),
     }
-
-
-def _loguniform(rng: np.random.Generator, lo: float, hi: float) -> float:
-    return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
 
 
 @dataclass
@@ -319,20 +304,20 @@ def _draw_object(
     shape_q, shape_beta = 1.0, 0.0
     if kind == "clump":
         c = cfg.clumps
-        ratio = _loguniform(rng, c.flux_ratio_min, c.flux_ratio_max)
+        ratio = loguniform(rng, c.flux_ratio_min, c.flux_ratio_max)
         hlr = 0.5 * float(rng.uniform(c.fwhm_min, c.fwhm_max))
         gr = float(rng.uniform(c.gr_min, c.gr_max))
         ri = float(rng.uniform(c.ri_min, c.ri_max))
     elif kind == "star":
         o = cfg.odd_clumps
-        ratio = _loguniform(rng, o.star_flux_ratio_min, o.star_flux_ratio_max)
+        ratio = loguniform(rng, o.star_flux_ratio_min, o.star_flux_ratio_max)
         hlr = 0.0
         gr = float(rng.uniform(o.star_gr_min, o.star_gr_max))
         ri = o.star_ri_slope * gr + o.star_ri_offset + o.star_ri_scatter * rng.standard_normal()
         ri = float(ri)
     else:
         o = cfg.odd_clumps
-        ratio = _loguniform(rng, o.galaxy_flux_ratio_min, o.galaxy_flux_ratio_max)
+        ratio = loguniform(rng, o.galaxy_flux_ratio_min, o.galaxy_flux_ratio_max)
         hlr = float(rng.uniform(o.galaxy_hlr_min, o.galaxy_hlr_max))
         sersic_n = float(o.galaxy_sersic_n[int(rng.integers(len(o.galaxy_sersic_n)))])
         shape_q = float(rng.uniform(o.galaxy_axis_ratio_min, 1.0))
@@ -420,9 +405,7 @@ def _draw_parameters(cfg: ClumpSimConfig, rng: np.random.Generator) -> _Params:
 
 
 def _psf(cfg: ClumpSimConfig, fwhm: float) -> galsim.GSObject:
-    if cfg.psf.profile == "kolmogorov":
-        return galsim.Kolmogorov(fwhm=fwhm, gsparams=_GSPARAMS)
-    return galsim.Moffat(beta=cfg.psf.moffat_beta, fwhm=fwhm, gsparams=_GSPARAMS)
+    return psf_profile(cfg.psf.profile, fwhm, moffat_beta=cfg.psf.moffat_beta)
 
 
 def _stamp_bounds(x: float, y: float, radius: float, w: int, h: int) -> galsim.BoundsI | None:
@@ -479,21 +462,15 @@ def simulate_clump_scene(
     """
     cfg = validate_sim_config(config)
     ss = as_seed_sequence(seed)
-    # GalSim's OpenMP threads thrash on a busy machine (its Gaussian deviate took 17 ms instead of
-    # 1.5 ms per band on 2 shared cores); parallelism comes from processes, so draw with one.
-    threads = galsim.get_omp_threads()
-    galsim.set_omp_threads(1)
-    try:
+    with single_threaded_galsim():
         return _simulate(cfg, ss, int(image_id), return_components)
-    finally:
-        galsim.set_omp_threads(threads)
 
 
 def _simulate(
     cfg: ClumpSimConfig, ss: np.random.SeedSequence, image_id: int, return_components: bool
 ) -> ClumpScene:
-    rng = np.random.default_rng(_substream(ss, 0))
-    noise_seed = int(_substream(ss, 1).generate_state(1, dtype=np.uint32)[0]) % (2**31 - 2) + 1
+    rng = np.random.default_rng(substream(ss, 0))
+    noise_seed = galsim_seed(ss, 1)
     params = _draw_parameters(cfg, rng)
 
     im = cfg.image
@@ -504,11 +481,10 @@ def _simulate(
     # -- host: disk drawn unconvolved on a padded frame and convolved with each band's pixelated
     #    PSF kernel (fast for the large disk); the small, cuspy bulge is drawn by GalSim directly.
     psfs = {b: _psf(cfg, fwhm[b]) for b in SIM_BANDS}
-    kernels = {}
-    for b in SIM_BANDS:
-        k = 2 * math.ceil(_STAMP_FWHM * fwhm[b] / scale) + 1
-        kern = psfs[b].drawImage(nx=k, ny=k, scale=scale, method="auto").array.astype(np.float64)
-        kernels[b] = kern / kern.sum()
+    kernels = {
+        b: psf_kernel(psfs[b], fwhm=fwhm[b], scale=scale, radius_fwhm=_STAMP_FWHM)
+        for b in SIM_BANDS
+    }
     pad = max(k.shape[0] for k in kernels.values()) // 2
     shear = galsim.Shear(q=hp["q"], beta=hp["pa"] * galsim.radians)
     disk = galsim.Exponential(half_light_radius=hp["hlr"], gsparams=_GSPARAMS).shear(shear)
@@ -580,11 +556,9 @@ def _simulate(
         sky = 10 ** (-0.4 * (sky_sb[b] - 22.5)) * scale**2
         base_var = sky / gains[b] + (nz.read_noise / gains[b]) ** 2
         sky_sigma[b] = math.sqrt(base_var)
-        var = base_var + (np.clip(model[b], 0.0, None) / gains[b] if nz.poisson else 0.0)
-        var = np.broadcast_to(np.asarray(var, dtype=np.float64), (h, w))
-        draws = np.empty((h, w), dtype=np.float64)
-        gauss.generate(draws)
-        image[b] = model[b] + np.sqrt(var) * draws
+        image[b], var = add_gaussian_noise(
+            model[b], base_var=base_var, gain=gains[b], poisson=nz.poisson, deviate=gauss
+        )
         if b == "r":
             var_r = var
 

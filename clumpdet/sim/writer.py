@@ -11,23 +11,18 @@ Layout of ``out`` (docs/conventions.md)::
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-
-from tqdm.auto import tqdm
 
 from clumpdet import __version__
 from clumpdet.config import save_config, to_dict
 from clumpdet.data.coco import CLUMP_CATEGORIES, write_coco
 from clumpdet.data.fits import write_image_fits
 from clumpdet.data.labels import write_labels_csv
-from clumpdet.errors import ConfigError
-from clumpdet.sim.clumps import ClumpScene, as_seed_sequence, image_seed, simulate_clump_scene
+from clumpdet.sim.clumps import ClumpScene, simulate_clump_scene
+from clumpdet.sim.common import check_run_args, image_seed, parallel_map
 from clumpdet.sim.config import RUN_KEY, ClumpSimConfig, validate_sim_config
 from clumpdet.utils import atomic_dir
 
@@ -160,30 +155,11 @@ def iter_scene_records(
         When given, each image's FITS is written to ``root / images/NNNNNN.fits``.
     """
     cfg = validate_sim_config(config if config is not None else ClumpSimConfig())
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigError(f"n: number of images must be an integer >= 1, got {n!r}")
-    as_seed_sequence(seed)  # validates
-    workers = (os.cpu_count() or 1) if workers is None else workers
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ConfigError(f"workers: must be an integer >= 1, got {workers!r}")
+    workers = check_run_args(n=n, seed=seed, workers=workers)
     tasks = [(cfg, int(seed), i, None if root is None else str(root)) for i in range(n)]
-    bar = tqdm(total=n, desc="simulate clumps", unit="img", disable=not progress)
-    try:
-        if workers == 1 or n == 1:
-            for t in tasks:
-                yield _render(t)
-                bar.update()
-        else:
-            chunk = max(1, min(16, n // (4 * workers)))
-            # "spawn": forking a parent that has used GalSim/OpenMP or FFT thread pools can
-            # deadlock the children.
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=min(workers, n), mp_context=ctx) as ex:
-                for rec in ex.map(_render, tasks, chunksize=chunk):
-                    yield rec
-                    bar.update()
-    finally:
-        bar.close()
+    yield from parallel_map(
+        _render, tasks, workers=workers, progress=progress, desc="simulate clumps"
+    )
 
 
 def simulate_clumps(
@@ -233,9 +209,7 @@ def simulate_clumps(
         ``out`` exists and is not empty and ``overwrite`` is false.
     """
     cfg = validate_sim_config(config if config is not None else ClumpSimConfig())
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigError(f"n: number of images must be an integer >= 1, got {n!r}")
-    as_seed_sequence(seed)
+    check_run_args(n=n, seed=seed, workers=workers)
     out = Path(out)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         (tmp / "images").mkdir()
