@@ -31,7 +31,13 @@ def test_checkpoint_is_weights_only_and_complete(tiny_model):
     run = tiny_model.parent
     assert (run / "training_curves.png").stat().st_size > 10_000
     assert (run / "checkpoints" / "last.ckpt").is_file()
-    assert "val/f1" in (run / "logs" / "metrics.csv").read_text()
+    import pandas as pd
+
+    log = pd.read_csv(run / "logs" / "metrics.csv")
+    best = json.loads((run / "val_metrics.json").read_text())
+    # the reported metrics are those of the exported (best) epoch, not of the last one
+    assert best["f1"] == pytest.approx(log["val/f1"].max(), abs=1e-6)
+    assert obj["metrics"]["f1"] == pytest.approx(best["f1"])
 
 
 def test_train_detect_evaluate(tiny_model, blob_data, tmp_path):

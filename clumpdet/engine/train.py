@@ -77,7 +77,7 @@ class DetectorModule(L.LightningModule):
         )
         self._evaluator = None
         self._val_rows: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
-        self.best_metrics: dict[str, float] = {}
+        self.epoch_metrics: dict[int, dict[str, float]] = {}
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, targets = batch
@@ -129,10 +129,13 @@ class DetectorModule(L.LightningModule):
             seen.add(iid)
             ev.process(iid, b, lab, sc)
         metrics = ev.evaluate()
+        logged = {}
         for name in VAL_METRICS:
             value = metrics.get(name, math.nan)
             value = 0.0 if value is None or not math.isfinite(value) else float(value)
             self.log(f"val/{name}", value, prog_bar=name in ("f1", "AP50"), sync_dist=False)
+            logged[name] = value
+        self.epoch_metrics[int(self.current_epoch)] = logged
 
     def configure_optimizers(self):
         o = self.config.optim
@@ -337,13 +340,12 @@ def train_detector(
     if best_path:
         state = torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"]
         module.load_state_dict(state)
-    metrics = {
-        k.split("/", 1)[1]: float(v)
-        for k, v in trainer.callback_metrics.items()
-        if k.startswith("val/")
-    }
-    if best_cb.best_model_score is not None:
-        metrics[t.monitor.split("/", 1)[1] + "_best"] = float(best_cb.best_model_score)
+    # the validation metrics of the epoch whose weights are exported (not the last epoch's)
+    key = t.monitor.split("/", 1)[1]
+    metrics: dict[str, float] = {}
+    if module.epoch_metrics:
+        best_epoch = max(module.epoch_metrics, key=lambda e: module.epoch_metrics[e][key])
+        metrics = {"epoch": float(best_epoch), **module.epoch_metrics[best_epoch]}
     model_path = save_detector_checkpoint(
         out / "model.pt",
         model=module.model,
