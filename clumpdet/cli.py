@@ -19,6 +19,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     if args.kind != "clumps":
         from clumpdet.sim import load_galaxy_sim_config, simulate_galaxies
 
+        if args.kind == "rings":  # the name for the four-class (ringed ...) set
+            args.kind = "four_class"
         out = simulate_galaxies(
             task=args.kind,
             n=args.n,
@@ -157,8 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="simulate images with exact truth (GalSim)")
     s.add_argument(
         "kind",
-        choices=["clumps", "mergers", "four_class", "morphology"],
-        help="clumpy galaxies (detection) or classification sets",
+        choices=["clumps", "mergers", "four_class", "rings", "morphology"],
+        help="clumpy galaxies (detection) or classification sets (rings = four_class)",
     )
     s.add_argument("--n", type=int, required=True, help="number of images")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

@@ -355,6 +355,51 @@ def predict_arrays(
     return np.concatenate(ys), np.concatenate(ps)
 
 
+def predict_with_checkpoints(
+    checkpoints: list[str | Path], images: np.ndarray, *, tta: bool = False, batch_size: int = 64
+) -> np.ndarray:
+    """Average the predictions of several classifier checkpoints (Dieleman's model averaging).
+
+    Parameters
+    ----------
+    checkpoints : list of path
+        ``classifier.pt`` files of the same task (e.g. different seeds).
+    images : ndarray, shape (N, C, H, W)
+        Raw images in the checkpoints' bands (each checkpoint applies its own preprocessing).
+    tta : bool
+        Also average over the 8 rotations/flips of each image.
+
+    Returns
+    -------
+    ndarray, shape (N, K)
+        Probabilities or vote fractions.
+    """
+    if not checkpoints:
+        raise ConfigError("predict_with_checkpoints: give at least one checkpoint")
+    total = None
+    tasks = set()
+    for path in checkpoints:
+        model, meta = load_classifier_checkpoint(path)
+        tasks.add(meta["task"])
+        pre = Preprocessing.from_dict(meta["preprocessing"])
+        x = torch.from_numpy(np.stack([pre(np.asarray(im)) for im in images]))
+        size = int(meta["image_size"])
+        if x.shape[-1] != size:
+            x = nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
+        dirichlet = bool(meta["model_config"].get("dirichlet", False))
+        loader = [
+            (x[i : i + batch_size], torch.zeros(len(x[i : i + batch_size]), 1))
+            for i in range(0, len(x), batch_size)
+        ]
+        _, p = predict_arrays([model], loader, task=meta["task"], dirichlet=dirichlet, tta=tta)
+        total = p if total is None else total + p
+    if len(tasks) > 1:
+        raise ConfigError(
+            f"predict_with_checkpoints: checkpoints of different tasks {sorted(tasks)}"
+        )
+    return total / len(checkpoints)
+
+
 def train_classifier(
     config: ClassifierTrainConfig, *, out: str | Path, resume: str | Path | None = None
 ) -> Path:
