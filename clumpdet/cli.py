@@ -126,6 +126,16 @@ def _cmd_train_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from clumpdet.config import load_config
+    from clumpdet.engine.pretrain import PretrainConfig, pretrain_backbone
+
+    cfg = load_config(PretrainConfig, args.config, args.set)
+    path = pretrain_backbone(cfg, out=args.out)
+    print(f"pretrained backbone -> {path} (use it as model.backbone.name)")
+    return 0
+
+
 def _cmd_list_backbones(args: argparse.Namespace) -> int:
     from clumpdet.models import list_backbones
 
@@ -295,6 +305,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tc.add_argument("--resume", type=Path, default=None, help="RUN/checkpoints/last.ckpt")
     tc.set_defaults(func=_cmd_train_classifier)
+
+    pt = sub.add_parser("pretrain", help="Zoobot-style joint pretraining of a galaxy backbone")
+    pt.add_argument(
+        "config",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="pretraining YAML (configs/pretrain/); default: simulated tasks",
+    )
+    pt.add_argument("--out", type=Path, required=True, help="run directory")
+    pt.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    pt.set_defaults(func=_cmd_pretrain)
 
     lb = sub.add_parser("list-backbones", help="list the registered backbones")
     lb.set_defaults(func=_cmd_list_backbones)

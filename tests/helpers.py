@@ -58,3 +58,46 @@ def write_blob_dataset(
                 }
             )
     return write_coco(root / "annotations.json", images=images, annotations=anns)
+
+
+def write_task_dir(root, task, n=48, size=32, seed=0):
+    """A tiny task folder in the `clumpdet simulate` layout, with a learnable signal."""
+    import pandas as pd
+
+    from clumpdet.models.gz_tree import ANSWER_NAMES, normalise
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True)
+    yy, xx = np.mgrid[0:size, 0:size]
+    images = rng.normal(0, 0.05, (n, 3, size, size)).astype(np.float32)
+    labels: dict[str, np.ndarray] = {}
+    if task == "merger":
+        y = np.arange(n) % 2
+        for i in np.nonzero(y)[0]:  # mergers: a second blob
+            images[i] += np.exp(-((xx - 22) ** 2 + (yy - 10) ** 2) / 8.0)
+        labels["MergerLabel"] = y
+    elif task == "four_class":
+        k = np.arange(n) % 4
+        for i, c in enumerate(k):
+            images[i, c % 3] += 1.0 + c
+        for j, name in enumerate(("normal", "ringed", "merger", "other")):
+            labels[name] = (k == j).astype(float)
+    elif task == "candels":
+        frac = rng.dirichlet(np.ones(5), n)
+        images += frac[:, :3, None, None].astype(np.float32)
+        for j, name in enumerate(
+            ("spheroid", "disk", "irregular", "point_source", "unclassifiable")
+        ):
+            labels[name] = frac[:, j]
+    else:
+        raw = rng.uniform(0.05, 1, (n, 37))
+        frac = normalise(raw)
+        images += frac[:, :3, None, None].astype(np.float32)
+        for j, name in enumerate(ANSWER_NAMES):
+            labels[name] = frac[:, j]
+            labels[f"count_{name}"] = np.round(frac[:, j] * 40)
+    images += np.exp(-((xx - 16) ** 2 + (yy - 16) ** 2) / 20.0)[None, None].astype(np.float32)
+    np.save(root / "images.npy", images)
+    pd.DataFrame({"id": np.arange(n), **labels}).to_csv(root / "labels.csv", index=False)
+    (root / "config.yaml").write_text("image:\n  bands: [g, r, i]\n")
+    return root

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
+from helpers import write_task_dir
 
 from clumpdet.config import load_config
 from clumpdet.engine.classify import (
@@ -23,7 +23,6 @@ from clumpdet.evaluation.classification import (
     vote_fraction_metrics,
 )
 from clumpdet.models.classifier import ClassifierConfig, build_classifier
-from clumpdet.models.gz_tree import ANSWER_NAMES, normalise
 
 
 def test_metrics_hand_computed():
@@ -76,45 +75,6 @@ def test_deepmerge_architecture_is_exact():
     assert any(isinstance(m, torch.nn.Dropout) and m.p == 0.5 for m in net.modules())
 
 
-def _write_sim_dir(root, task, n=48, size=32, seed=0):
-    """A tiny task folder in the `clumpdet simulate` layout, with a learnable signal."""
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True)
-    yy, xx = np.mgrid[0:size, 0:size]
-    images = rng.normal(0, 0.05, (n, 3, size, size)).astype(np.float32)
-    labels: dict[str, np.ndarray] = {}
-    if task == "merger":
-        y = np.arange(n) % 2
-        for i in np.nonzero(y)[0]:  # mergers: a second blob
-            images[i] += np.exp(-((xx - 22) ** 2 + (yy - 10) ** 2) / 8.0)
-        labels["MergerLabel"] = y
-    elif task == "four_class":
-        k = np.arange(n) % 4
-        for i, c in enumerate(k):
-            images[i, c % 3] += 1.0 + c
-        for j, name in enumerate(("normal", "ringed", "merger", "other")):
-            labels[name] = (k == j).astype(float)
-    elif task == "candels":
-        frac = rng.dirichlet(np.ones(5), n)
-        images += frac[:, :3, None, None].astype(np.float32)
-        for j, name in enumerate(
-            ("spheroid", "disk", "irregular", "point_source", "unclassifiable")
-        ):
-            labels[name] = frac[:, j]
-    else:
-        raw = rng.uniform(0.05, 1, (n, 37))
-        frac = normalise(raw)
-        images += frac[:, :3, None, None].astype(np.float32)
-        for j, name in enumerate(ANSWER_NAMES):
-            labels[name] = frac[:, j]
-            labels[f"count_{name}"] = np.round(frac[:, j] * 40)
-    images += np.exp(-((xx - 16) ** 2 + (yy - 16) ** 2) / 20.0)[None, None].astype(np.float32)
-    np.save(root / "images.npy", images)
-    pd.DataFrame({"id": np.arange(n), **labels}).to_csv(root / "labels.csv", index=False)
-    (root / "config.yaml").write_text("image:\n  bands: [g, r, i]\n")
-    return root
-
-
 @pytest.mark.parametrize(
     ("task", "model", "extra"),
     [
@@ -125,7 +85,7 @@ def _write_sim_dir(root, task, n=48, size=32, seed=0):
     ],
 )
 def test_tiny_training_run_per_task(task, model, extra, tmp_path):
-    data = _write_sim_dir(tmp_path / "data", task)
+    data = write_task_dir(tmp_path / "data", task)
     cfg = load_config(
         ClassifierTrainConfig,
         None,
@@ -171,7 +131,7 @@ def test_exported_backbone_loads_into_detector(tmp_path):
     from clumpdet.models.backbones import BackboneConfig
     from clumpdet.models.detector import DetectorConfig, build_detector
 
-    data = _write_sim_dir(tmp_path / "data", "merger")
+    data = write_task_dir(tmp_path / "data", "merger")
     cfg = load_config(
         ClassifierTrainConfig,
         None,
@@ -211,3 +171,35 @@ def test_tta_and_ensemble_average():
     loader = [(torch.zeros(3, 1, 4, 4), torch.zeros(3, 1))]
     _, p = predict_arrays([Const(0.0), Const(100.0)], loader, task="merger", tta=True)
     assert p == pytest.approx(np.full((3, 1), 0.75))  # mean of sigmoid(0)=0.5 and sigmoid(100)=1
+
+
+def test_pretrain_two_tasks_masks_labels_and_exports(tmp_path):
+    from clumpdet.engine.pretrain import PretrainConfig, pretrain_backbone
+    from clumpdet.models.backbones import BackboneConfig, build_trunk
+
+    a = write_task_dir(tmp_path / "a", "merger", n=32)
+    b = write_task_dir(tmp_path / "b", "four_class", n=32)
+    cfg = load_config(
+        PretrainConfig,
+        None,
+        {
+            "image_size": 32,
+            "tasks": [
+                {
+                    "task": "merger",
+                    "data": {"source": "sim_dir", "path": str(a), "split": [0.5, 0.25, 0.25]},
+                },
+                {
+                    "task": "four_class",
+                    "data": {"source": "sim_dir", "path": str(b), "split": [0.5, 0.25, 0.25]},
+                },
+            ],
+            "optim": {"max_epochs": 1, "batch_size": 16},
+            "trainer": {"progress_bar": False},
+        },
+    )
+    path = pretrain_backbone(cfg, out=tmp_path / "pre")
+    trunk = build_trunk(BackboneConfig(name=str(path)), in_chans=3)
+    assert trunk.pretrained_preprocessing["bands"] == ["g", "r", "i"]
+    log = (tmp_path / "pre" / "logs" / "metrics.csv").read_text()
+    assert "val/merger_auc" in log and "val/four_class_accuracy" in log

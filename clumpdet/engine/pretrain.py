@@ -1,0 +1,243 @@
+"""Zoobot-style galaxy pretraining: one trunk trained jointly on several galaxy tasks.
+
+``clumpdet pretrain CONFIG --out DIR`` trains a shared trunk with one head per task (vote-fraction
+morphology, mergers, four-class ...). Every galaxy carries the label of the task it came from;
+the other tasks' labels are *missing* and masked out of the loss, so sets with different labels
+(and sizes) train one trunk together. All images are resized to ``image_size``. The result is
+``DIR/backbone.pt``: a backbone checkpoint the detector registry loads by path, with the
+preprocessing of the first task (its bands, stretch and mean/std).
+
+Fine-tuning controls (Zoobot-like) are the backbone's ``trainable_stages`` (0 = heads only, a
+linear probe of the pretrained trunk; n = top n stages) and ``optim.layer_decay`` (e.g. 0.75:
+each deeper stage trains at 0.75x the learning rate of the one above).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+
+from clumpdet.config import save_config
+from clumpdet.engine.classify import (
+    ClassifierDataConfig,
+    ClassifierOptimConfig,
+    headline_metrics,
+    make_classification_splits,
+    parameter_groups,
+    task_loss,
+)
+from clumpdet.engine.config import TrainerConfig
+from clumpdet.errors import ConfigError
+from clumpdet.models.backbones import BackboneConfig, build_trunk, save_backbone_checkpoint
+from clumpdet.models.classifier import TaskHead, predict_from_outputs, task_outputs
+from clumpdet.utils import atomic_write
+
+
+@dataclass
+class PretrainTask:
+    """One task of the joint pretraining and where its labelled galaxies come from."""
+
+    task: str = "gz_votes"
+    weight: float = 1.0
+    data: ClassifierDataConfig = field(default_factory=ClassifierDataConfig)
+
+
+def _default_tasks() -> list[PretrainTask]:
+    return [
+        PretrainTask(task="gz_votes"),
+        PretrainTask(task="merger"),
+        PretrainTask(task="four_class"),
+    ]
+
+
+@dataclass
+class PretrainConfig:
+    """Joint multi-task pretraining.
+
+    Attributes
+    ----------
+    tasks : list of PretrainTask
+        Tasks, their loss weights and data (simulated by default).
+    image_size : int
+        Every image is resized to this side (pixels).
+    backbone : BackboneConfig
+        The trunk to pretrain (all stages returned; the last one is pooled).
+    """
+
+    tasks: list[PretrainTask] = field(default_factory=_default_tasks)
+    image_size: int = 64
+    backbone: BackboneConfig = field(
+        default_factory=lambda: BackboneConfig(name="resnet18", out_indices=(1, 2, 3, 4))
+    )
+    dropout: float = 0.2
+    optim: ClassifierOptimConfig = field(default_factory=ClassifierOptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ConfigError("tasks: give at least one task")
+        names = [t.task for t in self.tasks]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"tasks: each task once, got {names}")
+        for t in self.tasks:
+            task_outputs(t.task)
+
+
+class _Tagged(Dataset):
+    """Items ``(image, target padded to k_max, task index)``: other tasks' labels are missing."""
+
+    def __init__(self, base: Dataset, task_index: int, k_max: int) -> None:
+        self.base, self.task_index, self.k_max = base, task_index, k_max
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        x, y = self.base[i][:2]
+        pad = torch.full((self.k_max,), float("nan"))
+        pad[: len(y)] = y
+        return x, pad, self.task_index
+
+
+class MultiTaskModule(L.LightningModule):
+    """A shared trunk with one head per task; per-sample task masks select the loss terms."""
+
+    def __init__(self, config: PretrainConfig, *, in_chans: int) -> None:
+        super().__init__()
+        self.config = config
+        self.trunk = build_trunk(config.backbone, in_chans=in_chans)
+        self.heads = nn.ModuleList(
+            TaskHead(self.trunk.channels[-1], task=t.task, dropout=config.dropout)
+            for t in config.tasks
+        )
+        self._val: dict[int, list] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled trunk features ``(B, F)``."""
+        maps = self.trunk(x)
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(list(maps.values())[-1], 1), 1)
+
+    def _losses(self, batch):
+        x, y, task_idx = batch
+        feats = self(x)
+        total = feats.new_zeros(())
+        per_task = {}
+        for k, (spec, head) in enumerate(zip(self.config.tasks, self.heads)):
+            mask = task_idx == k
+            if not bool(mask.any()):
+                continue
+            n_out = task_outputs(spec.task)
+            out = head(feats[mask])
+            target = y[mask][:, :n_out]
+            loss = task_loss(spec.task, out, target)
+            per_task[spec.task] = (loss, out, target)
+            total = total + spec.weight * loss
+        return total, per_task
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        total, _ = self._losses(batch)
+        self.log(
+            "train/loss",
+            total,
+            prog_bar=True,
+            on_epoch=True,
+            on_step=False,
+            batch_size=len(batch[0]),
+        )
+        return total
+
+    def on_validation_epoch_start(self) -> None:
+        self._val = {}
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        total, per_task = self._losses(batch)
+        self.log("val/loss", total, prog_bar=True, on_epoch=True, batch_size=len(batch[0]))
+        for task, (_, out, target) in per_task.items():
+            pred = predict_from_outputs(task, out)
+            self._val.setdefault(task, []).append(
+                (target.cpu().numpy(), pred.detach().cpu().numpy())
+            )
+
+    def on_validation_epoch_end(self) -> None:
+        for task, rows in self._val.items():
+            y = np.concatenate([r[0] for r in rows])
+            p = np.concatenate([r[1] for r in rows])
+            for k, v in headline_metrics(task, y, p).items():
+                self.log(f"val/{task}_{k}", v)
+
+    def configure_optimizers(self):
+        o = self.config.optim
+        groups = parameter_groups(self, lr=o.lr, layer_decay=o.layer_decay)
+        return torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay)
+
+
+def pretrain_backbone(config: PretrainConfig, *, out: str | Path) -> Path:
+    """Pretrain a trunk on the configured tasks and save ``out/backbone.pt``.
+
+    Returns
+    -------
+    Path
+        The backbone checkpoint (load it in a detector with ``model.backbone.name: <path>``).
+    """
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t = config.trainer
+    L.seed_everything(t.seed, workers=True, verbose=False)
+    save_config(config, out / "config.yaml")
+    k_max = max(task_outputs(s.task) for s in config.tasks)
+    splits = []
+    for i, spec in enumerate(config.tasks):
+        spec.data.resize = config.image_size
+        s = make_classification_splits(spec.data, task=spec.task, out=out / f"task{i}")
+        splits.append(s)
+    n_chans = {s.preprocessing.n_bands for s in splits}
+    if len(n_chans) != 1:
+        raise ConfigError(f"tasks: all tasks need the same number of bands, got {sorted(n_chans)}")
+    train = ConcatDataset([_Tagged(s.train, i, k_max) for i, s in enumerate(splits)])
+    val = ConcatDataset([_Tagged(s.val, i, k_max) for i, s in enumerate(splits)])
+    bs = config.optim.batch_size
+    train_dl = DataLoader(train, batch_size=bs, shuffle=True)
+    val_dl = DataLoader(val, batch_size=bs, shuffle=False)
+    module = MultiTaskModule(config, in_chans=n_chans.pop())
+    best = ModelCheckpoint(
+        dirpath=out / "checkpoints", filename="best", monitor="val/loss", mode="min", save_last=True
+    )
+    trainer = L.Trainer(
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy=t.strategy,
+        precision=t.precision,
+        max_epochs=config.optim.max_epochs,
+        callbacks=[best, EarlyStopping(monitor="val/loss", patience=config.optim.patience)],
+        logger=CSVLogger(save_dir=out, name="logs", version=""),
+        enable_progress_bar=t.progress_bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(module, train_dl, val_dl)
+    if best.best_model_path:
+        state = torch.load(best.best_model_path, map_location="cpu", weights_only=False)
+        module.load_state_dict(state["state_dict"])
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    with atomic_write(out / "pretrain_metrics.json", "w") as fh:
+        json.dump(metrics, fh, indent=2)
+    return save_backbone_checkpoint(
+        out / "backbone.pt",
+        module.trunk,
+        preprocessing=splits[0].preprocessing.to_dict(),
+        source={
+            "pretrain_tasks": [s.task for s in config.tasks],
+            "run": str(out),
+            "image_size": config.image_size,
+        },
+    )
