@@ -250,3 +250,14 @@ def test_resume_continues_from_last_checkpoint(tiny_model, blob_data, tmp_path):
     assert out.is_file()
     with pytest.raises(InputError, match="not found"):
         train_detector(cfg, out=tmp_path / "x", resume=tmp_path / "missing.ckpt")
+
+
+def test_catalogue_with_no_detections_has_every_column(tmp_path):
+    from clumpdet.detections import Detections
+    from clumpdet.inference.catalogue import build_catalogue, write_catalogue
+
+    image = ImageData(data=np.zeros((3, 8, 8), np.float32), bands=("g", "r", "i"))
+    table = build_catalogue([image], [Detections()], class_names=("clump", "odd_clump"))
+    assert len(table) == 0 and "flux_ratio_r" in table.colnames and "ra" in table.colnames
+    write_catalogue(table, tmp_path / "empty.fits")
+    assert (tmp_path / "empty.fits").stat().st_mode & 0o044  # readable by others, not 0600

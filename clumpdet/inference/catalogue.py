@@ -208,7 +208,7 @@ def _empty_table(bands: Sequence[str]) -> Table:
         "dec",
         "host_segment",
     ]
-    dtypes = ["U64", "i8", "i8", "i8", "U16", "f8", *["f8"] * 8, "f8", "i8"]
+    dtypes = ["U64", "i8", "i8", "i8", "U16", "f8", *["f8"] * 8, "i8"]
     for b in bands:
         names += [f"flux_{b}", f"host_flux_{b}", f"flux_ratio_{b}"]
         dtypes += ["f8", "f8", "f8"]

@@ -205,9 +205,10 @@ class Predictor:
         self, paths: Sequence[str | Path], *, nan_policy: str = "median"
     ) -> tuple[list[ImageData], list[Detections]]:
         """Read image files (FITS/PNG/JPEG) with the model's bands and detect in each."""
-        images = [read_image(p, bands=self._bands_for(p), nan_policy=nan_policy) for p in paths]
+        images = [read_image(p, bands=self.bands_for(p), nan_policy=nan_policy) for p in paths]
         return images, self.predict(images)
 
-    def _bands_for(self, path: str | Path) -> tuple[str, ...] | None:
-        # PNG/JPEG cutouts carry R,G,B planes, not survey band names: match them by count
+    def bands_for(self, path: str | Path) -> tuple[str, ...] | None:
+        """Band names to request from ``path``: the model's, or ``None`` for PNG/JPEG cutouts
+        (their R, G, B planes are matched to the model's bands by count)."""
         return None if Path(path).suffix.lower() in _COLOUR_SUFFIXES else self.bands

@@ -110,7 +110,7 @@ def run_detection(
         range(0, len(paths), chunk), disable=not progress, desc="detect", unit="chunk"
     ):
         part = [
-            read_image(p, bands=predictor._bands_for(p), nan_policy="median")
+            read_image(p, bands=predictor.bands_for(p), nan_policy="median")
             for p in paths[start : start + chunk]
         ]
         loaded.extend(part)

@@ -1,0 +1,48 @@
+"""Backbone-transfer grid: completeness and purity vs backbone, trainable depth and training size.
+
+Usage::
+
+    python tools/transfer_experiment.py configs/transfer/cpu_small.yaml \
+        [--out results/transfer_cpu_small] [--set key=value ...]
+
+Re-running the same command resumes: finished cells (``OUT/cells/<id>/result.json``) are not
+recomputed. Writes ``results.csv``/``.parquet``, ``learning_curves.png``,
+``backbones_at_largest_size.png`` and ``summary.md`` under OUT (see
+:mod:`clumpdet.experiments.transfer`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("config", type=Path, help="transfer config YAML (configs/transfer/...)")
+    p.add_argument("--out", type=Path, default=None, help="default results/transfer_<config>")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--no-progress", action="store_true", help="hide training progress bars")
+    args = p.parse_args(argv)
+
+    from clumpdet.config import load_config
+    from clumpdet.errors import ClumpdetError
+    from clumpdet.experiments.transfer import TransferConfig, run_transfer_grid
+
+    out = args.out or Path("results") / f"transfer_{args.config.stem}"
+    command = shlex.join(["python", "tools/transfer_experiment.py", *sys.argv[1:]])
+    try:
+        cfg = load_config(TransferConfig, args.config, args.set)
+        df = run_transfer_grid(cfg, out=out, command=command, progress=not args.no_progress)
+    except ClumpdetError as exc:
+        print(f"transfer_experiment: error: {exc}", file=sys.stderr)
+        return 2
+    print((out / "summary.md").read_text())
+    print(f"{len(df)} cells, {int((df['status'] == 'ok').sum())} ok; wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
