@@ -33,9 +33,11 @@ def colour_image(data: np.ndarray) -> np.ndarray:
     noise = float(np.median([mad_std(p) for p in x])) or 1.0
     if x.shape[0] >= 3:
         b, g, r = x[-3], x[-2], x[-1]
-        peak = float(np.percentile(x[-3:], 99.8))
-        stretch = max(peak, 10 * noise)
-        return make_lupton_rgb(r, g, b, minimum=-noise, stretch=stretch, Q=8) / 255.0
+        # the 99th percentile sits on the host disk rather than on the brightest knot, so faint
+        # disks stay visible while asinh (Q) keeps bright clumps from saturating into blobs
+        level = float(np.percentile(x[-3:], 99.0))
+        stretch = max(level, 10 * noise)
+        return make_lupton_rgb(r, g, b, minimum=-noise, stretch=stretch, Q=10) / 255.0
     grey = np.arcsinh(x.mean(axis=0) / (3 * noise))
     lo, hi = np.percentile(grey, [1, 99.8])
     grey = np.clip((grey - lo) / max(hi - lo, 1e-12), 0, 1)
