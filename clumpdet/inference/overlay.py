@@ -94,8 +94,18 @@ def plot_overlay(
         for i, n in enumerate(class_names)
     ]
     if truth_boxes is not None:
-        handles.append(Rectangle((0, 0), 1, 1, fill=False, ec="white", ls="--", label="truth"))
-    ax.legend(handles=handles, loc="upper right", fontsize=7, framealpha=0.5)
+        handles.append(
+            Rectangle((0, 0), 1, 1, fill=False, ec="0.3", ls="--", label="truth (white, dashed)")
+        )
+    # below the image, so it never hides a detection
+    ax.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.01),
+        ncol=len(handles),
+        fontsize=7,
+        frameon=False,
+    )
     ax.set_xlim(0, w)
     ax.set_ylim(0, h)
     ax.set_xticks([])
