@@ -172,3 +172,17 @@ def _rebuild(
             f"(e.g. {(missing or unexpected)[0]!r})"
         )
     return model
+
+
+def restore_best_weights(module: torch.nn.Module, callback) -> str:
+    """Load the best (else last) weights a Lightning ``ModelCheckpoint`` saved into ``module``.
+
+    The file was written by this same run, so it is trusted and read with ``weights_only=False``
+    (Lightning checkpoints hold optimiser and callback state). Returns the path used, or ``""``
+    when nothing was saved.
+    """
+    path = callback.best_model_path or callback.last_model_path
+    if path:
+        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        module.load_state_dict(state)
+    return path

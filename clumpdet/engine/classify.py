@@ -408,6 +408,8 @@ def train_classifier(
     from lightning.pytorch.loggers import CSVLogger
     from torch.utils.data import DataLoader
 
+    from clumpdet.engine.checkpoint import restore_best_weights
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t = config.trainer
@@ -449,11 +451,7 @@ def train_classifier(
     trainer.fit(module, train_dl, val_dl, ckpt_path=str(resume) if resume else None)
     if not trainer.is_global_zero:
         return out / "classifier.pt"
-    if best.best_model_path:
-        state = torch.load(best.best_model_path, map_location="cpu", weights_only=False)[
-            "state_dict"
-        ]
-        module.load_state_dict(state)
+    restore_best_weights(module, best)
     module.eval()
     y, p = predict_arrays(
         [module.model],

@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from clumpdet.config import save_config
+from clumpdet.engine.checkpoint import restore_best_weights
 from clumpdet.engine.classify import (
     ClassifierDataConfig,
     ClassifierOptimConfig,
@@ -225,9 +226,7 @@ def pretrain_backbone(config: PretrainConfig, *, out: str | Path) -> Path:
         num_sanity_val_steps=0,
     )
     trainer.fit(module, train_dl, val_dl)
-    if best.best_model_path:
-        state = torch.load(best.best_model_path, map_location="cpu", weights_only=False)
-        module.load_state_dict(state["state_dict"])
+    restore_best_weights(module, best)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     with atomic_write(out / "pretrain_metrics.json", "w") as fh:
         json.dump(metrics, fh, indent=2)

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from clumpdet.config import save_config, to_dict
 from clumpdet.data.coco import load_coco
 from clumpdet.data.preprocessing import Preprocessing
-from clumpdet.engine.checkpoint import save_detector_checkpoint
+from clumpdet.engine.checkpoint import restore_best_weights, save_detector_checkpoint
 from clumpdet.engine.config import TrainConfig
 from clumpdet.errors import InputError
 from clumpdet.models.detector import build_detector
@@ -336,10 +336,7 @@ def train_detector(
 
     if not trainer.is_global_zero:
         return out / "model.pt"
-    best_path = best_cb.best_model_path or best_cb.last_model_path
-    if best_path:
-        state = torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"]
-        module.load_state_dict(state)
+    best_path = restore_best_weights(module, best_cb)
     # the validation metrics of the epoch whose weights are exported (not the last epoch's)
     key = t.monitor.split("/", 1)[1]
     metrics: dict[str, float] = {}
