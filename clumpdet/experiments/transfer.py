@@ -134,7 +134,8 @@ class BackboneEntry:
         ``{name: RUN/backbone.pt}``, ``{name: "timm:convnext_nano"}`` ...
         ``trainable_stages`` comes from the ``trainable`` axis.
     pretrain : str or None
-        A classifier config YAML (``configs/classifier/...``). When set, that galaxy classifier is
+        A joint pretraining config (``configs/pretrain/...``, the ``clumpdet pretrain`` job) or a
+        single-task classifier config (``configs/classifier/...``). When set, the trunk is
         trained once under ``OUT/pretrain/<name>/`` and its ``backbone.pt`` becomes this entry's
         trunk (the Zoobot-style path, self-contained).
     pretrain_set : list of str
@@ -341,8 +342,15 @@ def _prepare_data(config: TransferConfig, out: Path) -> dict[str, str]:
 
 
 def _pretrain_backbone(entry: BackboneEntry, out: Path, *, progress: bool) -> Path:
-    """Train the entry's galaxy classifier once (resumable) and return its ``backbone.pt``."""
+    """Pretrain the entry's galaxy trunk once (resumable) and return its ``backbone.pt``.
+
+    A config with a ``tasks`` list is a joint ``clumpdet pretrain`` job; any other is a
+    single-task classifier config.
+    """
+    import yaml
+
     from clumpdet.engine.classify import ClassifierTrainConfig, train_classifier
+    from clumpdet.engine.pretrain import PretrainConfig, pretrain_backbone
 
     run = out / "pretrain" / _slug(entry.name)
     backbone = run / "backbone.pt"
@@ -351,8 +359,12 @@ def _pretrain_backbone(entry: BackboneEntry, out: Path, *, progress: bool) -> Pa
     overrides = [*entry.pretrain_set]
     if not progress:
         overrides.append("trainer.progress_bar=false")
-    cfg = load_config(ClassifierTrainConfig, entry.pretrain, overrides)
-    train_classifier(cfg, out=run)
+    with open(entry.pretrain, encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh) or {}
+    if isinstance(raw, dict) and "tasks" in raw:
+        pretrain_backbone(load_config(PretrainConfig, entry.pretrain, overrides), out=run)
+    else:
+        train_classifier(load_config(ClassifierTrainConfig, entry.pretrain, overrides), out=run)
     if not backbone.is_file():
         raise ConfigError(f"{entry.pretrain}: pretraining wrote no backbone.pt (use model: trunk)")
     return backbone
@@ -561,12 +573,13 @@ def run_transfer_grid(
                 pretrain_errors[entry.name] = f"skipped: pretraining failed ({_one_line(exc)})"
 
     rows = []
+    # seeds outermost: an interrupted run still holds one complete grid per finished seed
     cells = [
         (b, t, n, s)
+        for s in config.seeds
         for b in config.backbones
         for t in config.trainable
         for n in config.train_sizes
-        for s in config.seeds
     ]
     for i, (b, t, n, s) in enumerate(cells):
         cid = cell_id(backbone=b.name, trainable=t.name, train_size=n, seed=s)
