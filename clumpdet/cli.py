@@ -16,7 +16,7 @@ from clumpdet.errors import ClumpdetError
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    if args.kind != "clumps":
+    if args.kind not in ("clumps", "fields"):
         from clumpdet.sim import load_galaxy_sim_config, simulate_galaxies
 
         if args.kind == "rings":  # the name for the four-class (ringed ...) set
@@ -32,18 +32,20 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         )
         print(f"wrote {args.n} {args.kind} galaxies and labels to {out}")
         return 0
-    from clumpdet.sim import load_sim_config, simulate_clumps
+    from clumpdet.sim.detection_sets import simulate_detection_set
 
-    cfg = load_sim_config(args.config, args.set)
-    out = simulate_clumps(
+    out = simulate_detection_set(
+        args.kind,
         n=args.n,
         seed=args.seed,
         out=args.out,
-        config=cfg,
+        config_path=args.config,
+        overrides=args.set,
         workers=args.workers,
         overwrite=args.overwrite,
     )
-    print(f"wrote {args.n} images and truth to {out}")
+    what = "fields" if args.kind == "fields" else "images"
+    print(f"wrote {args.n} {what} and truth to {out}")
     return 0
 
 
@@ -169,8 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="simulate images with exact truth (GalSim)")
     s.add_argument(
         "kind",
-        choices=["clumps", "mergers", "four_class", "rings", "morphology"],
-        help="clumpy galaxies (detection) or classification sets (rings = four_class)",
+        choices=["clumps", "fields", "mergers", "four_class", "rings", "morphology"],
+        help="detection sets (clumpy galaxies; blended star/galaxy fields) or classification "
+        "sets (rings = four_class)",
     )
     s.add_argument("--n", type=int, required=True, help="number of images")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

@@ -15,14 +15,18 @@ class SimulateDataConfig:
 
     Attributes
     ----------
+    kind : str
+        Detection simulator (``clumpdet.sim.DETECTION_SIMULATORS``): ``clumps`` (clumpy SDSS-like
+        galaxies) or ``fields`` (stars and galaxies in blended DECam-like fields).
     config : str or None
-        Simulation YAML (``configs/sim/...``); ``None`` uses the built-in SDSS-like default.
+        Simulation YAML (``configs/sim/...``); ``None`` uses that simulator's built-in default.
     n_train, n_val : int
         Images to simulate for training and validation (validation uses ``seed + 1``).
     seed : int
         Seed of the training set.
     """
 
+    kind: str = "clumps"
     config: str | None = None
     n_train: int = 300
     n_val: int = 60

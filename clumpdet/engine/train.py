@@ -32,7 +32,7 @@ from clumpdet.data.coco import load_coco
 from clumpdet.data.preprocessing import Preprocessing
 from clumpdet.engine.checkpoint import restore_best_weights, save_detector_checkpoint
 from clumpdet.engine.config import TrainConfig
-from clumpdet.errors import InputError
+from clumpdet.errors import ConfigError, InputError
 from clumpdet.models.detector import build_detector
 from clumpdet.utils import atomic_write
 
@@ -182,15 +182,21 @@ def _simulate_if_needed(config: TrainConfig, out: Path) -> tuple[str, str | None
     d = config.data
     if d.train is not None:
         return d.train, d.val
-    from clumpdet.sim import load_sim_config, simulate_clumps
+    from clumpdet.sim.detection_sets import detection_simulator
 
     s = d.simulate
-    sim_cfg = load_sim_config(s.config)
+    sim = detection_simulator(s.kind)
+    if tuple(config.model.class_names) != sim.class_names:
+        raise ConfigError(
+            f"model.class_names {list(config.model.class_names)} do not match the {s.kind!r} "
+            f"simulator's categories {list(sim.class_names)}"
+        )
+    sim_cfg = sim.load_config(s.config, [])
     paths = []
     for name, n, seed in (("train", s.n_train, s.seed), ("val", s.n_val, s.seed + 1)):
         target = out / "data" / name
         if not (target / "annotations.json").is_file():
-            simulate_clumps(n=n, seed=seed, out=target, config=sim_cfg, overwrite=True)
+            sim.simulate(n=n, seed=seed, out=target, config=sim_cfg, overwrite=True)
         paths.append(str(target / "annotations.json"))
     return paths[0], paths[1]
 

@@ -1,5 +1,6 @@
 """GalSim simulations with exact truth: clumpy galaxies (``simulate_clumps``) and galaxy
-classification data sets (``simulate_galaxies``: mergers, four_class, morphology).
+classification data sets (``simulate_galaxies``: mergers, four_class, morphology), and blended
+star/galaxy survey fields (``simulate_fields``).
 
 See :mod:`clumpdet.sim.clumps` for the physics, the truth-box rule and the S/N definition, and
 ``configs/sim/clumps_sdss.yaml`` for every knob with its default.
@@ -18,6 +19,14 @@ from clumpdet.sim.config import (
     load_sim_config,
     validate_sim_config,
 )
+from clumpdet.sim.detection_sets import (
+    DETECTION_SIMULATORS,
+    detection_simulator,
+    simulate_detection_set,
+)
+from clumpdet.sim.field_config import FIELD_CATEGORIES, FieldSimConfig, load_field_config
+from clumpdet.sim.field_writer import read_objects, simulate_fields
+from clumpdet.sim.fields import FieldScene, simulate_field_scene
 from clumpdet.sim.galaxies import (
     FOUR_CLASS_NAMES,
     GalaxyScene,
@@ -37,23 +46,33 @@ from clumpdet.sim.galaxy_writer import galaxy_label_columns, simulate_galaxies
 from clumpdet.sim.writer import scene_records, simulate_clumps
 
 __all__ = [
+    "DETECTION_SIMULATORS",
+    "FIELD_CATEGORIES",
     "FOUR_CLASS_NAMES",
     "KIND_LABELS",
     "ClumpScene",
     "ClumpSimConfig",
+    "FieldScene",
+    "FieldSimConfig",
     "FourClassSimConfig",
     "GalaxyScene",
     "HostTruth",
     "MergerSimConfig",
     "MorphologySimConfig",
     "SimObject",
+    "detection_simulator",
     "galaxy_label_columns",
     "image_seed",
+    "load_field_config",
     "load_galaxy_sim_config",
     "load_sim_config",
+    "read_objects",
     "scene_records",
     "simulate_clump_scene",
     "simulate_clumps",
+    "simulate_detection_set",
+    "simulate_field_scene",
+    "simulate_fields",
     "simulate_four_class_scene",
     "simulate_galaxies",
     "simulate_galaxy_scene",

@@ -54,12 +54,14 @@ from clumpdet.sim.common import (
     GSPARAMS,
     add_gaussian_noise,
     as_seed_sequence,
+    draw_unit,
     galsim_seed,
     image_seed,
     loguniform,
     psf_kernel,
     psf_profile,
     single_threaded_galsim,
+    stamp_slices,
     substream,
 )
 from clumpdet.sim.config import SIM_BANDS, ClumpSimConfig, validate_sim_config
@@ -408,30 +410,6 @@ def _psf(cfg: ClumpSimConfig, fwhm: float) -> galsim.GSObject:
     return psf_profile(cfg.psf.profile, fwhm, moffat_beta=cfg.psf.moffat_beta)
 
 
-def _stamp_bounds(x: float, y: float, radius: float, w: int, h: int) -> galsim.BoundsI | None:
-    """GalSim bounds (1-based) of a square stamp around pixel position (x, y), clipped."""
-    ix, iy = math.floor(x) + 1, math.floor(y) + 1
-    r = math.ceil(radius)
-    b = galsim.BoundsI(ix - r, ix + r, iy - r, iy + r) & galsim.BoundsI(1, w, 1, h)
-    return b if b.isDefined() else None
-
-
-def _draw_unit(
-    prof: galsim.GSObject, x: float, y: float, radius: float, w: int, h: int, scale: float
-) -> tuple[galsim.BoundsI, np.ndarray] | None:
-    """Draw ``prof`` (unit flux) centred at pixel position (x, y) into a clipped stamp."""
-    b = _stamp_bounds(x, y, radius, w, h)
-    if b is None:
-        return None
-    stamp = galsim.ImageF(b, scale=scale)
-    prof.drawImage(image=stamp, center=galsim.PositionD(x + 0.5, y + 0.5), method="auto")
-    return b, stamp.array.astype(np.float64)
-
-
-def _slices(b: galsim.BoundsI) -> tuple[slice, slice]:
-    return slice(b.ymin - 1, b.ymax), slice(b.xmin - 1, b.xmax)
-
-
 def simulate_clump_scene(
     *,
     config: ClumpSimConfig,
@@ -510,9 +488,9 @@ def _simulate(
         for b in SIM_BANDS:
             radius = (cfg.host.bulge_trunc * hp["bulge_hlr"] + _STAMP_FWHM * fwhm[b]) / scale
             prof = galsim.Convolve(bulge, psfs[b], gsparams=_GSPARAMS)
-            drawn = _draw_unit(prof, hp["x"], hp["y"], radius, w, h, scale)
+            drawn = draw_unit(prof, hp["x"], hp["y"], radius, w, h, scale)
             if drawn is not None:
-                model[b][_slices(drawn[0])] += hp["bulge_flux"][b] * drawn[1]
+                model[b][stamp_slices(drawn[0])] += hp["bulge_flux"][b] * drawn[1]
     host_model = {b: model[b].copy() for b in SIM_BANDS} if return_components else None
 
     # -- labelled objects, each drawn into its own stamp
@@ -538,10 +516,10 @@ def _simulate(
                 else galsim.Convolve(intrinsic, psfs[b], gsparams=_GSPARAMS)
             )
             radius = (_STAMP_FWHM * math.hypot(fwhm[b], 2 * obj["hlr"]) + 4 * obj["hlr"]) / scale
-            drawn = _draw_unit(prof, obj["x"], obj["y"], radius, w, h, scale)
+            drawn = draw_unit(prof, obj["x"], obj["y"], radius, w, h, scale)
             per_band[b] = drawn
             if drawn is not None:
-                model[b][_slices(drawn[0])] += obj["flux"][b] * drawn[1]
+                model[b][stamp_slices(drawn[0])] += obj["flux"][b] * drawn[1]
         stamps.append(per_band)
 
     # -- noise (GalSim RNG), per-pixel variance, S/N
@@ -570,7 +548,7 @@ def _simulate(
         snr = 0.0
         if drawn is not None:
             m = obj["flux"]["r"] * drawn[1]
-            snr = float(np.sqrt(np.sum(m**2 / var_r[_slices(drawn[0])])))
+            snr = float(np.sqrt(np.sum(m**2 / var_r[stamp_slices(drawn[0])])))
         half = obj["box_side"] / 2.0
         boxes[k] = (
             max(obj["x"] - half, 0.0),
@@ -602,7 +580,7 @@ def _simulate(
         for k, (obj, st) in enumerate(zip(params.objects, stamps)):
             for c, b in enumerate(bands):
                 if st[b] is not None:
-                    components[k, c][_slices(st[b][0])] = obj["flux"][b] * st[b][1]
+                    components[k, c][stamp_slices(st[b][0])] = obj["flux"][b] * st[b][1]
 
     host_flux = {b: float(hp["disk_flux"][b] + hp["bulge_flux"][b]) for b in bands}
     host = HostTruth(

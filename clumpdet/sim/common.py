@@ -179,6 +179,43 @@ def add_gaussian_noise(
 
 
 # --------------------------------------------------------------------------------------------
+# stamps
+
+
+def stamp_bounds(x: float, y: float, radius: float, w: int, h: int) -> galsim.BoundsI | None:
+    """GalSim bounds (1-based) of a square stamp of half-side ``radius`` px around corner-origin
+    pixel position ``(x, y)``, clipped to a ``w x h`` image; ``None`` when fully outside."""
+    ix, iy = math.floor(x) + 1, math.floor(y) + 1
+    r = math.ceil(radius)
+    b = galsim.BoundsI(ix - r, ix + r, iy - r, iy + r) & galsim.BoundsI(1, w, 1, h)
+    return b if b.isDefined() else None
+
+
+def draw_unit(
+    prof: galsim.GSObject, x: float, y: float, radius: float, w: int, h: int, scale: float
+) -> tuple[galsim.BoundsI, np.ndarray] | None:
+    """Draw ``prof`` centred at corner-origin pixel position ``(x, y)`` into a clipped stamp.
+
+    Returns
+    -------
+    (galsim.BoundsI, ndarray) or None
+        The stamp bounds (1-based, inclusive) and its pixels, float64 ``(ny, nx)``; ``None``
+        when the stamp falls outside the image.
+    """
+    b = stamp_bounds(x, y, radius, w, h)
+    if b is None:
+        return None
+    stamp = galsim.ImageF(b, scale=scale)
+    prof.drawImage(image=stamp, center=galsim.PositionD(x + 0.5, y + 0.5), method="auto")
+    return b, stamp.array.astype(np.float64)
+
+
+def stamp_slices(b: galsim.BoundsI) -> tuple[slice, slice]:
+    """numpy ``(rows, cols)`` slices of a 1-based inclusive GalSim bounds."""
+    return slice(b.ymin - 1, b.ymax), slice(b.xmin - 1, b.xmax)
+
+
+# --------------------------------------------------------------------------------------------
 # run arguments and the process pool
 
 

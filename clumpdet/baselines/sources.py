@@ -1,0 +1,804 @@
+"""Classical source detection and deblending (SExtractor-like) for blended star/galaxy fields.
+
+The baseline the neural detector is compared with on the blended-field benchmark. It needs no
+training: it thresholds a filtered, noise-weighted coadd, deblends the segments with
+multi-threshold (sep) or watershed (photutils) deblending, and calls a source a star when it is
+as compact as the PSF.
+
+Algorithm
+---------
+1. **Bad pixels.** A pixel that is non-finite (NaN, +-inf) in *any* band is masked: it is set
+   to 0 in every band, excluded from the noise estimate and the background mesh, and masked in
+   detection (sep: zero data and infinite noise before filtering; photutils: ``mask=``). Fluxes
+   over a segment therefore count masked pixels as zero.
+2. **Background** (:attr:`SourceFinderConfig.background`). ``"none"`` (default): the images are
+   taken as sky-subtracted, as simulated tiles are. ``"sep"``: per band, a ``sep.Background``
+   mesh (``background_mesh`` px boxes, ``background_filter`` median filter) is subtracted, for
+   real frames such as the NTT field.
+3. **Noise.** The per-pixel sky sigma of each band, ``noise_sigma``; when not given it is
+   estimated, per band, as ``sep.Background.globalrms`` (``background="sep"``) or as the MAD
+   rms ``1.4826 * median(|I - median(I)|)`` of the non-zero pixels (sources inflate both a
+   little).
+4. **Detection image.** The inverse-variance-weighted mean of the bands,
+   ``D = sum_b w_b I_b`` with ``w_b = sigma_b^-2 / sum_c sigma_c^-2``: in flux units (for a flat
+   spectrum in nanomaggies ``D`` equals each band) with a known per-pixel noise
+   ``sigma_D = (sum_b sigma_b^-2)^-1/2``, the best S/N any fixed-weight coadd reaches.
+5. **Filter and threshold.** ``D`` is convolved with a normalised Gaussian of FWHM
+   ``filter_fwhm_factor * psf_fwhm_px`` (a matched filter for a point source). The threshold is
+   ``thresh * sigma_D`` with ``thresh_units="pixel"`` (SExtractor's ``DETECT_THRESH``: in units
+   of the *unfiltered* pixel noise, applied to the filtered image; the default 1.5 is
+   default.sex's and, for a 3.5 px FWHM, sits at 5.1 sigma of the filtered image), or
+   ``thresh * sigma_F`` with ``thresh_units="filtered"``, ``sigma_F = sigma_D * sqrt(sum K^2)``
+   the noise of the filtered image (a matched-filter S/N cut, independent of the PSF size;
+   1.5 sigma_F would find ~4000 noise peaks per megapixel, use ~4). At least ``minarea``
+   connected pixels must pass.
+6. **Deblending.** ``method="sep"``: ``sep.extract`` (SExtractor's multi-threshold deblending,
+   ``deblend_nthresh`` levels, ``deblend_cont`` minimum contrast, cleaning on).
+   ``method="photutils"``: ``detect_sources`` on the filtered image, then ``deblend_sources``
+   (``nlevels`` levels, ``contrast``, exponential spacing; scikit-image watershed).
+7. **Measurements** per deblended segment (both methods alike): the centroid (sep's isophotal
+   barycentre / photutils ``SourceCatalog`` centroid of ``D``), the box (the segment's bounding
+   box), the reference-band flux (sum of the reference band over the segment, an isophotal flux
+   that misses the wings: magnitudes are biased faint by ~0.1-0.3 mag near the threshold),
+   ``score = S/N = sum_seg D / (sigma_D sqrt(npix))`` and the half-light radius ``r50`` of ``D``
+   (``sep.flux_radius``, normalised within ``r50_rmax_fwhm * psf_fwhm_px``, pixels of other
+   segments masked).
+8. **Star or galaxy.** A source is a star (label 1) when ``r50 < star_r50_factor * r50_psf``,
+   else a galaxy (label 2; also when ``r50`` cannot be measured). ``r50_psf`` is measured with
+   the same estimator on a noiseless, pixel-integrated PSF (``psf_profile``,
+   ``psf_moffat_beta``) of FWHM ``psf_fwhm_px``, so estimator and pixel biases cancel: it is
+   0.594 FWHM for the simulator's Moffat beta = 3.5 and 0.521 FWHM for a Gaussian at 3.5 px
+   FWHM (0.5 FWHM for an unpixelised Gaussian).
+
+Coordinates follow docs/conventions.md: sep and photutils return 0-based pixel-centre
+coordinates, so ``x = x_sep + 0.5``; the box of a segment covering columns ``j0 .. j1`` is
+``x1 = j0``, ``x2 = j1 + 1``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import multiprocessing
+import warnings
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import pandas as pd
+import sep
+from scipy import ndimage
+
+from clumpdet.baselines.classical import _filtered_rms, _gaussian_kernel, _mad_rms
+from clumpdet.errors import ClumpdetError, ConfigError, InputError, NoDetectionsWarning
+
+SourceMethod = Literal["sep", "photutils"]
+_METHODS: tuple[str, ...] = ("sep", "photutils")
+
+#: Columns of :func:`find_sources` output, in order (``run_source_baseline`` prepends
+#: ``image_id``).
+SOURCE_COLUMNS: tuple[str, ...] = (
+    "x",
+    "y",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    "label",
+    "score",
+    "mag",
+    "flux",
+    "r50",
+    "npix",
+)
+_INT_COLUMNS = ("label", "npix")
+
+#: AB zero point of nanomaggies: ``mag = 22.5 - 2.5 log10(flux / nanomaggy)``.
+NANOMAGGY_ZEROPOINT: float = 22.5
+
+#: sep's active-pixel buffer is set to at least this many pixels (a 2048 x 2048 mosaic) ...
+_MIN_PIXSTACK = 2048 * 2048
+#: ... and its sub-object limit per deblended segment to at least this.
+_MIN_SUB_OBJECTS = 4096
+
+
+@dataclass
+class SourceFinderConfig:
+    """Knobs of the classical source finder (lengths in pixels unless stated).
+
+    Defaults follow SExtractor's default.sex (threshold, minimum area, deblending) and
+    photutils' defaults (``nlevels``, ``contrast``); the star/galaxy rule is calibrated on the
+    simulator's PSF (module docstring). Load from YAML with
+    ``clumpdet.config.load_config(SourceFinderConfig, path)``.
+
+    Parameters
+    ----------
+    method : {"sep", "photutils"}
+        Detection and deblending engine.
+    thresh : float
+        Detection threshold in units given by ``thresh_units``.
+    thresh_units : {"pixel", "filtered"}
+        ``"pixel"``: ``thresh`` times the per-pixel noise of the unfiltered detection image,
+        applied to the filtered image (SExtractor's ``DETECT_THRESH``); ``"filtered"``:
+        ``thresh`` times the noise of the filtered image (a matched-filter S/N).
+    minarea : int
+        Minimum number of connected pixels above the threshold (SExtractor 5).
+    deblend_nthresh : int
+        sep: number of deblending thresholds (SExtractor 32).
+    deblend_cont : float
+        sep: minimum contrast (flux fraction) of a deblended branch (SExtractor 0.005); 1.0
+        disables deblending.
+    nlevels : int
+        photutils: number of multi-thresholding levels of ``deblend_sources`` (default 32).
+    contrast : float
+        photutils: minimum flux fraction of a deblended source (photutils default 0.001); 1.0
+        disables deblending.
+    filter_fwhm_factor : float
+        Detection filter: Gaussian of FWHM ``filter_fwhm_factor * psf_fwhm_px``.
+    star_r50_factor : float
+        A source is a star when ``r50 < star_r50_factor * r50_psf``.
+    psf_profile : {"moffat", "gaussian", "kolmogorov"}
+        PSF shape used to compute ``r50_psf`` (the simulator's default is Moffat).
+    psf_moffat_beta : float
+        Moffat index of that PSF.
+    r50_rmax_fwhm : float
+        ``r50`` is the radius enclosing half the flux within ``r50_rmax_fwhm * psf_fwhm_px``.
+    reference_band : str
+        Band of the reported flux and magnitude (a single-plane image is used whatever its
+        name).
+    background : {"none", "sep"}
+        ``"none"``: images are sky-subtracted; ``"sep"``: subtract a ``sep.Background`` mesh.
+    background_mesh : int
+        sep background box size, pixels.
+    background_filter : int
+        sep background median-filter size, in boxes.
+    """
+
+    method: SourceMethod = "sep"
+    thresh: float = 1.5
+    thresh_units: Literal["pixel", "filtered"] = "pixel"
+    minarea: int = 5
+    deblend_nthresh: int = 32
+    deblend_cont: float = 0.005
+    nlevels: int = 32
+    contrast: float = 0.001
+    filter_fwhm_factor: float = 1.0
+    star_r50_factor: float = 1.15
+    psf_profile: Literal["moffat", "gaussian", "kolmogorov"] = "moffat"
+    psf_moffat_beta: float = 3.5
+    r50_rmax_fwhm: float = 3.0
+    reference_band: str = "r"
+    background: Literal["none", "sep"] = "none"
+    background_mesh: int = 64
+    background_filter: int = 3
+
+    def __post_init__(self) -> None:
+        if self.method not in _METHODS:
+            raise ConfigError(
+                f"SourceFinderConfig.method: {self.method!r} is not one of {list(_METHODS)}"
+            )
+        for name in ("thresh", "filter_fwhm_factor", "star_r50_factor", "r50_rmax_fwhm"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ConfigError(
+                    f"SourceFinderConfig.{name}: must be a positive number, got {value!r}"
+                )
+        if self.thresh_units not in ("pixel", "filtered"):
+            raise ConfigError(
+                f"SourceFinderConfig.thresh_units: {self.thresh_units!r} is not one of "
+                "['pixel', 'filtered']"
+            )
+        for name in ("minarea", "deblend_nthresh", "nlevels", "background_mesh"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"SourceFinderConfig.{name}: must be >= 1")
+        if self.background_filter < 1 or self.background_filter % 2 == 0:
+            raise ConfigError("SourceFinderConfig.background_filter: must be an odd number >= 1")
+        for name in ("deblend_cont", "contrast"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ConfigError(f"SourceFinderConfig.{name}: must be in (0, 1]")
+        if self.psf_profile not in ("moffat", "gaussian", "kolmogorov"):
+            raise ConfigError(
+                f"SourceFinderConfig.psf_profile: {self.psf_profile!r} is not one of "
+                "['moffat', 'gaussian', 'kolmogorov']"
+            )
+        if not self.psf_moffat_beta > 1.1:
+            raise ConfigError("SourceFinderConfig.psf_moffat_beta: must be > 1.1 (finite flux)")
+        if self.background not in ("none", "sep"):
+            raise ConfigError(
+                f"SourceFinderConfig.background: {self.background!r} is not one of "
+                "['none', 'sep']"
+            )
+
+
+class _Segments(NamedTuple):
+    """Deblended segments: map (labels 1..n, 0 = sky) and 0-based centroids per label."""
+
+    segmap: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+
+
+def empty_sources(*, with_image_id: bool = False) -> pd.DataFrame:
+    """An empty source table with the columns (and dtypes) of :func:`find_sources`.
+
+    Parameters
+    ----------
+    with_image_id : bool
+        Prepend an ``image_id`` column (the layout of :func:`run_source_baseline`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Zero rows.
+    """
+    cols = (("image_id",) if with_image_id else ()) + SOURCE_COLUMNS
+    return pd.DataFrame(
+        {
+            c: pd.Series(
+                dtype="int64" if c in _INT_COLUMNS or c == "image_id" else "float64"
+            )
+            for c in cols
+        }
+    )
+
+
+# --------------------------------------------------------------------------- PSF size
+
+
+@functools.lru_cache(maxsize=128)
+def _psf_r50_cached(profile: str, beta: float, fwhm_px: float, rmax_fwhm: float) -> float:
+    import galsim
+
+    if profile == "gaussian":
+        psf = galsim.Gaussian(fwhm=fwhm_px)
+    elif profile == "kolmogorov":
+        psf = galsim.Kolmogorov(fwhm=fwhm_px)
+    else:
+        psf = galsim.Moffat(beta=beta, fwhm=fwhm_px)
+    half = math.ceil(rmax_fwhm * fwhm_px) + 3
+    n = 2 * half + 1
+    img = psf.drawImage(nx=n, ny=n, scale=1.0).array.astype(np.float32)  # pixel-integrated
+    r, _ = sep.flux_radius(
+        np.ascontiguousarray(img),
+        np.array([float(half)]),
+        np.array([float(half)]),
+        np.array([rmax_fwhm * fwhm_px]),
+        0.5,
+        subpix=5,
+    )
+    return float(np.asarray(r).ravel()[0])
+
+
+def psf_r50(
+    fwhm_px: float,
+    *,
+    profile: Literal["moffat", "gaussian", "kolmogorov"] = "moffat",
+    moffat_beta: float = 3.5,
+    rmax_fwhm: float = 3.0,
+) -> float:
+    """Half-light radius of a pixel-integrated PSF as :func:`find_sources` measures it.
+
+    The PSF is drawn noiseless with GalSim (pixel response included) and its ``r50`` measured
+    with ``sep.flux_radius`` within ``rmax_fwhm * fwhm_px``, the estimator applied to sources.
+
+    Parameters
+    ----------
+    fwhm_px : float
+        PSF FWHM, pixels.
+    profile : {"moffat", "gaussian", "kolmogorov"}
+        PSF shape.
+    moffat_beta : float
+        Moffat index (``profile="moffat"``).
+    rmax_fwhm : float
+        Normalisation radius in FWHMs.
+
+    Returns
+    -------
+    float
+        ``r50`` in pixels (about 0.59 FWHM for Moffat beta = 3.5, 0.52 for a Gaussian at
+        3.5 px FWHM).
+    """
+    if not (math.isfinite(fwhm_px) and fwhm_px > 0):
+        raise InputError(None, f"psf_fwhm_px must be a positive number, got {fwhm_px!r}")
+    return _psf_r50_cached(profile, float(moffat_beta), round(float(fwhm_px), 3), rmax_fwhm)
+
+
+# --------------------------------------------------------------------------- preparation
+
+
+def _as_cube(image: np.ndarray) -> np.ndarray:
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 2 or arr.shape[2] < 2:
+        raise InputError(None, f"expected an image of shape (C, H, W) or (H, W), got {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.number):
+        raise InputError(None, f"expected a numeric image, got dtype {arr.dtype}")
+    return arr.astype(np.float32, copy=True)
+
+
+def _band_names(bands: Sequence[str] | None, n: int) -> tuple[str, ...] | None:
+    if bands is None:
+        return None
+    names = (bands,) if isinstance(bands, str) else tuple(str(b) for b in bands)
+    if len(names) != n:
+        raise InputError(None, f"{len(names)} band name(s) {list(names)} for {n} image plane(s)")
+    return names
+
+
+def _noise_per_band(
+    noise_sigma: Mapping[str, float] | Sequence[float] | float | None,
+    names: tuple[str, ...] | None,
+    n: int,
+) -> np.ndarray | None:
+    """Per-plane sky sigma from the user's ``noise_sigma``; None to estimate it."""
+    if noise_sigma is None:
+        return None
+    if isinstance(noise_sigma, Mapping):
+        if names is None:
+            raise InputError(None, "noise_sigma is a mapping of band names: pass bands= too")
+        missing = [b for b in names if b not in noise_sigma]
+        if missing:
+            raise InputError(
+                None, f"noise_sigma has no value for band(s) {missing} (has {list(noise_sigma)})"
+            )
+        sig = np.array([float(noise_sigma[b]) for b in names])
+    elif np.ndim(noise_sigma) == 0:
+        sig = np.full(n, float(noise_sigma))  # type: ignore[arg-type]
+    else:
+        sig = np.asarray(noise_sigma, dtype=np.float64).reshape(-1)
+        if sig.size != n:
+            raise InputError(None, f"{sig.size} noise_sigma value(s) for {n} image plane(s)")
+    if not np.all(np.isfinite(sig) & (sig > 0)):
+        raise InputError(None, f"noise_sigma must be positive and finite, got {sig.tolist()}")
+    return sig
+
+
+def _subtract_background(cube: np.ndarray, bad: np.ndarray, cfg: SourceFinderConfig) -> np.ndarray:
+    """Subtract a sep background mesh from every plane in place; return each plane's rms."""
+    rms = np.zeros(cube.shape[0])
+    h, w = cube.shape[1:]
+    mesh = int(min(cfg.background_mesh, h, w))
+    for c in range(cube.shape[0]):
+        bkg = sep.Background(
+            cube[c], mask=bad, bw=mesh, bh=mesh, fw=cfg.background_filter,
+            fh=cfg.background_filter,
+        )  # fmt: skip
+        cube[c] -= bkg.back(dtype=np.float32)
+        rms[c] = float(bkg.globalrms)
+    cube[:, bad] = 0.0
+    return rms
+
+
+def _reference_index(names: tuple[str, ...] | None, n: int, ref: str) -> int:
+    if names is not None and ref in names:
+        return names.index(ref)
+    if n == 1:
+        return 0
+    have = "no band names given" if names is None else f"bands {list(names)}"
+    raise InputError(None, f"reference band {ref!r} not found ({have})")
+
+
+# --------------------------------------------------------------------------- detection
+
+
+def _sep_limits(npix: int) -> None:
+    """Raise sep's global buffers so a full ``npix``-pixel image fits (never lowers them)."""
+    sep.set_extract_pixstack(max(sep.get_extract_pixstack(), _MIN_PIXSTACK, int(npix)))
+    sep.set_sub_object_limit(max(sep.get_sub_object_limit(), _MIN_SUB_OBJECTS))
+
+
+def _segments_sep(
+    det: np.ndarray, bad: np.ndarray, noise: float, kernel: np.ndarray, cfg: SourceFinderConfig
+) -> _Segments:
+    _sep_limits(det.size)
+    try:
+        objs, segmap = sep.extract(
+            det,
+            cfg.thresh,
+            err=noise,
+            mask=bad if bad.any() else None,
+            minarea=int(cfg.minarea),
+            filter_kernel=kernel,
+            filter_type="matched",
+            deblend_nthresh=int(cfg.deblend_nthresh),
+            deblend_cont=float(cfg.deblend_cont),
+            segmentation_map=True,
+        )
+    except Exception as exc:  # sep raises bare Exception for its buffer overflows
+        msg = str(exc)
+        if "pixel buffer full" in msg or "deblending overflow" in msg:
+            raise ClumpdetError(
+                f"sep could not extract sources from a {det.shape[0]}x{det.shape[1]} image "
+                f"({msg.split(':')[0]}): too many pixels above the threshold or too many "
+                "sub-objects. Check that the image is background-subtracted (background='sep' "
+                "for raw frames), raise thresh, or lower deblend_nthresh. sep said: " + msg
+            ) from None
+        raise
+    segmap = np.asarray(segmap, dtype=np.int32)
+    return _Segments(segmap, np.asarray(objs["x"], float), np.asarray(objs["y"], float))
+
+
+def _segments_photutils(
+    det: np.ndarray, bad: np.ndarray, threshold: float, kernel: np.ndarray, cfg: SourceFinderConfig
+) -> _Segments:
+    from astropy.utils.exceptions import AstropyUserWarning
+    from photutils.segmentation import SourceCatalog, deblend_sources, detect_sources
+
+    conv = ndimage.convolve(det, kernel.astype(np.float32), mode="constant", cval=0.0)
+    mask = bad if bad.any() else None
+    segm = detect_sources(conv, threshold, int(cfg.minarea), mask=mask)
+    empty = _Segments(np.zeros(det.shape, np.int32), np.zeros(0), np.zeros(0))
+    if segm is None:
+        return empty
+    if cfg.contrast < 1.0:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyUserWarning)  # e.g. mode changes per label
+            segm = deblend_sources(
+                conv, segm, int(cfg.minarea), n_levels=int(cfg.nlevels),
+                contrast=float(cfg.contrast), progress_bar=False,
+            )  # fmt: skip
+    segmap = np.asarray(segm.data, dtype=np.int32)
+    labels = np.asarray(segm.labels, dtype=np.int64)
+    if labels.size == 0:
+        return empty
+    # relabel to 1..n in label order
+    lut = np.zeros(int(segmap.max()) + 1, dtype=np.int32)
+    lut[labels] = np.arange(1, labels.size + 1, dtype=np.int32)
+    segmap = lut[segmap]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        cat = SourceCatalog(det, segm, mask=mask)
+        x = np.asarray(cat.xcentroid, dtype=np.float64)
+        y = np.asarray(cat.ycentroid, dtype=np.float64)
+    bad_c = ~(np.isfinite(x) & np.isfinite(y))
+    if bad_c.any():  # e.g. a segment of negative unfiltered flux: use its filtered peak
+        pos = ndimage.maximum_position(conv, segmap, index=np.flatnonzero(bad_c) + 1)
+        for k, (py, px) in zip(np.flatnonzero(bad_c), pos):
+            x[k], y[k] = float(px), float(py)
+    return _Segments(segmap, x, y)
+
+
+def _measure(
+    seg: _Segments,
+    det: np.ndarray,
+    ref: np.ndarray,
+    noise: float,
+    r50_psf: float,
+    psf_fwhm_px: float,
+    cfg: SourceFinderConfig,
+) -> pd.DataFrame:
+    n = int(seg.x.size)
+    if n == 0:
+        return empty_sources()
+    flat = seg.segmap.ravel()
+    npix = np.bincount(flat, minlength=n + 1)[1 : n + 1]
+    det_sum = np.bincount(flat, weights=det.ravel().astype(np.float64), minlength=n + 1)[1 : n + 1]
+    ref_sum = np.bincount(flat, weights=ref.ravel().astype(np.float64), minlength=n + 1)[1 : n + 1]
+    slices = ndimage.find_objects(seg.segmap, max_label=n)
+    box = np.full((n, 4), np.nan)
+    for k, sl in enumerate(slices):
+        if sl is not None:
+            box[k] = (sl[1].start, sl[0].start, sl[1].stop, sl[0].stop)
+    keep = npix > 0
+    rmax = np.full(n, cfg.r50_rmax_fwhm * psf_fwhm_px)
+    r50, _ = sep.flux_radius(
+        det,
+        seg.x,
+        seg.y,
+        rmax,
+        0.5,
+        segmap=seg.segmap,
+        seg_id=np.arange(1, n + 1, dtype=np.int32),
+        subpix=5,
+    )
+    r50 = np.asarray(r50, dtype=np.float64).reshape(-1)
+    r50[~(np.isfinite(r50) & (r50 > 0))] = np.nan
+    with np.errstate(invalid="ignore"):
+        star = r50 < cfg.star_r50_factor * r50_psf
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr = det_sum / (noise * np.sqrt(npix))
+        mag = np.where(ref_sum > 0, NANOMAGGY_ZEROPOINT - 2.5 * np.log10(ref_sum), np.nan)
+    df = pd.DataFrame(
+        {
+            "x": seg.x + 0.5,
+            "y": seg.y + 0.5,
+            "x1": box[:, 0],
+            "y1": box[:, 1],
+            "x2": box[:, 2],
+            "y2": box[:, 3],
+            "label": np.where(star, 1, 2).astype(np.int64),
+            "score": snr,
+            "mag": mag,
+            "flux": ref_sum,
+            "r50": r50,
+            "npix": npix.astype(np.int64),
+        }
+    )[keep]
+    return df.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def find_sources(
+    image: np.ndarray,
+    *,
+    noise_sigma: Mapping[str, float] | Sequence[float] | float | None,
+    psf_fwhm_px: float,
+    bands: Sequence[str] | None,
+    config: SourceFinderConfig | None = None,
+) -> pd.DataFrame:
+    """Detect, deblend, measure and classify the sources of one image.
+
+    Parameters
+    ----------
+    image : ndarray, shape (C, H, W) or (H, W)
+        Sky-subtracted image in nanomaggies per pixel (or raw frames with
+        ``config.background="sep"``). Non-finite pixels are masked (module docstring, step 1).
+    noise_sigma : mapping of str to float, sequence of float, float, or None
+        Per-pixel sky sigma of each band, nanomaggies: a ``{band: sigma}`` mapping (needs
+        ``bands``), one value per plane, or one value for all planes. None estimates it from
+        the image (MAD, or sep's ``globalrms`` with ``background="sep"``).
+    psf_fwhm_px : float
+        PSF FWHM of the reference band, pixels (sets the filter, ``r50_psf`` and the ``r50``
+        aperture).
+    bands : sequence of str or None
+        Band name of each plane (a single string for a 2-D image is accepted); needed to find
+        the reference band of a multi-band image and to read a mapping ``noise_sigma``.
+    config : SourceFinderConfig, optional
+        Parameters (defaults if omitted).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per source, sorted by decreasing score, with columns ``x, y`` (centroid,
+        corner-origin pixels), ``x1, y1, x2, y2`` (segment bounding box, xyxy pixels, ``x2``
+        and ``y2`` exclusive), ``label`` (1 star, 2 galaxy), ``score`` (isophotal S/N in the
+        detection image), ``mag`` (reference-band AB magnitude, NaN when the flux is not
+        positive), ``flux`` (reference-band isophotal flux, nanomaggies), ``r50`` (half-light
+        radius of the detection image, pixels, NaN if unmeasurable) and ``npix`` (segment
+        area, pixels). Empty (same columns) when nothing is found or the image has no noise.
+
+    Raises
+    ------
+    InputError
+        Bad image shape, band names or noise values; reference band missing; no finite pixel.
+    ClumpdetError
+        sep's pixel buffer or sub-object limit overflowed even at the raised limits.
+    ConfigError
+        Invalid config values.
+    """
+    cfg = config if config is not None else SourceFinderConfig()
+    cube = _as_cube(image)
+    n_planes = cube.shape[0]
+    names = _band_names(bands, n_planes)
+    sigma = _noise_per_band(noise_sigma, names, n_planes)
+    ref_idx = _reference_index(names, n_planes, cfg.reference_band)
+    if not (isinstance(psf_fwhm_px, (int, float)) and math.isfinite(psf_fwhm_px)) or (
+        psf_fwhm_px <= 0
+    ):
+        raise InputError(None, f"psf_fwhm_px must be a positive number, got {psf_fwhm_px!r}")
+
+    bad = ~np.isfinite(cube).all(axis=0)
+    if bad.all():
+        raise InputError(None, "image has no pixel that is finite in every band")
+    cube[:, bad] = 0.0
+    est_rms = _subtract_background(cube, bad, cfg) if cfg.background == "sep" else None
+    if sigma is None:
+        sigma = est_rms if est_rms is not None else np.array([_mad_rms(p) for p in cube])
+        if not np.all(np.isfinite(sigma) & (sigma > 0)):
+            return empty_sources()  # constant (e.g. all-zero) planes: nothing to detect
+
+    ivar = 1.0 / sigma**2
+    weights = (ivar / ivar.sum()).astype(np.float32)
+    det = np.ascontiguousarray(np.tensordot(weights, cube, axes=1), dtype=np.float32)
+    det[bad] = 0.0
+    noise_det = float(1.0 / math.sqrt(ivar.sum()))
+    ref = np.ascontiguousarray(cube[ref_idx])
+
+    kernel = _gaussian_kernel(cfg.filter_fwhm_factor * float(psf_fwhm_px))
+    unit_noise = noise_det if cfg.thresh_units == "pixel" else _filtered_rms(noise_det, kernel)
+    if cfg.method == "sep":
+        seg = _segments_sep(det, bad, unit_noise, kernel, cfg)
+    else:
+        seg = _segments_photutils(det, bad, cfg.thresh * unit_noise, kernel, cfg)
+    r50_ref = psf_r50(
+        float(psf_fwhm_px),
+        profile=cfg.psf_profile,
+        moffat_beta=cfg.psf_moffat_beta,
+        rmax_fwhm=cfg.r50_rmax_fwhm,
+    )
+    return _measure(seg, det, ref, noise_det, r50_ref, float(psf_fwhm_px), cfg)
+
+
+# --------------------------------------------------------------------------- image sets
+
+
+class _Job(NamedTuple):
+    image_id: int
+    path: Path
+    bands: tuple[str, ...] | None
+    noise_sigma: dict[str, float] | None
+    psf_fwhm_px: float
+
+
+class _Failure(NamedTuple):
+    path: str
+    problem: str
+    fatal: bool
+
+
+def _read_cube(path: Path, bands: tuple[str, ...] | None) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Read ``(C, H, W)`` float32 pixels with non-finite pixels kept (find_sources masks them)."""
+    from clumpdet.data.fits import FITS_SUFFIXES, read_fits
+    from clumpdet.data.images import ImageData, read_image, select_bands
+
+    if not path.name.lower().endswith(FITS_SUFFIXES):
+        im = read_image(path, bands=bands, nan_policy="zero")
+        return im.data, im.bands
+    raw = read_fits(path)
+    known = all(b is not None for b in raw.bands)
+    names = tuple(b if b is not None else f"band{i}" for i, b in enumerate(raw.bands, 1))
+    im = ImageData(
+        data=raw.data, bands=names, header=raw.header, path=path, band_names_known=known
+    )
+    if bands is not None:
+        im = select_bands(im, bands)
+    return im.data, im.bands
+
+
+def _process_one(job: _Job, cfg: SourceFinderConfig) -> pd.DataFrame | _Failure:
+    try:
+        data, names = _read_cube(job.path, job.bands)
+        df = find_sources(
+            data, noise_sigma=job.noise_sigma, psf_fwhm_px=job.psf_fwhm_px, bands=names,
+            config=cfg,
+        )  # fmt: skip
+    except InputError as exc:
+        return _Failure(str(job.path), exc.problem, fatal=False)
+    except ClumpdetError as exc:
+        return _Failure(str(job.path), str(exc), fatal=True)
+    df.insert(0, "image_id", np.full(len(df), job.image_id, dtype=np.int64))
+    return df
+
+
+def _process_chunk(jobs: list[_Job], cfg: SourceFinderConfig) -> list[pd.DataFrame | _Failure]:
+    return [_process_one(j, cfg) for j in jobs]
+
+
+def _jobs_from_coco(truth: Path) -> list[_Job]:
+    from clumpdet.data.coco import load_coco
+
+    doc = load_coco(truth)
+    root = Path(doc.get("_root", truth.parent))
+    jobs = []
+    for rec in doc["images"]:
+        iid = int(rec["id"])
+        fwhm = rec.get("psf_fwhm_px")
+        if fwhm is None and rec.get("psf_fwhm") is not None and rec.get("pixel_scale"):
+            fwhm = float(rec["psf_fwhm"]) / float(rec["pixel_scale"])
+        if fwhm is None or not (math.isfinite(float(fwhm)) and float(fwhm) > 0):
+            raise InputError(
+                truth,
+                f"image {iid}: no usable psf_fwhm_px (or psf_fwhm and pixel_scale) in its record",
+            )
+        bands = rec.get("bands")
+        noise = rec.get("noise_sigma")
+        jobs.append(
+            _Job(
+                image_id=iid,
+                path=root / str(rec["file_name"]),
+                bands=tuple(str(b) for b in bands) if bands else None,
+                noise_sigma={str(k): float(v) for k, v in noise.items()} if noise else None,
+                psf_fwhm_px=float(fwhm),
+            )
+        )
+    return jobs
+
+
+def run_source_baseline(
+    truth: str | Path,
+    *,
+    method: SourceMethod | None = None,
+    config: SourceFinderConfig | None = None,
+    workers: int = 1,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Run :func:`find_sources` on every image of a COCO set (the blended-field benchmark).
+
+    Each image record supplies ``file_name`` (relative to the COCO file's folder), ``bands``,
+    ``noise_sigma`` (``{band: sigma}``, nanomaggies; estimated from the image when absent) and
+    ``psf_fwhm_px`` (or ``psf_fwhm`` / ``pixel_scale``).
+
+    Parameters
+    ----------
+    truth : str or Path
+        COCO ``annotations.json`` of the set.
+    method : {"sep", "photutils"}, optional
+        Engine; overrides ``config.method`` when given.
+    config : SourceFinderConfig, optional
+        Parameters (defaults if omitted).
+    workers : int
+        Processes (spawn context); 1 runs in this process.
+    progress : bool
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Predictions of all images: ``image_id`` then the columns of :func:`find_sources`, sorted
+        by image then decreasing score.
+
+    Raises
+    ------
+    InputError
+        Unreadable COCO file, a missing or unreadable image, a record without a PSF FWHM.
+    ConfigError
+        Bad method, config or ``workers``.
+    ClumpdetError
+        sep overflowed on an image (the message names it).
+
+    Warns
+    -----
+    NoDetectionsWarning
+        Nothing was found in any image.
+    """
+    from tqdm.auto import tqdm
+
+    cfg = config if config is not None else SourceFinderConfig()
+    if method is not None:
+        if method not in _METHODS:
+            raise ConfigError(f"method {method!r} is not one of {list(_METHODS)}")
+        cfg = dataclasses.replace(cfg, method=method)
+    if int(workers) < 1:
+        raise ConfigError(f"workers must be >= 1, got {workers}")
+    truth = Path(truth)
+    jobs = _jobs_from_coco(truth)
+    for j in jobs:
+        if not j.path.is_file():
+            raise InputError(j.path, "image file not found")
+    n_workers = min(int(workers), max(1, len(jobs)))
+    chunk = max(1, min(8, len(jobs) // (4 * n_workers) or 1))
+    chunks = [jobs[i : i + chunk] for i in range(0, len(jobs), chunk)]
+
+    frames: list[pd.DataFrame] = []
+    bar = tqdm(total=len(jobs), desc=f"sources {cfg.method}", unit="img", disable=not progress)
+    try:
+        if n_workers <= 1:
+            _collect((_process_chunk(c, cfg) for c in chunks), frames, bar)
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
+                futures = [pool.submit(_process_chunk, c, cfg) for c in chunks]
+                try:
+                    _collect((f.result() for f in futures), frames, bar)
+                except BaseException:
+                    for f in futures:
+                        f.cancel()
+                    raise
+    finally:
+        bar.close()
+
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        warnings.warn(
+            f"source baseline ({cfg.method}) found no sources in {len(jobs)} image(s)",
+            NoDetectionsWarning,
+            stacklevel=2,
+        )
+        return empty_sources(with_image_id=True)
+    out = pd.concat(frames, ignore_index=True)
+    return out.astype({"image_id": "int64", "label": "int64", "npix": "int64"})
+
+
+def _collect(outputs: Any, frames: list[pd.DataFrame], bar: Any) -> None:
+    for chunk_out in outputs:
+        for item in chunk_out:
+            if isinstance(item, _Failure):
+                if item.fatal:
+                    raise ClumpdetError(f"{item.path}: {item.problem}")
+                raise InputError(item.path, item.problem)
+            frames.append(item)
+        bar.update(len(chunk_out))

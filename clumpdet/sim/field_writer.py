@@ -1,0 +1,271 @@
+"""Write simulated blended-field data sets (FITS + COCO + per-object table + config).
+
+Layout of ``out``::
+
+    images/000000.fits ...   (C, H, W) cubes in nanomaggies with a TAN WCS, BANDn, PIXSCALE,
+                             PSFFWHM (reference band, arcsec), PSFFWHM<B>, NOISE_<B>
+    annotations.json         COCO; categories star (1) / galaxy (2); labelled objects only
+                             (S/N >= truth.label_snr), with segmentation RLE when truth.masks;
+                             image records carry psf_fwhm (arcsec), psf_fwhm_px, pixel_scale,
+                             noise_sigma {band: nanomaggy}
+    objects.csv              every object, labelled or not (see clumpdet.sim.fields for columns)
+    config.yaml              resolved FieldSimConfig plus a ``_run_`` block (seed, n, version)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from clumpdet import __version__
+from clumpdet.config import save_config, to_dict
+from clumpdet.data.coco import write_coco
+from clumpdet.data.fits import write_image_fits
+from clumpdet.sim.common import check_run_args, image_seed, parallel_map
+from clumpdet.sim.config import RUN_KEY
+from clumpdet.sim.field_config import FIELD_CATEGORIES, FieldSimConfig, validate_field_config
+from clumpdet.sim.fields import FieldScene, simulate_field_scene
+from clumpdet.sim.writer import image_file_name
+from clumpdet.utils import atomic_dir, atomic_path
+
+#: Pair ids are ``image_id * PAIR_ID_STRIDE + local id``, unique over a data set.
+PAIR_ID_STRIDE = 100_000
+
+#: Columns of ``objects.csv`` in order (``mag_<band>`` columns follow ``category``).
+OBJECT_COLUMNS = (
+    "image_id",
+    "object_id",
+    "annotation_id",
+    "category_id",
+    "category",
+    "x",
+    "y",
+    "mag",
+    "snr",
+    "labelled",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    "hlr",
+    "axis_ratio",
+    "bulge_fraction",
+    "nn_sep_px",
+    "nn_sep_fwhm",
+    "blendedness",
+    "overlap",
+    "pair_id",
+    "pair_sep_fwhm",
+)
+
+
+def field_records(
+    scene: FieldScene, *, file_name: str
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """COCO image record, annotations (without ``id``) and object rows of one scene.
+
+    Returns
+    -------
+    image : dict
+        ``id, file_name, width, height, bands, pixel_scale, psf_fwhm, psf_fwhm_px, noise_sigma``.
+    annotations : list of dict
+        Labelled objects: ``image_id, category_id, bbox, area, iscrowd, object_id, centre, mag,
+        snr, nn_sep_fwhm, blendedness, overlap, pair_id, pair_sep_fwhm`` (+ ``segmentation``).
+    objects : list of dict
+        Every object (``objects.csv`` rows without ``annotation_id``).
+    """
+    _, h, w = scene.image.shape
+    iid = int(scene.image_id)
+    image = {
+        "id": iid,
+        "file_name": file_name,
+        "width": int(w),
+        "height": int(h),
+        "bands": list(scene.bands),
+        "pixel_scale": float(scene.pixel_scale),
+        "psf_fwhm": round(float(scene.psf_fwhm), 5),
+        "psf_fwhm_px": round(float(scene.psf_fwhm_px), 4),
+        "noise_sigma": {b: float(v) for b, v in scene.noise_sigma.items()},
+    }
+    names = {c["id"]: c["name"] for c in FIELD_CATEGORIES}
+    anns, rows = [], []
+    for k, o in enumerate(scene.objects):
+        pair = int(o["pair_id"])
+        row = {
+            **{c: o.get(c) for c in OBJECT_COLUMNS if c in o},
+            "image_id": iid,
+            "category": names[o["category_id"]],
+            "pair_id": iid * PAIR_ID_STRIDE + pair if pair >= 0 else -1,
+            **{f"mag_{b}": o[f"mag_{b}"] for b in scene.bands},
+        }
+        rows.append(row)
+        if not o["labelled"]:
+            continue
+        bw, bh = o["x2"] - o["x1"], o["y2"] - o["y1"]
+        ann = {
+            "image_id": iid,
+            "category_id": int(o["category_id"]),
+            "bbox": [o["x1"], o["y1"], bw, bh],
+            "area": bw * bh,
+            "iscrowd": 0,
+            "object_id": int(o["object_id"]),
+            "centre": [round(o["x"], 4), round(o["y"], 4)],
+            "mag": round(o["mag"], 4),
+            "snr": round(o["snr"], 3),
+            "nn_sep_fwhm": round(o["nn_sep_fwhm"], 4) if o["nn_sep_fwhm"] < 1e9 else None,
+            "blendedness": round(o["blendedness"], 5),
+            "overlap": round(o["overlap"], 5),
+            "pair_id": row["pair_id"],
+        }
+        if scene.masks is not None:
+            ann["segmentation"] = scene.masks[k]
+        anns.append(ann)
+    return image, anns, rows
+
+
+def _fits_header(scene: FieldScene, seed: int) -> dict[str, Any]:
+    hdr: dict[str, Any] = {
+        "PSFFWHM": (round(scene.psf_fwhm, 5), "reference-band PSF FWHM (arcsec)")
+    }
+    for b, v in scene.psf_fwhm_bands.items():
+        hdr[f"PSFFWHM{b.upper()}"] = (round(v, 5), f"{b}-band PSF FWHM (arcsec)")
+    for b, v in scene.noise_sigma.items():
+        hdr[f"NOISE_{b.upper()}"] = (float(v), f"{b} sky noise sigma per pixel (nanomaggy)")
+    hdr["IMAGEID"] = (int(scene.image_id), "COCO image id")
+    hdr["SIMSEED"] = (int(seed), "master seed of the simulation run")
+    hdr["NOBJ"] = (len(scene.objects), "number of simulated objects (incl. unlabelled)")
+    hdr["ORIGIN"] = f"clumpdet {__version__} (GalSim)"
+    return hdr
+
+
+def _render(task: tuple[FieldSimConfig, int, int, str]) -> tuple[dict, list[dict], list[dict]]:
+    """Worker: simulate field ``index``, write its FITS, return its records."""
+    cfg, seed, index, root = task
+    scene = simulate_field_scene(config=cfg, seed=image_seed(seed, index), image_id=index)
+    name = image_file_name(index)
+    write_image_fits(
+        Path(root) / name,
+        scene.image,
+        bands=scene.bands,
+        wcs=scene.wcs,
+        unit="nanomaggy",
+        pixel_scale=scene.pixel_scale,
+        header=_fits_header(scene, seed),
+    )
+    return field_records(scene, file_name=name)
+
+
+def iter_field_records(
+    *, n: int, seed: int, config: FieldSimConfig, workers: int, progress: bool, root: Path
+) -> Iterator[tuple[dict, list[dict], list[dict]]]:
+    """Simulate fields ``0 .. n-1`` (writing their FITS under ``root``) and yield their records."""
+    tasks = [(config, int(seed), i, str(root)) for i in range(n)]
+    yield from parallel_map(
+        _render, tasks, workers=workers, progress=progress, desc="simulate fields"
+    )
+
+
+def simulate_fields(
+    *,
+    n: int,
+    seed: int,
+    out: str | Path,
+    config: FieldSimConfig | None = None,
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Simulate ``n`` blended fields with truth and write them to ``out`` atomically.
+
+    Parameters
+    ----------
+    n : int
+        Number of tiles (or mosaics; the size is ``config.image.width x height``).
+    seed : int
+        Master seed; field ``i`` is a pure function of ``(config, seed, i)``, whatever ``workers``.
+    out : str or Path
+        Output directory (layout in the module docstring).
+    config : FieldSimConfig, optional
+        Defaults to ``FieldSimConfig()`` (``configs/sim/fields_decam.yaml``).
+    workers : int, optional
+        Processes (default: all cores); 1 runs in-process.
+    overwrite : bool
+        Replace a non-empty ``out``.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    Path
+        ``out``.
+    """
+    cfg = validate_field_config(config if config is not None else FieldSimConfig())
+    workers = check_run_args(n=n, seed=seed, workers=workers)
+    out = Path(out)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        (tmp / "images").mkdir()
+        images, annotations, objects = [], [], []
+        for image, anns, rows in iter_field_records(
+            n=n, seed=seed, config=cfg, workers=workers, progress=progress, root=tmp
+        ):
+            images.append(image)
+            by_object = {}
+            for a in anns:
+                a = {"id": len(annotations) + 1, **a}
+                annotations.append(a)
+                by_object[a["object_id"]] = a["id"]
+            for r in rows:
+                r["annotation_id"] = by_object.get(r["object_id"], -1)
+                objects.append(r)
+        info = {
+            "description": "clumpdet simulated blended fields: stars and galaxies (GalSim)",
+            "version": __version__,
+            "date_created": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+            "seed": int(seed),
+            "n": int(n),
+        }
+        write_coco(
+            tmp / "annotations.json",
+            images=images,
+            annotations=annotations,
+            categories=FIELD_CATEGORIES,
+            info=info,
+        )
+        mags = [f"mag_{b}" for b in cfg.image.bands]
+        cols = [*OBJECT_COLUMNS[:5], *mags, *OBJECT_COLUMNS[5:]]
+        df = pd.DataFrame(objects).reindex(columns=cols)
+        with atomic_path(tmp / "objects.csv") as p:
+            df.to_csv(p, index=False, float_format="%.6g")
+        resolved = to_dict(cfg)
+        resolved[RUN_KEY] = {"seed": int(seed), "n": int(n), "clumpdet_version": __version__}
+        save_config(resolved, tmp / "config.yaml")
+    return out
+
+
+def read_objects(sim_dir: str | Path) -> pd.DataFrame:
+    """Read a field simulation's ``objects.csv`` (every object, labelled or not).
+
+    Raises
+    ------
+    InputError
+        When the file is missing or lacks the required columns.
+    """
+    from clumpdet.errors import InputError
+
+    path = Path(sim_dir)
+    path = path / "objects.csv" if path.is_dir() else path.with_name("objects.csv")
+    if not path.is_file():
+        raise InputError(path, "missing: not a clumpdet field simulation (no objects.csv)")
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(path, f"unreadable CSV ({exc})") from None
+    missing = [c for c in OBJECT_COLUMNS if c not in df.columns]
+    if missing:
+        raise InputError(path, f"missing columns {missing}")
+    df["labelled"] = df["labelled"].astype(bool)
+    return df
