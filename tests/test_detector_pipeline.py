@@ -10,6 +10,7 @@ import torch
 from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
+from helpers import ThresholdDetector
 
 from clumpdet.cli import main
 from clumpdet.data.fits import make_wcs, write_image_fits
@@ -118,34 +119,9 @@ def test_catalogue_radec_matches_wcs(tiny_model, blob_data):
     assert table["flux_g"][0] == pytest.approx(float(data[0, 20:30, 10:20].sum()), rel=1e-5)
 
 
-class _ThresholdDetector(torch.nn.Module):
-    """Deterministic stand-in for Faster R-CNN: one box per connected bright region in the input,
-    cut at the tile edge exactly like a real detector that only sees the tile."""
-
-    def forward(self, images):
-        from scipy import ndimage
-
-        outs = []
-        for img in images:
-            mask = img.sum(0).numpy() > 3.0
-            lab, _n = ndimage.label(mask)
-            boxes = []
-            for sl in ndimage.find_objects(lab):
-                boxes.append([sl[1].start, sl[0].start, sl[1].stop, sl[0].stop])
-            b = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
-            outs.append(
-                {
-                    "boxes": b,
-                    "labels": torch.ones(len(b), dtype=torch.int64),
-                    "scores": torch.full((len(b),), 0.9),
-                }
-            )
-        return outs
-
-
 def test_tiling_finds_border_clump_exactly_once(tiny_model):
     bundle = load_detector_checkpoint(tiny_model)
-    bundle.model = _ThresholdDetector()
+    bundle.model = ThresholdDetector()
     pred = Predictor(bundle, tile_overlap=24, batch_size=4)
     _th, tw = bundle.image_size  # 64 x 64 tiles
     starts = tile_starts(150, tw, 24)

@@ -13,6 +13,9 @@ The host is segmented with photutils on the reference band: the image is smoothe
 Gaussian of ~1 PSF (2 px sigma), thresholded at ``host_nsigma`` times the MAD noise, and the
 segment containing the clump's centre is its host. Its flux therefore includes the clumps, as in
 the published Clump Scout flux ratios (clump / whole galaxy).
+
+Source catalogues (star/galaxy detectors, ``host_columns=False``) have ``source_id`` in place of
+``clump_id`` and no host columns: ``flux_<band>`` is the sum in the box.
 """
 
 from __future__ import annotations
@@ -34,6 +37,11 @@ CATALOGUE_FORMATS = {
     ".csv": "ascii.csv",
     ".ecsv": "ascii.ecsv",
 }
+
+
+def is_clump_model(class_names: Sequence[str]) -> bool:
+    """Whether a detector's classes are clumps (host photometry applies) rather than sources."""
+    return any("clump" in str(c) for c in class_names)
 
 
 def segment_hosts(band: np.ndarray, *, nsigma: float = 2.0, npixels: int = 30) -> np.ndarray:
@@ -87,6 +95,7 @@ def build_catalogue(
     backbone: str = "",
     checkpoint_sha256: str = "",
     host_nsigma: float = 2.0,
+    host_columns: bool = True,
 ) -> Table:
     """Assemble the clump catalogue of a set of images.
 
@@ -106,6 +115,9 @@ def build_catalogue(
         Provenance columns.
     host_nsigma : float
         Host segmentation threshold in noise sigmas.
+    host_columns : bool
+        Clump catalogue (``clump_id`` and host photometry) when true; a source catalogue
+        (``source_id``, box fluxes only) when false.
     """
     if len(images) != len(detections):
         raise ValueError("images and detections differ in length")
@@ -121,7 +133,9 @@ def build_catalogue(
         if ref not in bands:
             raise InputError(image.path, f"reference band {ref!r} not in {bands}")
         ref_i = bands.index(ref)
-        segm = segment_hosts(image.data[ref_i], nsigma=host_nsigma) if len(det) else None
+        segm = None
+        if host_columns and len(det):
+            segm = segment_hosts(image.data[ref_i], nsigma=host_nsigma)
         host_flux = {}
         if segm is not None:
             labels = segm.ravel()
@@ -143,11 +157,10 @@ def build_catalogue(
         for k, j in enumerate(order, 1):
             box = det.boxes[j]
             h, w = image.data.shape[1:]
-            seg_id = int(segm[min(h - 1, max(0, int(cy[j]))), min(w - 1, max(0, int(cx[j])))])
             row = {
                 "image": name,
                 "image_id": int(iid),
-                "clump_id": k,
+                "clump_id" if host_columns else "source_id": k,
                 "label": int(det.labels[j]),
                 "label_name": _label_name(class_names, int(det.labels[j])),
                 "score": float(det.scores[j]),
@@ -159,8 +172,16 @@ def build_catalogue(
                 "y": float(cy[j]),
                 "ra": float(ra[j]),
                 "dec": float(dec[j]),
-                "host_segment": seg_id,
             }
+            if not host_columns:
+                for bi, b in enumerate(bands):
+                    row[f"flux_{b}"] = _box_sum(image.data[bi], box)
+                row["backbone"] = backbone
+                row["checkpoint_sha256"] = checkpoint_sha256
+                rows.append(row)
+                continue
+            seg_id = int(segm[min(h - 1, max(0, int(cy[j]))), min(w - 1, max(0, int(cx[j])))])
+            row["host_segment"] = seg_id
             for bi, b in enumerate(bands):
                 flux = _box_sum(image.data[bi], box)
                 host = float(host_flux[b][seg_id]) if seg_id > 0 else float("nan")
@@ -171,7 +192,7 @@ def build_catalogue(
             row["backbone"] = backbone
             row["checkpoint_sha256"] = checkpoint_sha256
             rows.append(row)
-    table = Table(rows=rows) if rows else _empty_table(bands)
+    table = Table(rows=rows) if rows else _empty_table(bands, host_columns=host_columns)
     table.meta["BANDS"] = ",".join(bands)
     for col, unit in (("ra", "deg"), ("dec", "deg"), ("x", "pix"), ("y", "pix")):
         if col in table.colnames:
@@ -190,11 +211,11 @@ def _image_name(image: ImageData, iid: int) -> str:
     return Path(p).name if p is not None else f"image{iid}"
 
 
-def _empty_table(bands: Sequence[str]) -> Table:
+def _empty_table(bands: Sequence[str], *, host_columns: bool = True) -> Table:
     names = [
         "image",
         "image_id",
-        "clump_id",
+        "clump_id" if host_columns else "source_id",
         "label",
         "label_name",
         "score",
@@ -206,14 +227,21 @@ def _empty_table(bands: Sequence[str]) -> Table:
         "y",
         "ra",
         "dec",
-        "host_segment",
     ]
-    dtypes = ["U64", "i8", "i8", "i8", "U16", "f8", *["f8"] * 8, "i8"]
-    for b in bands:
-        names += [f"flux_{b}", f"host_flux_{b}", f"flux_ratio_{b}"]
-        dtypes += ["f8", "f8", "f8"]
-    names += ["flux_ratio", "backbone", "checkpoint_sha256"]
-    dtypes += ["f8", "U64", "U16"]
+    dtypes = ["U64", "i8", "i8", "i8", "U16", "f8", *["f8"] * 8]
+    if host_columns:
+        names.append("host_segment")
+        dtypes.append("i8")
+        for b in bands:
+            names += [f"flux_{b}", f"host_flux_{b}", f"flux_ratio_{b}"]
+            dtypes += ["f8", "f8", "f8"]
+        names.append("flux_ratio")
+        dtypes.append("f8")
+    else:
+        names += [f"flux_{b}" for b in bands]
+        dtypes += ["f8"] * len(bands)
+    names += ["backbone", "checkpoint_sha256"]
+    dtypes += ["U64", "U16"]
     return Table(names=names, dtype=dtypes)
 
 

@@ -193,11 +193,15 @@ class Predictor:
         scores = np.concatenate([p.scores for p in parts])
         if len(scores) == 0:
             return Detections(boxes.astype(np.float32), labels, scores)
+        mc = self.bundle.model_config
+        # duplicates from neighbouring tiles may disagree on the class: merge them across
+        # classes when the model's own NMS is class-agnostic
+        groups = np.zeros_like(labels) if mc.class_agnostic_nms else labels
         keep = batched_nms(
             torch.from_numpy(boxes),
             torch.from_numpy(scores),
-            torch.from_numpy(labels),
-            self.bundle.model_config.nms_iou,
+            torch.from_numpy(groups),
+            mc.nms_iou,
         ).numpy()
         return Detections(boxes[keep], labels[keep], scores[keep])
 

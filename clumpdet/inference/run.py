@@ -14,6 +14,7 @@ from clumpdet.inference.catalogue import (
     CATALOGUE_FORMATS,
     build_catalogue,
     detections_to_coco_results,
+    is_clump_model,
     write_catalogue,
 )
 from clumpdet.inference.predictor import Predictor
@@ -123,6 +124,7 @@ def run_detection(
         image_ids=ids,
         backbone=bundle.model_config.backbone.name,
         checkpoint_sha256=bundle.sha256,
+        host_columns=is_clump_model(bundle.class_names),
     )
     table.meta["SCORETHR"] = float(threshold)
     table.meta["CKPTSHA"] = bundle.sha256
