@@ -117,3 +117,83 @@ def plot_overlay(
         fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def plot_point_overlays(
+    data: np.ndarray,
+    path: str | Path,
+    *,
+    reference_xy: np.ndarray,
+    panels: Sequence[tuple[str, np.ndarray, np.ndarray]],
+    class_names: Sequence[str] = ("star", "galaxy"),
+    reference_label: str = "truth",
+    title: str = "",
+) -> Path:
+    """Side-by-side panels of one image, each with a reference catalogue and one method's
+    detections as markers (for crowded fields where boxes would hide the sources).
+
+    Parameters
+    ----------
+    data : ndarray, shape (C, H, W) or (H, W)
+        Image in physical units (a single band is shown in grey).
+    path : path
+        Output PNG (written atomically).
+    reference_xy : ndarray, shape (M, 2)
+        Reference positions (truth or a reference catalogue), corner-origin pixels: circles.
+    panels : sequence of (name, xy (N, 2), labels (N,))
+        One panel per method: detections as ``+`` coloured by 1-based label.
+    class_names : sequence of str
+        Names of labels 1, 2, ... for the legend.
+    reference_label : str
+        Legend name of the circles.
+    title : str
+        Figure title.
+    """
+    data = np.asarray(data, dtype=np.float32)
+    if data.ndim == 2 or data.shape[0] == 1:
+        from astropy.visualization import AsinhStretch, ImageNormalize, ZScaleInterval
+
+        plane = data.reshape(-1, *data.shape[-2:])[0]
+        norm = ImageNormalize(plane, interval=ZScaleInterval(), stretch=AsinhStretch(0.3))
+        rgb = plt.get_cmap("gray")(norm(plane))[..., :3]
+    else:
+        rgb = colour_image(data)
+    h, w = rgb.shape[:2]
+    n = max(1, len(panels))
+    side = min(6.0, max(3.5, w / 50))
+    fig, axes = plt.subplots(1, n, figsize=(side * n, side * h / w + 0.6), squeeze=False)
+    ref = np.asarray(reference_xy, dtype=float).reshape(-1, 2)
+    for ax, (name, xy, labels) in zip(axes[0], panels):
+        ax.imshow(rgb, origin="lower", extent=(0, w, 0, h), interpolation="nearest")
+        ax.scatter(ref[:, 0], ref[:, 1], s=60, facecolors="none", edgecolors="white", lw=0.8)
+        xy = np.asarray(xy, dtype=float).reshape(-1, 2)
+        for lab in np.unique(labels):
+            sel = np.asarray(labels) == lab
+            ax.scatter(
+                xy[sel, 0],
+                xy[sel, 1],
+                marker="+",
+                s=40,
+                lw=1.2,
+                color=LABEL_COLOURS[(int(lab) - 1) % len(LABEL_COLOURS)],
+            )
+        ax.set_title(f"{name}: {len(xy)} detections", fontsize=9)
+        ax.set_xlim(0, w)
+        ax.set_ylim(0, h)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    handles = [
+        plt.Line2D([], [], ls="", marker="o", mfc="none", mec="0.3", label=reference_label),
+        *[
+            plt.Line2D([], [], ls="", marker="+", color=LABEL_COLOURS[i], label=c)
+            for i, c in enumerate(class_names)
+        ],
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    return Path(path)
