@@ -75,7 +75,9 @@ def test_class_names_must_match_simulator(tmp_path):
         train_detector(cfg, out=tmp_path / "run")
 
 
-def test_fields_config_trains_end_to_end(tmp_path):
+@pytest.fixture(scope="module")
+def fields_model(tmp_path_factory) -> Path:
+    """A fields detector trained for one epoch on 6 simulated tiles (path of model.pt)."""
     cfg = load_config(
         TrainConfig,
         FIELDS_CFG,
@@ -88,7 +90,90 @@ def test_fields_config_trains_end_to_end(tmp_path):
     )
     # the config's simulation YAML path is relative to the repo root
     cfg.data.simulate.config = str(ROOT / cfg.data.simulate.config)
-    model = train_detector(cfg, out=tmp_path / "run")
-    bundle = load_detector_checkpoint(model)
+    return train_detector(cfg, out=tmp_path_factory.mktemp("fields") / "run")
+
+
+def test_fields_config_trains_end_to_end(fields_model):
+    bundle = load_detector_checkpoint(fields_model)
     assert bundle.class_names == ("star", "galaxy")
     assert bundle.preprocessing.bands == ("g", "r", "z")
+
+
+def test_benchmark_writes_table_plots_and_overlays(fields_model, tmp_path):
+    from clumpdet.experiments.deblending import run_deblending_benchmark
+    from clumpdet.sim import simulate_fields
+
+    small = load_field_config(None, ["image.width=96", "image.height=96", "galaxies.density=120"])
+    test = simulate_fields(n=2, seed=2, out=tmp_path / "test", config=small, workers=1)
+    val = simulate_fields(n=2, seed=1, out=tmp_path / "val", config=small, workers=1)
+    res = run_deblending_benchmark(
+        checkpoint=fields_model, test_dir=test, val_dir=val, out=tmp_path / "bench", progress=False
+    )
+    assert list(res) == [
+        "clumpdet Faster R-CNN",
+        "sep (tuned)",
+        "photutils (tuned)",
+        "sep (SExtractor defaults)",
+    ]
+    assert res["sep (tuned)"]["completeness"] > 0.5  # sep finds bright simulated sources
+    table = (tmp_path / "bench" / "comparison.md").read_text().splitlines()
+    assert len(table) == 2 + 4
+    pngs = sorted(p.name for p in (tmp_path / "bench").glob("*.png"))
+    assert len(pngs) == 4
+    assert len(list((tmp_path / "bench" / "overlays").glob("*.png"))) == 2
+
+
+def _write_sextractor(path: Path, rows: list[tuple[float, ...]]) -> None:
+    cols = ["NUMBER", "X_IMAGE", "Y_IMAGE", "FLUX_AUTO", "FLUXERR_AUTO", "FLAGS"]
+    head = [f"#   {i} {c:<22s} description" for i, c in enumerate(cols, 1)]
+    body = [" ".join(f"{v:g}" for v in r) for r in rows]
+    path.write_text("\n".join(head + body) + "\n")
+
+
+def test_sextractor_reader_converts_positions(tmp_path):
+    from clumpdet.data.sextractor import read_sextractor_catalogue
+    from clumpdet.errors import InputError
+
+    cat = tmp_path / "image.cat"
+    _write_sextractor(cat, [(1, 10.0, 20.0, 100.0, 10.0, 0), (2, 1.0, 1.0, 50.0, 0.0, 24)])
+    df = read_sextractor_catalogue(cat)
+    assert df["x"].tolist() == [9.5, 0.5] and df["y"].tolist() == [19.5, 0.5]
+    assert df["snr"].iloc[0] == pytest.approx(10.0) and np.isnan(df["snr"].iloc[1])
+    with pytest.raises(InputError, match="missing.cat: catalogue file not found"):
+        read_sextractor_catalogue(tmp_path / "missing.cat")
+    bad = tmp_path / "bad.cat"
+    bad.write_text("#   1 NUMBER  n\n#   2 FLUX_AUTO f\n1 2\n")
+    with pytest.raises(InputError, match="no X_IMAGE column"):
+        read_sextractor_catalogue(bad)
+
+
+def test_real_field_check_on_a_synthetic_frame(fields_model, tmp_path):
+    """The whole real-frame path (background, FWHM, zoom, band copy, matching, overlay) on an
+    NTT-like frame of Moffat stars whose SExtractor-format catalogue is written here."""
+    import galsim
+
+    from clumpdet.data.fits import write_image_fits
+    from clumpdet.experiments.real_field import check_against_sextractor
+
+    rng = np.random.default_rng(0)
+    frame = galsim.ImageD(128, 128, scale=1.0)
+    rows = []
+    for k, (x, y) in enumerate(rng.uniform(10, 118, size=(8, 2)), 1):
+        star = galsim.Moffat(beta=3.5, fwhm=2.2, flux=2e5)
+        star.drawImage(image=frame, center=galsim.PositionD(x + 0.5, y + 0.5), add_to_image=True)
+        rows.append((k, x + 0.5, y + 0.5, 2e5, 400.0, 0))
+    frame = frame.array + 6800.0 + 60.0 * rng.normal(size=(128, 128))
+    write_image_fits(tmp_path / "frame.fits", frame[None], bands=("R",))
+    _write_sextractor(tmp_path / "frame.cat", rows)
+    res = check_against_sextractor(
+        checkpoint=fields_model,
+        image=tmp_path / "frame.fits",
+        catalogue=tmp_path / "frame.cat",
+        out=tmp_path / "check",
+    )
+    assert res["fwhm_px"] == pytest.approx(2.2, rel=0.2)
+    assert res["zoom"] == pytest.approx(1.0 / 0.263 / res["fwhm_px"])
+    assert res["n_sextractor"] == 8 and res["n_sextractor_above_snr_min"] == 8
+    assert res["sep_sextractor_settings"]["recovered_above_snr_min"] == 1.0
+    assert (tmp_path / "check" / "overlay.png").is_file()
+    assert (tmp_path / "check" / "real_field.json").is_file()
