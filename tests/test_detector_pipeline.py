@@ -237,3 +237,29 @@ def test_catalogue_with_no_detections_has_every_column(tmp_path):
     assert len(table) == 0 and "flux_ratio_r" in table.colnames and "ra" in table.colnames
     write_catalogue(table, tmp_path / "empty.fits")
     assert (tmp_path / "empty.fits").stat().st_mode & 0o044  # readable by others, not 0600
+
+
+def test_init_from_warm_starts_weights_and_rejects_other_shapes(tiny_model, blob_data, tmp_path):
+    from pathlib import Path
+
+    from clumpdet.config import load_config
+    from clumpdet.engine.config import TrainConfig
+    from clumpdet.engine.train import train_detector
+
+    base = Path(__file__).parents[1] / "configs" / "detector" / "cpu_resnet18.yaml"
+    common = [
+        f"data.train={blob_data['train']}",
+        f"data.val={blob_data['val']}",
+        "optim.max_epochs=1",
+        "optim.lr=1e-12",  # effectively frozen: the warm-started weights must survive
+        "trainer.progress_bar=false",
+        f"init_from={tiny_model}",
+    ]
+    out = train_detector(load_config(TrainConfig, base, common), out=tmp_path / "warm")
+    before = load_detector_checkpoint(tiny_model).model.state_dict()
+    after = load_detector_checkpoint(out).model.state_dict()
+    key = "roi_heads.box_predictor.cls_score.weight"
+    assert torch.allclose(before[key], after[key], atol=1e-6)
+    bad = load_config(TrainConfig, base, [*common, "model.class_names=[a, b, c]"])
+    with pytest.raises(CheckpointError, match="init_from weights do not fit this model"):
+        train_detector(bad, out=tmp_path / "bad")

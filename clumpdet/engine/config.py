@@ -132,13 +132,22 @@ class EvalConfig:
 
 @dataclass
 class TrainConfig:
-    """Everything ``clumpdet train`` needs; saved resolved next to the run and in checkpoints."""
+    """Everything ``clumpdet train`` needs; saved resolved next to the run and in checkpoints.
+
+    Attributes
+    ----------
+    init_from : str or None
+        Warm start: a detector ``model.pt`` of the same architecture whose weights (and
+        preprocessing) start this run, with a fresh optimiser and schedule (mmdetection's
+        ``load_from``; use ``--resume`` to continue an interrupted run instead).
+    """
 
     data: DataConfig = field(default_factory=DataConfig)
     model: DetectorConfig = field(default_factory=DetectorConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.optim.batch_size < 1:

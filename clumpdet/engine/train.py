@@ -32,7 +32,7 @@ from clumpdet.data.coco import load_coco
 from clumpdet.data.preprocessing import Preprocessing
 from clumpdet.engine.checkpoint import restore_best_weights, save_detector_checkpoint
 from clumpdet.engine.config import TrainConfig
-from clumpdet.errors import ConfigError, InputError
+from clumpdet.errors import CheckpointError, ConfigError, InputError
 from clumpdet.models.detector import build_detector
 from clumpdet.utils import atomic_write
 
@@ -306,7 +306,23 @@ def train_detector(
     data = prepare_data(config, out, backbone_preprocessing=probe.pretrained_preprocessing)
     del probe
 
-    module = DetectorModule(config, data.preprocessing, data.val_truth, data.image_size)
+    preprocessing = data.preprocessing
+    warm = None
+    if config.init_from is not None:
+        from clumpdet.engine.checkpoint import load_detector_checkpoint
+
+        warm = load_detector_checkpoint(config.init_from)
+        preprocessing = warm.preprocessing
+    module = DetectorModule(config, preprocessing, data.val_truth, data.image_size)
+    if warm is not None:
+        try:
+            module.model.load_state_dict(warm.model.state_dict())
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+            raise CheckpointError(
+                config.init_from, f"init_from weights do not fit this model ({first})"
+            ) from None
+        del warm
     bs = config.optim.batch_size
     loader_kw = dict(
         collate_fn=detection_collate,

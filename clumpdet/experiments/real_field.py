@@ -5,7 +5,8 @@ bright compact sources; it is resampled (``zoom``) so the PSF spans as many pixe
 training simulations; a single band is copied into every band the model expects (the colours
 the model saw in training are then absent, so its star/galaxy labels are not trusted here, only
 its detections). Detections are mapped back to the frame's pixels and matched to the SExtractor
-sources within ``match_radius_px``.
+sources within ``match_radius_px``. Resampling adds independent noise so that the resampled
+frame has the white noise of a frame of that pixel size at the same depth.
 """
 
 from __future__ import annotations
@@ -120,7 +121,20 @@ def check_against_sextractor(
 
     pred = Predictor.from_checkpoint(checkpoint)
     thr = pred.bundle.model_config.score_threshold if score_threshold is None else score_threshold
-    big = ndzoom(sub, z, order=1) if z != 1.0 else sub
+    big = sub
+    if z != 1.0:
+        # Resampling by z makes each pixel 1/z^2 of the area: at the same depth its white noise
+        # would be rms * z (surface-brightness units). Linear interpolation instead leaves
+        # weaker, correlated noise that the model reads as faint sources, so independent noise
+        # is added to reach rms * z (seeded; sources keep their matched-filter S/N).
+        big = ndzoom(sub, z, order=1)
+        from astropy.stats import mad_std
+
+        have = float(mad_std(big))
+        want = rms * z
+        if want > have:
+            rng = np.random.default_rng(0)
+            big = big + rng.normal(0.0, np.sqrt(want**2 - have**2), size=big.shape)
     cube = np.repeat(big[None].astype(np.float32), len(pred.bands), axis=0)
     (det,) = pred.predict([cube])
     det = det.above(thr)
