@@ -276,3 +276,23 @@ def test_plots_and_table(tmp_path) -> None:
     assert "pair-deblend rate (<2 FWHM)" in lines[0] and "pair-deblend rate (all)" in lines[0]
     assert lines[2].startswith("| detector | 1.000 | 1.000 | 1.000 | 1.000 | 1.000 | 1.000 |")
     assert lines[3].startswith("| sep | n/a | n/a | 0.333 | 0.500 |")
+
+
+def test_image_with_detections_but_no_labelled_object_of_a_class():
+    """Regression: an image whose labelled objects are all of one class, with detections of
+    the other class, used to index an empty truth array."""
+    import pandas as pd
+
+    from clumpdet.evaluation.deblending import evaluate_sources
+
+    objects = pd.DataFrame(
+        {"image_id": [0, 0], "category_id": [2, 1], "x": [10.0, 30.0], "y": [10.0, 30.0],
+         "labelled": [True, False]}
+    )  # fmt: skip
+    preds = pd.DataFrame(
+        {"image_id": [0, 0], "x": [10.2, 30.1], "y": [10.0, 30.0], "label": [1, 1],
+         "score": [0.9, 0.8]}
+    )  # fmt: skip
+    m = evaluate_sources(objects, preds, fwhm_px={0: 4.0})
+    assert m["n_tp"] == 1 and m["n_ignored"] == 1 and m["n_fp"] == 0
+    assert m["per_class"]["star"]["n_truth"] == 0

@@ -375,7 +375,9 @@ def _match_image(
     def two_pass(sel: np.ndarray, truth_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return (matched truth position or -1, ignored) for the detections ``sel``."""
         res = match_points(t_xy[truth_idx], p_xy[sel], p_score[sel], radius=radius)
-        matched = np.where(res.pred_to_truth >= 0, truth_idx[res.pred_to_truth], -1)
+        matched = np.full(sel.size, -1, dtype=np.int64)
+        hit = res.pred_to_truth >= 0  # (indexing an empty truth_idx with -1 would fail)
+        matched[hit] = truth_idx[res.pred_to_truth[hit]]
         ignored = np.zeros(sel.size, dtype=bool)
         left = np.flatnonzero(matched < 0)
         if left.size and unl_idx.size:

@@ -190,12 +190,16 @@ def run_deblending_benchmark(
     val_dir: str | Path,
     out: str | Path,
     methods: Sequence[str] = ("sep", "photutils"),
+    snr_cuts: Sequence[float] = (10.0,),
     progress: bool = True,
 ) -> dict[str, Any]:
     """Score the detector, tuned sep / photutils and SExtractor-default sep on one test set.
 
     Writes under ``out``: ``comparison.json`` (every metric), ``comparison.md`` (the table),
-    ``predictions_<method>.csv``, the comparison PNGs and ``tuning.json``.
+    ``predictions_<method>.csv``, the comparison PNGs and ``tuning.json``. For each S/N cut in
+    ``snr_cuts`` the same predictions are scored again with only objects of ``snr >= cut``
+    labelled (fainter ones ignored, as the published benchmarks' magnitude limits do):
+    ``comparison_snr<cut>.{json,md}``.
 
     Returns
     -------
@@ -240,6 +244,17 @@ def run_deblending_benchmark(
         results[name] = m
     with atomic_write(out / "comparison.json", "w") as fh:
         json.dump(to_json_safe(results), fh, indent=1)
+    for cut in snr_cuts:
+        bright = objects.assign(labelled=objects["labelled"] & (objects["snr"] >= cut))
+        sub = {}
+        for name, (p, _secs, threshold) in runs.items():
+            p = p.assign(mag=aperture_magnitudes(p, test_truth))
+            sub[name] = evaluate_sources(bright, p, fwhm_px=fwhm, score_threshold=threshold)
+        with atomic_write(out / f"comparison_snr{cut:g}.json", "w") as fh:
+            json.dump(to_json_safe(sub), fh, indent=1)
+        with atomic_write(out / f"comparison_snr{cut:g}.md", "w") as fh:
+            fh.write(f"Truth: objects with S/N >= {cut:g} (fainter ones ignored)\n\n")
+            fh.write(comparison_table(sub))
     with atomic_write(out / "tuning.json", "w") as fh:
         json.dump(to_json_safe(tuning), fh, indent=1)
     with atomic_write(out / "comparison.md", "w") as fh:
