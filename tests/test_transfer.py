@@ -185,3 +185,21 @@ def test_config_validation_and_epoch_rule(tmp_path):
     assert epochs_for_size(cfg, train_size=10, batch_size=4, default=30) == 30
     for path in sorted((ROOT / "configs" / "transfer").glob("*.yaml")):
         load_config(TransferConfig, path)
+
+
+def test_report_only_tabulates_finished_cells_without_training(grid, monkeypatch):
+    import dataclasses
+
+    import clumpdet.engine.train as train_mod
+
+    cfg, out, _ = grid
+
+    def forbidden(*a, **k):
+        raise AssertionError("report_only must not train")
+
+    monkeypatch.setattr(train_mod, "train_detector", forbidden)
+    bigger = dataclasses.replace(cfg, train_sizes=[*cfg.train_sizes, 32])
+    df = run_transfer_grid(bigger, out=out, progress=False, report_only=True)
+    assert (df["status"] == "ok").sum() == 4
+    assert set(df.loc[df["train_size"] == 32, "status"]) == {"not run yet"}
+    assert "not run yet" in (out / "summary.md").read_text()

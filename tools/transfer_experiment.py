@@ -25,6 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="default results/transfer_<config>")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--no-progress", action="store_true", help="hide training progress bars")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: tabulate and plot the cells finished so far",
+    )
     args = p.parse_args(argv)
 
     from clumpdet.config import load_config
@@ -35,7 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "tools/transfer_experiment.py", *sys.argv[1:]])
     try:
         cfg = load_config(TransferConfig, args.config, args.set)
-        df = run_transfer_grid(cfg, out=out, command=command, progress=not args.no_progress)
+        df = run_transfer_grid(
+            cfg,
+            out=out,
+            command=command,
+            progress=not args.no_progress,
+            report_only=args.report_only,
+        )
     except ClumpdetError as exc:
         print(f"transfer_experiment: error: {exc}", file=sys.stderr)
         return 2

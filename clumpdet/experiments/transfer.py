@@ -531,6 +531,7 @@ def run_transfer_grid(
     out: str | Path,
     command: str | None = None,
     progress: bool = True,
+    report_only: bool = False,
 ) -> pd.DataFrame:
     """Run (or resume) the transfer grid and write tables, plots and the summary.
 
@@ -544,6 +545,9 @@ def run_transfer_grid(
         The command line, recorded in ``summary.md``.
     progress : bool
         Show training progress bars.
+    report_only : bool
+        Train nothing: tabulate and plot the cells finished so far (the others are listed as
+        not run), e.g. while a long grid is still running elsewhere.
 
     Returns
     -------
@@ -556,17 +560,21 @@ def run_transfer_grid(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    save_config(config, out / "transfer_config.yaml")
+    if not report_only:
+        save_config(config, out / "transfer_config.yaml")
     # validate the base detector config and its overrides before any work
     load_config(TrainConfig, config.detector_config, config.detector_set)
     base = deep_merge(read_yaml(config.detector_config), parse_overrides(config.detector_set))
-    sets = _prepare_data(config, out)
-    n_available = len(load_coco(sets["train"])["images"])
+    sets: dict[str, str] = {}
+    n_available = max(config.train_sizes)
+    if not report_only:
+        sets = _prepare_data(config, out)
+        n_available = len(load_coco(sets["train"])["images"])
 
     pretrained: dict[str, Path] = {}
     pretrain_errors: dict[str, str] = {}
     for entry in config.backbones:
-        if entry.pretrain is not None:
+        if entry.pretrain is not None and not report_only:
             try:
                 pretrained[entry.name] = _pretrain_backbone(entry, out, progress=progress)
             except ClumpdetError as exc:
@@ -598,6 +606,10 @@ def run_transfer_grid(
             n_train=min(n, n_available),
             seed=s,
         )
+        if report_only:
+            row.update(status=done.get("status") if done else "not run yet", wall_s=0.0)
+            rows.append(row)
+            continue
         print(f"[transfer] cell {i + 1}/{len(cells)}: {cid}", flush=True)
         if b.name in pretrain_errors:
             row.update(status=pretrain_errors[b.name], wall_s=0.0)
@@ -618,7 +630,7 @@ def run_transfer_grid(
     _write_table(df, out, "results")
 
     cls_df = None
-    if config.classification:
+    if config.classification and not report_only:
         cls_df = _run_classification_grid(config, out, pretrained, pretrain_errors, progress)
         _write_table(cls_df, out, "classification")
     plot_transfer_results(df, out=out)
