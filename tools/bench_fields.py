@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from clumpdet.errors import ClumpdetError
 from clumpdet.experiments.deblending import run_deblending_benchmark, summarise
 from clumpdet.sim import load_field_config, simulate_fields
 
@@ -42,21 +43,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-val", type=int, default=60, help="classical tuning tiles (seed 1)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    data = args.out / "data"
-    test = _simulate(
-        data / f"test_n{args.n_test}_seed2", n=args.n_test, seed=2, config=args.sim_config
-    )
-    val = _simulate(data / f"val_n{args.n_val}_seed1", n=args.n_val, seed=1, config=args.sim_config)
-    results = run_deblending_benchmark(
-        checkpoint=args.checkpoint,
-        test_dir=test,
-        val_dir=val,
-        out=args.out,
-        progress=not args.no_progress,
-    )
-    print((args.out / "comparison.md").read_text())
-    print(summarise(results))
-    print("command: python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *sys.argv[1:]]))
+    if not args.checkpoint.is_file():  # before minutes of simulation
+        print(f"bench_fields: error: {args.checkpoint}: checkpoint not found", file=sys.stderr)
+        return 2
+    try:
+        data = args.out / "data"
+        test = _simulate(
+            data / f"test_n{args.n_test}_seed2", n=args.n_test, seed=2, config=args.sim_config
+        )
+        val = _simulate(
+            data / f"val_n{args.n_val}_seed1", n=args.n_val, seed=1, config=args.sim_config
+        )
+        results = run_deblending_benchmark(
+            checkpoint=args.checkpoint,
+            test_dir=test,
+            val_dir=val,
+            out=args.out,
+            progress=not args.no_progress,
+        )
+        print((args.out / "comparison.md").read_text())
+        print(summarise(results))
+        print("command: python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *sys.argv[1:]]))
+    except ClumpdetError as exc:
+        print(f"bench_fields: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

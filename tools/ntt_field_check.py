@@ -17,6 +17,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from clumpdet.errors import ClumpdetError
 from clumpdet.experiments.real_field import check_against_sextractor
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sep_ntt_field"
@@ -33,27 +34,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--zoom", type=float, default=None, help="resampling (default: match PSF)")
     p.add_argument("--score-threshold", type=float, default=None)
     args = p.parse_args(argv)
-    res = check_against_sextractor(
-        checkpoint=args.checkpoint,
-        image=args.image,
-        catalogue=args.catalogue,
-        out=args.out,
-        snr_min=args.snr_min,
-        match_radius_px=args.radius,
-        zoom=args.zoom,
-        score_threshold=args.score_threshold,
-    )
-    brief = {k: v for k, v in res.items() if k not in ("clumpdet", "sep_sextractor_settings")}
-    print(json.dumps(brief, indent=1, default=str))
-    for name in ("clumpdet", "sep_sextractor_settings"):
-        r = res[name]
-        print(
-            f"{name}: {r['n_detections']} detections; recovers "
-            f"{r['n_recovered_above_snr_min']}/{res['n_sextractor_above_snr_min']} SExtractor "
-            f"sources with S/N >= {res['snr_min']:g} ({r['recovered_above_snr_min']:.3f}); "
-            f"{r['n_unmatched_detections']} without a SExtractor counterpart"
+    try:
+        res = check_against_sextractor(
+            checkpoint=args.checkpoint,
+            image=args.image,
+            catalogue=args.catalogue,
+            out=args.out,
+            snr_min=args.snr_min,
+            match_radius_px=args.radius,
+            zoom=args.zoom,
+            score_threshold=args.score_threshold,
         )
-    print("command: python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *sys.argv[1:]]))
+        brief = {k: v for k, v in res.items() if k not in ("clumpdet", "sep_sextractor_settings")}
+        print(json.dumps(brief, indent=1, default=str))
+        for name in ("clumpdet", "sep_sextractor_settings"):
+            r = res[name]
+            print(
+                f"{name}: {r['n_detections']} detections; recovers "
+                f"{r['n_recovered_above_snr_min']}/{res['n_sextractor_above_snr_min']} SExtractor "
+                f"sources with S/N >= {res['snr_min']:g} ({r['recovered_above_snr_min']:.3f}); "
+                f"{r['n_unmatched_detections']} without a SExtractor counterpart"
+            )
+        print("command: python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *sys.argv[1:]]))
+    except ClumpdetError as exc:
+        print(f"ntt_field_check: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
