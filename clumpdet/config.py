@@ -198,6 +198,8 @@ def load_config(
     cls: type[C],
     path: str | Path | None = None,
     overrides: Iterable[str] | Mapping[str, Any] = (),
+    *,
+    ignore_keys: Iterable[str] = (),
 ) -> C:
     """Load dataclass config ``cls`` from defaults, an optional YAML file and overrides.
 
@@ -209,8 +211,12 @@ def load_config(
         YAML file (may use ``_base_``).
     overrides : iterable of "key=value" strings, or a nested mapping
         Applied last.
+    ignore_keys : iterable of str
+        Top-level keys of the file to drop (e.g. a simulation's ``_run_`` record).
     """
     data: dict[str, Any] = read_yaml(path) if path is not None else {}
+    for key in ignore_keys:
+        data.pop(key, None)
     over = parse_overrides(overrides) if not isinstance(overrides, Mapping) else overrides
     data = deep_merge(data, over)
     return from_dict(cls, data, where=str(path) if path is not None else "config")

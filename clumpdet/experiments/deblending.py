@@ -32,6 +32,7 @@ from clumpdet.evaluation.deblending import (
     psf_fwhm_by_image,
 )
 from clumpdet.evaluation.detection import to_json_safe
+from clumpdet.inference.predictor import Predictor
 from clumpdet.sim.field_writer import read_objects
 from clumpdet.utils import atomic_write
 
@@ -42,14 +43,22 @@ DEFAULT_TUNING_GRID: tuple[tuple[float, float], ...] = tuple(
 
 
 def detector_predictions(
-    checkpoint: str | Path,
+    predictor: Predictor,
     truth: str | Path,
     *,
-    batch_size: int = 8,
-    device: str = "cpu",
     progress: bool = True,
 ) -> tuple[pd.DataFrame, float]:
     """Run a trained detector on every image of a COCO set, down to its ``min_score``.
+
+    Parameters
+    ----------
+    predictor : Predictor
+        The loaded detector (``Predictor.from_checkpoint``); its ``batch_size`` images are read
+        and detected at a time.
+    truth : str or Path
+        COCO ``annotations.json`` of the set.
+    progress : bool
+        Show a progress bar.
 
     Returns
     -------
@@ -60,9 +69,8 @@ def detector_predictions(
     """
     from tqdm.auto import tqdm
 
-    from clumpdet.inference.predictor import Predictor
-
-    pred = Predictor.from_checkpoint(checkpoint, batch_size=batch_size, device=device)
+    pred = predictor
+    batch_size = pred.batch_size
     doc = load_coco(truth)
     root = Path(doc["_root"])
     rows = []
@@ -206,19 +214,17 @@ def run_deblending_benchmark(
     dict
         Method name to :func:`evaluate_sources` output plus ``timing_s``.
     """
-    from clumpdet.engine.checkpoint import load_detector_checkpoint
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     test_truth = Path(test_dir) / "annotations.json"
     val_truth = Path(val_dir) / "annotations.json"
     objects = read_objects(test_dir)
     fwhm = psf_fwhm_by_image(test_truth)
-    bundle = load_detector_checkpoint(checkpoint)
-    thr = bundle.model_config.score_threshold
+    predictor = Predictor.from_checkpoint(checkpoint)
+    thr = predictor.bundle.model_config.score_threshold
 
     runs: dict[str, tuple[pd.DataFrame, float, float | None]] = {}
-    preds, secs = detector_predictions(checkpoint, test_truth, progress=progress)
+    preds, secs = detector_predictions(predictor, test_truth, progress=progress)
     runs["clumpdet Faster R-CNN"] = (preds, secs, thr)
     tuning: dict[str, Any] = {}
     val_objects = read_objects(val_dir)
@@ -232,10 +238,13 @@ def run_deblending_benchmark(
     p = run_source_baseline(test_truth, config=SourceFinderConfig(), progress=progress)
     runs["sep (SExtractor defaults)"] = (p, time.perf_counter() - t0, None)
 
+    # one photometry for every method, measured once and reused by every scoring below
+    runs = {
+        name: (p.assign(mag=aperture_magnitudes(p, test_truth)), secs, threshold)
+        for name, (p, secs, threshold) in runs.items()
+    }
     results: dict[str, Any] = {}
     for name, (p, secs, threshold) in runs.items():
-        p = p.copy()
-        p["mag"] = aperture_magnitudes(p, test_truth)
         slug = name.split(" ")[0].lower() + ("_default" if "defaults" in name else "")
         with atomic_write(out / f"predictions_{slug}.csv", "w") as fh:
             p.to_csv(fh, index=False, float_format="%.5g")
@@ -248,7 +257,6 @@ def run_deblending_benchmark(
         bright = objects.assign(labelled=objects["labelled"] & (objects["snr"] >= cut))
         sub = {}
         for name, (p, _secs, threshold) in runs.items():
-            p = p.assign(mag=aperture_magnitudes(p, test_truth))
             sub[name] = evaluate_sources(bright, p, fwhm_px=fwhm, score_threshold=threshold)
         with atomic_write(out / f"comparison_snr{cut:g}.json", "w") as fh:
             json.dump(to_json_safe(sub), fh, indent=1)

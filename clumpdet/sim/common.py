@@ -13,13 +13,15 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 import galsim
 import numpy as np
 from tqdm.auto import tqdm
 
 from clumpdet.errors import ConfigError
+from clumpdet.sim.config import RUN_KEY
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -213,6 +215,35 @@ def draw_unit(
 def stamp_slices(b: galsim.BoundsI) -> tuple[slice, slice]:
     """numpy ``(rows, cols)`` slices of a 1-based inclusive GalSim bounds."""
     return slice(b.ymin - 1, b.ymax), slice(b.xmin - 1, b.xmax)
+
+
+# --------------------------------------------------------------------------------------------
+# run records
+
+
+def coco_info(description: str, *, seed: int, n: int) -> dict[str, Any]:
+    """The COCO ``info`` block of a simulated data set."""
+    from datetime import datetime, timezone
+
+    from clumpdet import __version__
+
+    return {
+        "description": description,
+        "version": __version__,
+        "date_created": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "seed": int(seed),
+        "n": int(n),
+    }
+
+
+def save_run_config(cfg: Any, path: str | Path, *, seed: int, n: int, **run: Any) -> None:
+    """Write the resolved simulation config plus a ``_run_`` block (seed, n, ``run``, version)."""
+    from clumpdet import __version__
+    from clumpdet.config import save_config, to_dict
+
+    resolved = to_dict(cfg)
+    resolved[RUN_KEY] = {"seed": int(seed), "n": int(n), **run, "clumpdet_version": __version__}
+    save_config(resolved, path)
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from clumpdet.config import deep_merge, from_dict, parse_overrides, read_yaml
+from clumpdet.config import load_config
 from clumpdet.errors import ConfigError
 
 #: Bands the simulator models (any non-empty subset, in any order, may be written out).
@@ -490,12 +490,8 @@ def load_sim_config(
     ConfigError
         On a missing file, unknown keys, wrong types or invalid ranges (the message names the key).
     """
-    data: dict[str, Any] = read_yaml(path) if path is not None else {}
-    data.pop(RUN_KEY, None)
-    over = parse_overrides(overrides) if not isinstance(overrides, Mapping) else dict(overrides)
-    where = str(path) if path is not None else "config"
-    cfg = from_dict(ClumpSimConfig, deep_merge(data, over), where=where)
-    return validate_sim_config(cfg, where=where)
+    cfg = load_config(ClumpSimConfig, path, overrides, ignore_keys=(RUN_KEY,))
+    return validate_sim_config(cfg, where=str(path) if path is not None else "config")
 
 
 def sim_config_fields() -> list[str]:

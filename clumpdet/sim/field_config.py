@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from clumpdet.config import deep_merge, from_dict, parse_overrides, read_yaml
+from clumpdet.config import load_config
 from clumpdet.errors import ConfigError
 from clumpdet.sim.config import RUN_KEY
 
@@ -352,9 +352,5 @@ def load_field_config(
     ConfigError
         On a missing file, unknown keys, wrong types or invalid ranges.
     """
-    data: dict[str, Any] = read_yaml(path) if path is not None else {}
-    data.pop(RUN_KEY, None)
-    over = parse_overrides(overrides) if not isinstance(overrides, Mapping) else dict(overrides)
-    where = str(path) if path is not None else "config"
-    cfg = from_dict(FieldSimConfig, deep_merge(data, over), where=where)
-    return validate_field_config(cfg, where=where)
+    cfg = load_config(FieldSimConfig, path, overrides, ignore_keys=(RUN_KEY,))
+    return validate_field_config(cfg, where=str(path) if path is not None else "config")

@@ -15,18 +15,22 @@ Layout of ``out``::
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from clumpdet import __version__
-from clumpdet.config import save_config, to_dict
 from clumpdet.data.coco import write_coco
 from clumpdet.data.fits import write_image_fits
-from clumpdet.sim.common import check_run_args, image_seed, parallel_map
-from clumpdet.sim.config import RUN_KEY
+from clumpdet.errors import InputError
+from clumpdet.sim.common import (
+    check_run_args,
+    coco_info,
+    image_seed,
+    parallel_map,
+    save_run_config,
+)
 from clumpdet.sim.field_config import FIELD_CATEGORIES, FieldSimConfig, validate_field_config
 from clumpdet.sim.fields import FieldScene, simulate_field_scene
 from clumpdet.sim.writer import image_file_name
@@ -221,13 +225,9 @@ def simulate_fields(
             for r in rows:
                 r["annotation_id"] = by_object.get(r["object_id"], -1)
                 objects.append(r)
-        info = {
-            "description": "clumpdet simulated blended fields: stars and galaxies (GalSim)",
-            "version": __version__,
-            "date_created": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-            "seed": int(seed),
-            "n": int(n),
-        }
+        info = coco_info(
+            "clumpdet simulated blended fields: stars and galaxies (GalSim)", seed=seed, n=n
+        )
         write_coco(
             tmp / "annotations.json",
             images=images,
@@ -240,9 +240,7 @@ def simulate_fields(
         df = pd.DataFrame(objects).reindex(columns=cols)
         with atomic_path(tmp / "objects.csv") as p:
             df.to_csv(p, index=False, float_format="%.6g")
-        resolved = to_dict(cfg)
-        resolved[RUN_KEY] = {"seed": int(seed), "n": int(n), "clumpdet_version": __version__}
-        save_config(resolved, tmp / "config.yaml")
+        save_run_config(cfg, tmp / "config.yaml", seed=seed, n=n)
     return out
 
 
@@ -254,8 +252,6 @@ def read_objects(sim_dir: str | Path) -> pd.DataFrame:
     InputError
         When the file is missing or lacks the required columns.
     """
-    from clumpdet.errors import InputError
-
     path = Path(sim_dir)
     path = path / "objects.csv" if path.is_dir() else path.with_name("objects.csv")
     if not path.is_file():

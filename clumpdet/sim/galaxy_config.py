@@ -22,13 +22,14 @@ from typing import Any, Literal
 
 from clumpdet.config import deep_merge, from_dict, parse_overrides, read_yaml
 from clumpdet.errors import ConfigError
+from clumpdet.sim.config import RUN_KEY as _RUN_KEY
 
 #: Tasks of :func:`clumpdet.sim.simulate_galaxies`.
 GalaxyTask = Literal["mergers", "four_class", "morphology"]
 GALAXY_TASKS: tuple[str, ...] = ("mergers", "four_class", "morphology")
 
 #: Top-level key of a saved ``config.yaml`` that records the run (task, seed, n); ignored on load.
-RUN_KEY = "_run_"
+RUN_KEY = _RUN_KEY
 
 
 @dataclass(frozen=True)

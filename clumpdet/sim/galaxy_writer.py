@@ -24,10 +24,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from clumpdet import __version__
-from clumpdet.config import save_config, to_dict
 from clumpdet.errors import ConfigError
-from clumpdet.sim.common import check_run_args, image_seed, parallel_map
+from clumpdet.sim.common import (
+    check_run_args,
+    image_seed,
+    parallel_map,
+    save_run_config,
+)
 from clumpdet.sim.galaxies import (
     CANDELS_NAMES,
     FOUR_CLASS_NAMES,
@@ -35,7 +38,6 @@ from clumpdet.sim.galaxies import (
     simulate_galaxy_scene,
 )
 from clumpdet.sim.galaxy_config import (
-    RUN_KEY,
     task_config_class,
     task_of_config,
     validate_galaxy_sim_config,
@@ -175,14 +177,7 @@ def simulate_galaxies(
             w.writerow(["id", *keys])
             for i, par in enumerate(params):
                 w.writerow([i, *(_fmt(par.get(k, "")) for k in keys)])
-        resolved = to_dict(cfg)
-        resolved[RUN_KEY] = {
-            "task": task,
-            "seed": int(seed),
-            "n": int(n),
-            "bands": list(im.bands),
-            "unit": im.unit,
-            "clumpdet_version": __version__,
-        }
-        save_config(resolved, tmp / "config.yaml")
+        save_run_config(
+            cfg, tmp / "config.yaml", seed=seed, n=n, task=task, bands=list(im.bands), unit=im.unit
+        )
     return out

@@ -12,18 +12,22 @@ Layout of ``out`` (docs/conventions.md)::
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from clumpdet import __version__
-from clumpdet.config import save_config, to_dict
 from clumpdet.data.coco import CLUMP_CATEGORIES, write_coco
 from clumpdet.data.fits import write_image_fits
 from clumpdet.data.labels import write_labels_csv
 from clumpdet.sim.clumps import ClumpScene, simulate_clump_scene
-from clumpdet.sim.common import check_run_args, image_seed, parallel_map
-from clumpdet.sim.config import RUN_KEY, ClumpSimConfig, validate_sim_config
+from clumpdet.sim.common import (
+    check_run_args,
+    coco_info,
+    image_seed,
+    parallel_map,
+    save_run_config,
+)
+from clumpdet.sim.config import ClumpSimConfig, validate_sim_config
 from clumpdet.utils import atomic_dir
 
 
@@ -223,13 +227,7 @@ def simulate_clumps(
                 annotations.append(a)
                 x, y, bw, bh = a["bbox"]
                 rows.append((a["image_id"], a["category_id"], x, y, x + bw, y + bh))
-        info = {
-            "description": "clumpdet simulated clumpy galaxies (GalSim)",
-            "version": __version__,
-            "date_created": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-            "seed": int(seed),
-            "n": int(n),
-        }
+        info = coco_info("clumpdet simulated clumpy galaxies (GalSim)", seed=seed, n=n)
         write_coco(
             tmp / "annotations.json",
             images=images,
@@ -238,7 +236,5 @@ def simulate_clumps(
             info=info,
         )
         write_labels_csv(tmp / "labels.csv", rows)
-        resolved = to_dict(cfg)
-        resolved[RUN_KEY] = {"seed": int(seed), "n": int(n), "clumpdet_version": __version__}
-        save_config(resolved, tmp / "config.yaml")
+        save_run_config(cfg, tmp / "config.yaml", seed=seed, n=n)
     return out
