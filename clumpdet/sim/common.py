@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import galsim
 import numpy as np
-from tqdm.auto import tqdm
 
 from clumpdet.errors import ConfigError
 from clumpdet.sim.config import RUN_KEY
@@ -265,38 +262,3 @@ def check_run_args(*, n: int, seed: int, workers: int | None) -> int:
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers: must be an integer >= 1, got {workers!r}")
     return workers
-
-
-def parallel_map(
-    fn: Callable[[T], R],
-    tasks: Sequence[T],
-    *,
-    workers: int,
-    progress: bool = True,
-    desc: str = "simulate",
-    unit: str = "img",
-) -> Iterator[R]:
-    """Apply ``fn`` to ``tasks`` in order, in ``workers`` processes, with a tqdm bar.
-
-    ``workers == 1`` (or one task) runs in this process. Workers are started with ``spawn``:
-    forking a parent that has used GalSim/OpenMP or FFT thread pools can deadlock the children,
-    so ``fn`` must be a module-level function and callers of ``workers > 1`` need the usual
-    ``if __name__ == "__main__":`` guard in scripts.
-    """
-    n = len(tasks)
-    bar = tqdm(total=n, desc=desc, unit=unit, disable=not progress)
-    try:
-        if workers == 1 or n == 1:
-            for t in tasks:
-                yield fn(t)
-                bar.update()
-        else:
-            chunk = max(1, min(16, n // (4 * workers)))
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=min(workers, n), mp_context=ctx) as ex:
-                results: Iterable[R] = ex.map(fn, tasks, chunksize=chunk)
-                for rec in results:
-                    yield rec
-                    bar.update()
-    finally:
-        bar.close()

@@ -24,11 +24,11 @@ from clumpdet import __version__
 from clumpdet.data.coco import write_coco
 from clumpdet.data.fits import write_image_fits
 from clumpdet.errors import InputError
+from clumpdet.parallel import parallel_map
 from clumpdet.sim.common import (
     check_run_args,
     coco_info,
     image_seed,
-    parallel_map,
     save_run_config,
 )
 from clumpdet.sim.field_config import FIELD_CATEGORIES, FieldSimConfig, validate_field_config

@@ -25,10 +25,10 @@ from typing import Any, Literal
 import numpy as np
 
 from clumpdet.errors import ConfigError
+from clumpdet.parallel import parallel_map
 from clumpdet.sim.common import (
     check_run_args,
     image_seed,
-    parallel_map,
     save_run_config,
 )
 from clumpdet.sim.galaxies import (

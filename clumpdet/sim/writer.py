@@ -19,12 +19,12 @@ from clumpdet import __version__
 from clumpdet.data.coco import CLUMP_CATEGORIES, write_coco
 from clumpdet.data.fits import write_image_fits
 from clumpdet.data.labels import write_labels_csv
+from clumpdet.parallel import parallel_map
 from clumpdet.sim.clumps import ClumpScene, simulate_clump_scene
 from clumpdet.sim.common import (
     check_run_args,
     coco_info,
     image_seed,
-    parallel_map,
     save_run_config,
 )
 from clumpdet.sim.config import ClumpSimConfig, validate_sim_config
