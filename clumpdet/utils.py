@@ -7,7 +7,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -127,3 +127,46 @@ def load_torch_file(path: str | os.PathLike, *, what: str = "checkpoint") -> Any
     except Exception as exc:  # corrupt, truncated, or a pickle of foreign objects
         first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         raise CheckpointError(path, f"not a readable {what} ({first})") from None
+
+
+def markdown_table(
+    header: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    fmt: Callable[[Any], str] | None = None,
+) -> str:
+    """Render a GitHub-flavoured markdown table.
+
+    Parameters
+    ----------
+    header : sequence of str
+        Column titles.
+    rows : iterable of sequences
+        One sequence of cells per row, as long as ``header``.
+    fmt : callable, optional
+        Turns a cell into text; default: floats with 3 decimals (``"nan"`` kept), others ``str``.
+
+    Returns
+    -------
+    str
+        The table, one line per row, no trailing newline.
+
+    Raises
+    ------
+    ValueError
+        A row with a different number of cells from ``header``.
+    """
+    fmt = fmt or _format_cell
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    for i, row in enumerate(rows):
+        cells = [fmt(c) for c in row]
+        if len(cells) != len(header):
+            raise ValueError(f"row {i}: {len(cells)} cells for {len(header)} columns")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _format_cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)

@@ -25,3 +25,14 @@ def test_mad_sigma_matches_gaussian_and_ignores_bad_pixels() -> None:
     assert per_band.shape == (2,)
     np.testing.assert_allclose(per_band, 2.0, atol=0.05)
     assert mad_sigma(np.zeros((5, 5)), ignore_zeros=True) == 0.0
+
+
+def test_markdown_table() -> None:
+    import pytest
+
+    from clumpdet.utils import markdown_table
+
+    text = markdown_table(["a", "b"], [[1, 0.12345], ["x", float("nan")]])
+    assert text.splitlines() == ["| a | b |", "|---|---|", "| 1 | 0.123 |", "| x | nan |"]
+    with pytest.raises(ValueError, match="row 0"):
+        markdown_table(["a"], [[1, 2]])
