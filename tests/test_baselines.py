@@ -8,9 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from astropy.table import Table
 from scipy import ndimage
 
-from clumpdet.baselines import ClassicalConfig, Detections, find_clumps, run_classical_baseline
+from clumpdet.baselines import (
+    CLUMP_COLUMNS,
+    ClassicalConfig,
+    boxes_xyxy,
+    find_clumps,
+    run_classical_baseline,
+    to_coco_results,
+)
+from clumpdet.baselines import classical as classical_module
 from clumpdet.config import load_config
 from clumpdet.data.coco import write_coco
 from clumpdet.data.fits import write_image_fits
@@ -55,21 +64,42 @@ def _contains(box: np.ndarray, xy: tuple[float, float]) -> bool:
     return bool(box[0] <= xy[0] <= box[2] and box[1] <= xy[1] <= box[3])
 
 
-def _check_detections(det: Detections) -> None:
-    n = len(det)
-    assert det.boxes.shape == (n, 4) and det.boxes.dtype == np.float32
-    assert det.labels.shape == (n,) and det.labels.dtype == np.int64
-    assert det.scores.shape == (n,) and det.scores.dtype == np.float32
-    assert set(det.labels.tolist()) <= {1, 2}
-    assert np.all((det.scores >= 0) & (det.scores <= 1))
-    assert np.all(np.diff(det.scores) <= 0), "scores must be sorted, best first"
-    assert np.all(det.boxes[:, 2] > det.boxes[:, 0]) and np.all(det.boxes[:, 3] > det.boxes[:, 1])
+class _Det:
+    """Boxes, labels and scores of a :func:`find_clumps` table, checked against its schema."""
+
+    def __init__(self, table: Table) -> None:
+        assert isinstance(table, Table)
+        assert table.colnames == list(CLUMP_COLUMNS)
+        for name in ("x", "y", "x1", "y1", "x2", "y2", "fwhm"):
+            assert table[name].unit == "pix", name
+        self.boxes = boxes_xyxy(table)
+        self.labels = np.asarray(table["label"])
+        self.scores = np.asarray(table["score"])
+        n = len(table)
+        assert self.boxes.shape == (n, 4) and self.boxes.dtype == np.float32
+        assert self.labels.shape == (n,) and self.labels.dtype == np.int64
+        assert self.scores.shape == (n,) and self.scores.dtype == np.float32
+        assert table["snr"].dtype == np.float64 and table["flux"].dtype == np.float64
+        assert set(self.labels.tolist()) <= {1, 2}
+        assert np.all((self.scores >= 0) & (self.scores <= 1))
+        assert np.all(np.diff(self.scores) <= 0), "scores must be sorted, best first"
+        assert np.all(self.boxes[:, 2] > self.boxes[:, 0])
+        assert np.all(self.boxes[:, 3] > self.boxes[:, 1])
+        inner = (self.boxes[:, 0] > 0) & (self.boxes[:, 2] < SIZE)
+        centre = 0.5 * (self.boxes[:, 0] + self.boxes[:, 2])
+        assert np.allclose(centre[inner], np.asarray(table["x"])[inner], atol=1e-4)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def find(image: np.ndarray, **kwargs) -> _Det:
+    return _Det(find_clumps(image, **kwargs))
 
 
 @pytest.mark.parametrize("method", ["residual", "unsharp"])
 def test_find_clumps_finds_knots_not_nucleus(method: str) -> None:
-    det = find_clumps(make_galaxy(), method=method, bands=BANDS)
-    _check_detections(det)
+    det = find(make_galaxy(), method=method, bands=BANDS)
     confident = det.scores >= 0.3
     for knot in KNOTS:
         hits = [k for k in np.flatnonzero(confident) if _contains(det.boxes[k], knot)]
@@ -84,15 +114,14 @@ def test_find_clumps_finds_knots_not_nucleus(method: str) -> None:
 
 @pytest.mark.parametrize("method", ["residual", "unsharp"])
 def test_find_clumps_smooth_host_gives_few_detections(method: str) -> None:
-    det = find_clumps(make_galaxy(knots=(), seed=3), method=method, bands=BANDS)
-    _check_detections(det)
+    det = find(make_galaxy(knots=(), seed=3), method=method, bands=BANDS)
     limit = 0 if method == "residual" else 2
     assert int((det.scores >= 0.3).sum()) <= limit
 
 
 def test_find_clumps_red_point_source_is_odd_clump() -> None:
     odd = (60.0, 40.0)
-    det = find_clumps(make_galaxy(odd=(odd,)), bands=BANDS)
+    det = find(make_galaxy(odd=(odd,)), bands=BANDS)
     labels = {}
     for box, lab in zip(det.boxes, det.labels):
         for xy in (*KNOTS, odd):
@@ -101,14 +130,14 @@ def test_find_clumps_red_point_source_is_odd_clump() -> None:
     assert labels.get(odd) == 2, f"red source should be class 2, got {labels}"
     assert all(labels.get(k) == 1 for k in KNOTS), labels
     # without band names the colour rule cannot apply: everything is class 1
-    det_nobands = find_clumps(make_galaxy(odd=(odd,)))
+    det_nobands = find(make_galaxy(odd=(odd,)))
     assert np.all(det_nobands.labels == 1)
 
 
 def test_find_clumps_edge_cases() -> None:
-    blank = find_clumps(np.zeros((3, 64, 64), np.float32), bands=BANDS)
+    blank = find(np.zeros((3, 64, 64), np.float32), bands=BANDS)
     assert len(blank) == 0 and blank.boxes.shape == (0, 4)
-    single = find_clumps(make_galaxy()[1])  # a 2-D (H, W) image is one band
+    single = find(make_galaxy()[1])  # a 2-D (H, W) image is one band
     assert len(single) >= 3
     with pytest.raises(ConfigError, match="method"):
         find_clumps(make_galaxy(), method="wavelet")  # type: ignore[arg-type]
@@ -116,8 +145,38 @@ def test_find_clumps_edge_cases() -> None:
         find_clumps(make_galaxy(), bands=("g", "r"))
     with pytest.raises(ConfigError, match="detect_bands"):
         find_clumps(make_galaxy(), bands=BANDS, config=ClassicalConfig(detect_bands=("z",)))
-    r_only = find_clumps(make_galaxy(), bands=BANDS, config=ClassicalConfig(detect_bands=("r",)))
+    r_only = find(make_galaxy(), bands=BANDS, config=ClassicalConfig(detect_bands=("r",)))
     assert sum(any(_contains(b, k) for b in r_only.boxes) for k in KNOTS) == 3
+
+
+def test_to_coco_results_converts_a_finder_table() -> None:
+    table = find_clumps(make_galaxy(), bands=BANDS)
+    results = to_coco_results(table, image_id=7)
+    assert len(results) == len(table) > 0
+    for r, row in zip(results, table):
+        assert r["image_id"] == 7 and r["category_id"] == int(row["label"])
+        assert r["bbox"][0] == round(float(row["x1"]), 3)
+        assert r["bbox"][2] == round(float(row["x2"]) - float(row["x1"]), 3)
+        assert r["score"] == round(float(row["score"]), 5)
+    assert to_coco_results(find_clumps(np.zeros((3, 64, 64), np.float32)), image_id=0) == []
+
+
+def test_run_classical_baseline_uses_the_spawn_pool(monkeypatch, tmp_path: Path) -> None:
+    import clumpdet.baselines.common as common
+
+    calls = []
+    real = common.parallel_map
+
+    def spy(fn, tasks, **kwargs):
+        calls.append(kwargs["workers"])
+        return real(fn, tasks, **kwargs)
+
+    monkeypatch.setattr(common, "parallel_map", spy)
+    path = tmp_path / "g.fits"
+    write_image_fits(path, make_galaxy(), bands=BANDS)
+    run_classical_baseline(images=[path, path], out=tmp_path / "p.json", workers=2)
+    assert calls == [2]
+    assert not hasattr(classical_module, "ProcessPoolExecutor")
 
 
 def test_classical_config_validation(tmp_path: Path) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
+from astropy.table import Row, Table
 from scipy import signal
 
 from clumpdet.baselines import sources
@@ -78,10 +78,10 @@ def scene(
     return img.astype(np.float32)
 
 
-def nearest(df: pd.DataFrame, x: float, y: float) -> tuple[float, pd.Series]:
-    d = np.hypot(df["x"].to_numpy() - x, df["y"].to_numpy() - y)
+def nearest(df: Table, x: float, y: float) -> tuple[float, Row]:
+    d = np.hypot(np.asarray(df["x"]) - x, np.asarray(df["y"]) - y)
     k = int(np.argmin(d))
-    return float(d[k]), df.iloc[k]
+    return float(d[k]), df[k]
 
 
 FIELD = [  # (kind, x, y, r-band flux in nanomaggies); optimal S/N ~ 110, 45, 25, 90
@@ -106,9 +106,13 @@ def test_isolated_sources_found_and_classified(field: np.ndarray, method: str) -
         bands=BANDS,
         config=SourceFinderConfig(method=method),
     )
-    assert list(df.columns) == list(SOURCE_COLUMNS)
+    assert isinstance(df, Table) and df.colnames == list(SOURCE_COLUMNS)
+    units = {"x": "pix", "y": "pix", "x1": "pix", "r50": "pix", "npix": "pix2"}
+    units.update({"mag": "mag", "flux": "nmgy", "label": None, "score": None})
+    for name, unit in units.items():
+        assert df[name].unit == unit, name
     assert len(df) == len(FIELD), df
-    assert np.all(np.diff(df["score"].to_numpy()) <= 0), "sorted by decreasing score"
+    assert np.all(np.diff(np.asarray(df["score"])) <= 0), "sorted by decreasing score"
     for kind, x, y, flux in FIELD:
         d, row = nearest(df, x, y)
         assert d < 1.0, f"{method}: {kind} at ({x}, {y}) found {d:.2f} px away"
@@ -139,7 +143,8 @@ def test_deblends_two_stars_three_fwhm_apart(method: str) -> None:
         assert d < 1.0, f"{method}: star at ({x}, {y}) found {d:.2f} px away"
         assert row["label"] == 1
     # the deblended segments do not overlap: boxes meet between the stars
-    left, right = df.sort_values("x").iloc[0], df.sort_values("x").iloc[1]
+    df.sort("x")
+    left, right = df[0], df[1]
     assert left["x2"] <= right["x1"] + 1
 
 
@@ -148,7 +153,7 @@ def test_pure_noise_and_blank_images_give_empty_tables(method: str) -> None:
     cfg = SourceFinderConfig(method=method)
     noise = scene([], shape=(128, 128), seed=5)
     df = find_sources(noise, noise_sigma=SIGMA, psf_fwhm_px=FWHM, bands=BANDS, config=cfg)
-    assert len(df) == 0 and list(df.columns) == list(SOURCE_COLUMNS)
+    assert len(df) == 0 and df.colnames == list(SOURCE_COLUMNS)
     # noise estimated from the image (MAD) gives the same answer
     df = find_sources(noise, noise_sigma=None, psf_fwhm_px=FWHM, bands=BANDS, config=cfg)
     assert len(df) == 0
@@ -171,7 +176,8 @@ def test_nan_pixels_are_masked(field: np.ndarray, method: str) -> None:
         config=SourceFinderConfig(method=method),
     )
     assert len(df) == len(FIELD)
-    assert np.isfinite(df[["x", "y", "x1", "y1", "x2", "y2", "score", "mag"]].to_numpy()).all()
+    cols = ("x", "y", "x1", "y1", "x2", "y2", "score", "mag")
+    assert all(np.isfinite(np.asarray(df[c])).all() for c in cols)
     for _, x, y, _ in FIELD:
         assert nearest(df, x, y)[0] < 1.0
     with pytest.raises(InputError, match="no pixel that is finite"):
@@ -225,7 +231,7 @@ def test_psf_r50_calibration() -> None:
         bands=BANDS,
     )
     assert len(df) == len(stars)
-    ratio = df["r50"].to_numpy() / psf_r50(FWHM)
+    ratio = np.asarray(df["r50"]) / psf_r50(FWHM)
     assert abs(np.median(ratio) - 1.0) < 0.03, np.median(ratio)
     assert (df["label"] == 1).all()
 
@@ -286,8 +292,8 @@ def _write_set(root) -> tuple:
 def test_run_source_baseline_on_a_coco_set(tmp_path, method: str) -> None:
     path, truths = _write_set(tmp_path)
     pred = run_source_baseline(path, method=method, workers=1, progress=False)
-    assert list(pred.columns) == ["image_id", *SOURCE_COLUMNS]
-    assert pred["image_id"].dtype == np.int64
+    assert isinstance(pred, Table) and pred.colnames == ["image_id", *SOURCE_COLUMNS]
+    assert pred["image_id"].dtype == np.int64 and pred["x"].unit == "pix"
     for iid, objs in zip((3, 8), truths):
         sub = pred[pred["image_id"] == iid]
         assert len(sub) == len(objs)
@@ -313,6 +319,25 @@ def test_run_source_baseline_errors_and_empty(tmp_path) -> None:
     )
     with pytest.warns(NoDetectionsWarning):
         pred = run_source_baseline(good, method="sep", progress=False)
-    assert len(pred) == 0 and list(pred.columns) == ["image_id", *SOURCE_COLUMNS]
+    assert len(pred) == 0 and pred.colnames == ["image_id", *SOURCE_COLUMNS]
     with pytest.raises(ConfigError, match="workers"):
         run_source_baseline(good, method="sep", workers=0, progress=False)
+
+
+def test_run_source_baseline_uses_the_spawn_pool(tmp_path, monkeypatch) -> None:
+    import clumpdet.baselines.common as common
+
+    calls = []
+    real = common.parallel_map
+
+    def spy(fn, tasks, **kwargs):
+        calls.append(kwargs["workers"])
+        return real(fn, tasks, **kwargs)
+
+    monkeypatch.setattr(common, "parallel_map", spy)
+    path, _ = _write_set(tmp_path)
+    serial = run_source_baseline(path, method="sep", workers=1, progress=False)
+    par = run_source_baseline(path, method="sep", workers=2, progress=False)
+    assert calls == [1, 2]
+    assert all(np.array_equal(serial[c], par[c], equal_nan=True) for c in serial.colnames)
+    assert not hasattr(sources, "ProcessPoolExecutor")

@@ -13,8 +13,8 @@ Algorithm
    psf_fwhm``) or a Gaussian blur (``"gaussian"``, FWHM ``host_scale * psf_fwhm``); the
    residual is image minus host model. ``method="unsharp"``: the residual is image minus a
    Gaussian-blurred copy (FWHM ``unsharp_scale * psf_fwhm``).
-3. **Noise.** The per-pixel noise ``rms`` of the residual is a robust MAD estimate,
-   ``1.4826 * median(|r - median(r)|)``.
+3. **Noise.** The per-pixel noise ``rms`` of the residual is the robust MAD estimate of its
+   non-zero pixels, :func:`clumpdet.noise.mad_sigma`.
 4. **Sources.** ``residual``: ``sep.extract`` on the residual with a matched Gaussian filter of
    FWHM ``psf_fwhm``, ``min_area`` and deblending (``deblend_nthresh``, ``deblend_cont``).
    ``unsharp``: the residual is convolved with the same Gaussian, photutils ``detect_sources``
@@ -72,22 +72,29 @@ import math
 import os
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import sep
+from astropy.table import Column, Table
 from scipy import ndimage
 
-from clumpdet.detections import Detections
+from clumpdet.baselines.common import (
+    FWHM_PER_SIGMA,
+    JobFailure,
+    filtered_rms,
+    gaussian_kernel,
+    map_images,
+    to_coco_results,
+)
 from clumpdet.errors import ClumpdetError, ConfigError, InputError, NoDetectionsWarning
+from clumpdet.noise import mad_sigma
 from clumpdet.utils import atomic_write
 
 Method = Literal["residual", "unsharp"]
 _METHODS: tuple[str, ...] = ("residual", "unsharp")
-_FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 _POSITIVE_FIELDS: tuple[str, ...] = (
     "psf_fwhm",
     "host_scale",
@@ -99,6 +106,23 @@ _POSITIVE_FIELDS: tuple[str, ...] = (
     "box_max",
     "score_snr_scale",
 )
+
+#: Columns of the :func:`find_clumps` table: ``name -> (dtype, unit, description)``.
+_CLUMP_SCHEMA: dict[str, tuple[type, str | None, str]] = {
+    "x": (np.float64, "pix", "centre x (COCO pixel convention)"),
+    "y": (np.float64, "pix", "centre y (COCO pixel convention)"),
+    "x1": (np.float32, "pix", "box left"),
+    "y1": (np.float32, "pix", "box bottom"),
+    "x2": (np.float32, "pix", "box right"),
+    "y2": (np.float32, "pix", "box top"),
+    "label": (np.int64, None, "1 clump, 2 odd clump"),
+    "score": (np.float32, None, "1 - exp(-snr / score_snr_scale)"),
+    "snr": (np.float64, None, "aperture S/N on the residual"),
+    "flux": (np.float64, None, "aperture flux on the residual (image unit)"),
+    "fwhm": (np.float64, "pix", "adaptive-moment FWHM (psf_fwhm where unmeasured)"),
+}
+#: Column names of :func:`find_clumps` output, in order.
+CLUMP_COLUMNS: tuple[str, ...] = tuple(_CLUMP_SCHEMA)
 
 
 @dataclass
@@ -249,38 +273,13 @@ class _Sources(NamedTuple):
 # --------------------------------------------------------------------------- helpers
 
 
-def _mad_rms(a: np.ndarray) -> float:
-    """Robust per-pixel noise: 1.4826 * median absolute deviation (of non-zero pixels)."""
-    v = a[a != 0]
-    if v.size == 0:
-        return 0.0
-    med = np.median(v)
-    return float(1.4826 * np.median(np.abs(v - med)))
-
-
-def _gaussian_kernel(fwhm: float) -> np.ndarray:
-    """Normalised 2-D Gaussian kernel of the given FWHM (pixels), odd side ~ 2 FWHM."""
-    sigma = fwhm / _FWHM_PER_SIGMA
-    half = max(1, math.ceil(2.0 * sigma))
-    ax = np.arange(-half, half + 1, dtype=np.float64)
-    k = np.exp(-0.5 * (ax[:, None] ** 2 + ax[None, :] ** 2) / sigma**2)
-    return (k / k.sum()).astype(np.float32)
-
-
-def _filtered_rms(rms: float, kernel: np.ndarray | None) -> float:
-    """Per-pixel white-noise rms after convolution with a normalised ``kernel``."""
-    if kernel is None:
-        return rms
-    return float(rms * np.sqrt(np.sum(kernel.astype(np.float64) ** 2)))
-
-
 def _host_model(img: np.ndarray, cfg: ClassicalConfig) -> np.ndarray:
     """Smooth host model of a 2-D image (same shape, float32)."""
     scale = cfg.host_scale * cfg.psf_fwhm
     if cfg.host_model == "median":
         return _binned_median(img, scale)
     if cfg.host_model == "gaussian":
-        return ndimage.gaussian_filter(img, sigma=scale / _FWHM_PER_SIGMA, mode="reflect")
+        return ndimage.gaussian_filter(img, sigma=scale / FWHM_PER_SIGMA, mode="reflect")
     mesh = max(4, round(scale))
     bkg = sep.Background(np.ascontiguousarray(img), bw=mesh, bh=mesh, fw=3, fh=3)
     return bkg.back().astype(np.float32)
@@ -310,7 +309,7 @@ def _residual(img: np.ndarray, method: str, cfg: ClassicalConfig) -> tuple[np.nd
     if method == "residual":
         host = _host_model(img, cfg)
     else:
-        sigma = cfg.unsharp_scale * cfg.psf_fwhm / _FWHM_PER_SIGMA
+        sigma = cfg.unsharp_scale * cfg.psf_fwhm / FWHM_PER_SIGMA
         host = ndimage.gaussian_filter(img, sigma=sigma, mode="reflect")
     res = np.ascontiguousarray(img - host, dtype=np.float32)
     return res, host
@@ -395,12 +394,12 @@ def _host_centre(host: np.ndarray, mask: np.ndarray, cfg: ClassicalConfig) -> tu
 
 
 def _extract_sep(res: np.ndarray, rms: float, cfg: ClassicalConfig) -> _Sources:
-    kernel = _gaussian_kernel(cfg.psf_fwhm) if cfg.matched_filter else None
+    kernel = gaussian_kernel(cfg.psf_fwhm) if cfg.matched_filter else None
     try:
         objs = sep.extract(
             res,
             cfg.threshold,
-            err=_filtered_rms(rms, kernel),
+            err=filtered_rms(rms, kernel),
             minarea=cfg.min_area,
             filter_kernel=kernel,
             filter_type="matched",
@@ -423,9 +422,9 @@ def _extract_photutils(res: np.ndarray, rms: float, cfg: ClassicalConfig) -> _So
     from photutils.detection import find_peaks
     from photutils.segmentation import detect_sources
 
-    kernel = _gaussian_kernel(cfg.psf_fwhm) if cfg.matched_filter else None
+    kernel = gaussian_kernel(cfg.psf_fwhm) if cfg.matched_filter else None
     conv = ndimage.convolve(res, kernel, mode="reflect") if kernel is not None else res
-    thr = cfg.threshold * _filtered_rms(rms, kernel)
+    thr = cfg.threshold * filtered_rms(rms, kernel)
     empty = _Sources(np.zeros(0), np.zeros(0))
     segm = detect_sources(conv, thr, n_pixels=cfg.min_area)
     if segm is None:
@@ -477,7 +476,7 @@ def _adaptive_fwhm(
 
     h, w = res.shape
     r = max(4, math.ceil(2.5 * cfg.psf_fwhm))
-    guess = cfg.psf_fwhm / _FWHM_PER_SIGMA
+    guess = cfg.psf_fwhm / FWHM_PER_SIGMA
     out = np.full(x.size, np.nan)
     for k, (x0, y0) in enumerate(zip(x.tolist(), y.tolist())):
         xi, yi = round(x0), round(y0)
@@ -493,7 +492,7 @@ def _adaptive_fwhm(
         except (galsim.GalSimError, RuntimeError, ValueError):
             continue
         if mom.moments_status == 0 and mom.moments_sigma > 0:
-            out[k] = _FWHM_PER_SIGMA * mom.moments_sigma
+            out[k] = FWHM_PER_SIGMA * mom.moments_sigma
     return out
 
 
@@ -502,7 +501,7 @@ def _unsharp_shrinkage(psf_fwhm: float, unsharp_scale: float) -> float:
     """True / measured adaptive-moment FWHM of a Gaussian PSF source after the unsharp mask."""
     import galsim
 
-    sigma = psf_fwhm / _FWHM_PER_SIGMA
+    sigma = psf_fwhm / FWHM_PER_SIGMA
     half = math.ceil(6 * sigma * max(1.0, unsharp_scale))
     yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
     src = np.exp(-0.5 * (xx**2 + yy**2) / sigma**2)
@@ -554,7 +553,7 @@ def find_clumps(
     method: Method = "residual",
     config: ClassicalConfig | None = None,
     bands: Sequence[str] | None = None,
-) -> Detections:
+) -> Table:
     """Find clumps in one galaxy image with the classical host-subtraction finder.
 
     Parameters
@@ -571,9 +570,15 @@ def find_clumps(
 
     Returns
     -------
-    Detections
-        Boxes ``(N, 4)`` xyxy float32 pixels, labels ``(N,)`` int64 in {1, 2}, scores ``(N,)``
-        float32 in [0, 1], sorted by decreasing score.
+    astropy.table.Table
+        One row per clump (at most ``max_detections``), sorted by decreasing score, with the
+        columns of :data:`CLUMP_COLUMNS`: ``x, y`` (float64, pix; centre, COCO pixel
+        convention), ``x1, y1, x2, y2`` (float32, pix; box xyxy, clipped to the image),
+        ``label`` (int64; 1 clump, 2 odd clump), ``score`` (float32 in [0, 1)), ``snr``
+        (float64; aperture S/N on the residual), ``flux`` (float64; aperture flux on the
+        residual, in the unit of ``image``) and ``fwhm`` (float64, pix; adaptive-moment FWHM,
+        ``psf_fwhm`` where unmeasured). Zero rows (same columns) when nothing is found.
+        :func:`~clumpdet.baselines.common.to_coco_results` turns it into COCO results.
 
     Raises
     ------
@@ -595,12 +600,12 @@ def find_clumps(
             )
     det = _detection_image(cube, band_names, cfg)
     res, host = _residual(det, method, cfg)
-    rms = _mad_rms(res)
+    rms = mad_sigma(res, ignore_zeros=True)
     if not rms > 0:
-        return Detections()
+        return _clump_table()
     src = _extract_sep(res, rms, cfg) if method == "residual" else _extract_photutils(res, rms, cfg)
     if src.x.size == 0:
-        return Detections()
+        return _clump_table()
     h, w = det.shape
     keep = np.ones(src.x.size, dtype=bool)
     xi = np.clip(np.rint(src.x).astype(int), 0, w - 1)
@@ -615,10 +620,10 @@ def find_clumps(
         dist = np.hypot(src.x - nx, src.y - ny)
         keep &= dist > cfg.nucleus_radius * cfg.psf_fwhm
     elif cfg.require_host:
-        return Detections()
+        return _clump_table()
     x, y = src.x[keep], src.y[keep]
     if x.size == 0:
-        return Detections()
+        return _clump_table()
 
     r_ap = cfg.aperture_radius * cfg.psf_fwhm
     flux = _aperture_flux(res, x, y, r_ap)
@@ -650,34 +655,44 @@ def find_clumps(
     boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0.0, float(h))
     scores = 1.0 - np.exp(-np.clip(snr, 0.0, None) / cfg.score_snr_scale)
     order = np.argsort(-scores, kind="stable")[: cfg.max_detections]
-    return Detections(
-        boxes=boxes[order].astype(np.float32),
-        labels=labels[order],
-        scores=scores[order].astype(np.float32),
+    return _clump_table(
+        x=cx[order],
+        y=cy[order],
+        x1=boxes[order, 0],
+        y1=boxes[order, 1],
+        x2=boxes[order, 2],
+        y2=boxes[order, 3],
+        label=labels[order],
+        score=scores[order],
+        snr=snr[order],
+        flux=flux[order],
+        fwhm=fwhm[order],
     )
+
+
+def _clump_table(**columns: np.ndarray) -> Table:
+    """The :func:`find_clumps` table from its columns (all absent: zero rows)."""
+    cols = [
+        Column(np.asarray(columns.get(name, ()), dtype=dtype), name, unit=unit, description=desc)
+        for name, (dtype, unit, desc) in _CLUMP_SCHEMA.items()
+    ]
+    return Table(cols)
 
 
 # --------------------------------------------------------------------------- image sets
 
 
-class _Failure(NamedTuple):
-    path: str
-    problem: str
-
-
 def _read_image(path: Path) -> tuple[np.ndarray, tuple[str, ...] | None]:
     """Read ``(C, H, W)`` float32 pixels and band names (None when the file names none)."""
-    try:
-        from clumpdet.data import read_image
-    except ImportError:
-        from clumpdet.data.images import read_image
+    from clumpdet.data.images import read_image
+
     try:
         im = read_image(path, nan_policy="zero")
     except ClumpdetError:
         raise
     except (OSError, ValueError, TypeError, KeyError, IndexError) as exc:
         raise InputError(path, f"not a readable image ({type(exc).__name__}: {exc})") from None
-    bands = tuple(str(b) for b in im.bands) if getattr(im, "band_names_known", True) else None
+    bands = tuple(str(b) for b in im.bands) if im.band_names_known else None
     return np.ascontiguousarray(im.data, dtype=np.float32), bands
 
 
@@ -690,34 +705,18 @@ def _jobs_from_truth(truth: Path) -> list[tuple[int, Path]]:
 
 
 def _process_one(
-    job: tuple[int, Path], method: str, cfg: ClassicalConfig
-) -> list[dict[str, Any]] | _Failure:
+    job: tuple[int, Path], *, method: str, cfg: ClassicalConfig
+) -> list[dict[str, Any]] | JobFailure:
+    """COCO results of one image; every project error is reported as an input error."""
     image_id, path = job
     try:
         data, bands = _read_image(path)
-        det = find_clumps(data, method=method, config=cfg, bands=bands)  # type: ignore[arg-type]
+        table = find_clumps(data, method=method, config=cfg, bands=bands)  # type: ignore[arg-type]
     except InputError as exc:
-        return _Failure(str(path), exc.problem)
+        return JobFailure(str(path), exc.problem, input_error=True)
     except ClumpdetError as exc:
-        return _Failure(str(path), str(exc))
-    out = []
-    rows = zip(det.boxes.tolist(), det.labels.tolist(), det.scores.tolist())
-    for (x1, y1, x2, y2), lab, sc in rows:
-        out.append(
-            {
-                "image_id": int(image_id),
-                "category_id": int(lab),
-                "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
-                "score": round(float(sc), 5),
-            }
-        )
-    return out
-
-
-def _process_chunk(
-    jobs: list[tuple[int, Path]], method: str, cfg: ClassicalConfig
-) -> list[list[dict[str, Any]] | _Failure]:
-    return [_process_one(j, method, cfg) for j in jobs]
+        return JobFailure(str(path), str(exc), input_error=True)
+    return to_coco_results(table, image_id=image_id)
 
 
 def run_classical_baseline(
@@ -728,6 +727,7 @@ def run_classical_baseline(
     method: Method = "residual",
     config: ClassicalConfig | None = None,
     workers: int | None = None,
+    progress: bool = True,
 ) -> Path:
     """Run :func:`find_clumps` over an image set and write COCO results JSON.
 
@@ -740,13 +740,17 @@ def run_classical_baseline(
         Image files instead of ``truth``; their image ids are ``0 .. n-1`` in order.
     out : str or Path
         Output COCO results JSON: a list of ``{image_id, category_id, bbox [x, y, w, h],
-        score}`` (pixels), written atomically.
+        score}`` (pixels, :func:`~clumpdet.baselines.common.to_coco_results`), written
+        atomically.
     method : {"residual", "unsharp"}
         See :func:`find_clumps`.
     config : ClassicalConfig, optional
         Finder parameters (defaults if omitted).
     workers : int, optional
-        Worker processes; default all cores (capped by the number of images). 1 runs serially.
+        Worker processes (spawn, :func:`clumpdet.parallel.parallel_map`); default all cores
+        (capped by the number of images). 1 runs serially.
+    progress : bool
+        Show a tqdm progress bar.
 
     Returns
     -------
@@ -765,8 +769,6 @@ def run_classical_baseline(
     NoDetectionsWarning
         Nothing was found in any image.
     """
-    from tqdm.auto import tqdm
-
     if (truth is None) == (images is None):
         raise ConfigError(
             "give exactly one of truth (a COCO annotations file) or images (image files)"
@@ -787,28 +789,14 @@ def run_classical_baseline(
     n_workers = (os.cpu_count() or 1) if workers is None else int(workers)
     if n_workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
-    n_workers = min(n_workers, len(jobs))
-    chunk = max(1, min(16, len(jobs) // (4 * n_workers) or 1))
-    chunks = [jobs[i : i + chunk] for i in range(0, len(jobs), chunk)]
-
-    results: list[dict[str, Any]] = []
-    bar = tqdm(total=len(jobs), desc=f"classical {method}", unit="img", disable=None)
-    try:
-        if n_workers <= 1:
-            outputs = (_process_chunk(c, method, cfg) for c in chunks)
-            _collect(outputs, results, bar)
-        else:
-            with ProcessPoolExecutor(max_workers=n_workers) as pool:
-                futures = [pool.submit(_process_chunk, c, method, cfg) for c in chunks]
-                try:
-                    _collect((f.result() for f in futures), results, bar)
-                except BaseException:
-                    for f in futures:
-                        f.cancel()
-                    raise
-    finally:
-        bar.close()
-
+    per_image = map_images(
+        functools.partial(_process_one, method=method, cfg=cfg),
+        jobs,
+        workers=min(n_workers, len(jobs)),
+        desc=f"classical {method}",
+        progress=progress,
+    )
+    results = [r for rows in per_image for r in rows]
     if not results:
         warnings.warn(
             f"classical baseline ({method}) found no clumps in {len(jobs)} image(s)",
@@ -819,12 +807,3 @@ def run_classical_baseline(
     with atomic_write(out, "w") as fh:
         json.dump(results, fh)
     return out
-
-
-def _collect(outputs: Any, results: list[dict[str, Any]], bar: Any) -> None:
-    for chunk_out in outputs:
-        for item in chunk_out:
-            if isinstance(item, _Failure):
-                raise InputError(item.path, item.problem)
-            results.extend(item)
-        bar.update(len(chunk_out))

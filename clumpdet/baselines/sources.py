@@ -16,7 +16,7 @@ Algorithm
    mesh (``background_mesh`` px boxes, ``background_filter`` median filter) is subtracted, for
    real frames such as the NTT field.
 3. **Noise.** The per-pixel sky sigma of each band, ``noise_sigma``; when not given it is
-   estimated, per band, as the MAD rms ``1.4826 * median(|I - median(I)|)`` of the non-zero
+   estimated, per band, as the MAD rms (:func:`clumpdet.noise.mad_sigma`) of the non-zero
    pixels, after the background subtraction (unlike ``sep.Background.globalrms`` it is not
    inflated by sky gradients within a mesh; sources inflate it a little).
 4. **Detection image.** The inverse-variance-weighted mean of the bands,
@@ -45,9 +45,10 @@ Algorithm
    ``score = S/N = sum_seg D / (sigma_D sqrt(npix))`` (isophotal S/N of the detection image),
    the reference-band flux ``FLUX_AUTO`` (Kron ellipse ``max(2.5 k, 3.5) * (a, b)`` from the
    segment's moments on ``D``, other segments masked; ~5% low for a Moffat star, as in
-   SExtractor), ``mag = 22.5 - 2.5 log10(flux)`` (NaN when the flux is not positive), and the
-   half-light radius ``r50`` of ``D`` (``sep.flux_radius``, normalised within
-   ``r50_rmax_fwhm * psf_fwhm_px``, pixels of other segments masked).
+   SExtractor), ``mag = flux_to_mag(flux)`` (:mod:`clumpdet.units`, zero point 22.5; NaN
+   when the flux is not positive), and the half-light radius ``r50`` of ``D``
+   (``sep.flux_radius``, normalised within ``r50_rmax_fwhm * psf_fwhm_px``, pixels of other
+   segments masked). Every image's measurements are one astropy Table (units on the columns).
 8. **Star or galaxy.** A source is a star (label 1) when ``r50 < star_r50_factor * r50_psf``,
    else a galaxy (label 2; also when ``r50`` cannot be measured). ``r50_psf`` is measured with
    the same estimator on a noiseless, pixel-integrated PSF (``psf_profile``,
@@ -74,45 +75,44 @@ import contextlib
 import dataclasses
 import functools
 import math
-import multiprocessing
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
-import pandas as pd
 import sep
+from astropy.table import Column, Table, vstack
 from scipy import ndimage
 
-from clumpdet.baselines.classical import _filtered_rms, _gaussian_kernel, _mad_rms
+from clumpdet.baselines.common import JobFailure, filtered_rms, gaussian_kernel, map_images
 from clumpdet.errors import ClumpdetError, ConfigError, InputError, NoDetectionsWarning
+from clumpdet.noise import mad_sigma
+from clumpdet.units import flux_to_mag
 
 SourceMethod = Literal["sep", "photutils"]
 _METHODS: tuple[str, ...] = ("sep", "photutils")
 
-#: Columns of :func:`find_sources` output, in order (``run_source_baseline`` prepends
-#: ``image_id``).
-SOURCE_COLUMNS: tuple[str, ...] = (
-    "x",
-    "y",
-    "x1",
-    "y1",
-    "x2",
-    "y2",
-    "label",
-    "score",
-    "mag",
-    "flux",
-    "r50",
-    "npix",
-)
-_INT_COLUMNS = ("label", "npix")
-
-#: AB zero point of nanomaggies: ``mag = 22.5 - 2.5 log10(flux / nanomaggy)``.
-NANOMAGGY_ZEROPOINT: float = 22.5
+#: Columns of the :func:`find_sources` table: ``name -> (dtype, unit, description)``
+#: (:func:`run_source_baseline` prepends ``image_id``).
+_SOURCE_SCHEMA: dict[str, tuple[type, str | None, str]] = {
+    "image_id": (np.int64, None, "COCO image id"),
+    "x": (np.float64, "pix", "centroid x (corner-origin pixels)"),
+    "y": (np.float64, "pix", "centroid y (corner-origin pixels)"),
+    "x1": (np.float64, "pix", "segment bounding box left"),
+    "y1": (np.float64, "pix", "segment bounding box bottom"),
+    "x2": (np.float64, "pix", "segment bounding box right (exclusive)"),
+    "y2": (np.float64, "pix", "segment bounding box top (exclusive)"),
+    "label": (np.int64, None, "1 star, 2 galaxy"),
+    "score": (np.float64, None, "isophotal S/N of the detection image"),
+    "mag": (np.float64, "mag", "reference-band AB magnitude (NaN when flux <= 0)"),
+    "flux": (np.float64, "nmgy", "reference-band Kron flux FLUX_AUTO"),
+    "r50": (np.float64, "pix", "half-light radius of the detection image"),
+    "npix": (np.int64, "pix2", "segment area"),
+}
+#: Column names of :func:`find_sources` output, in order.
+SOURCE_COLUMNS: tuple[str, ...] = tuple(_SOURCE_SCHEMA)[1:]
 
 #: sep's active-pixel buffer is never set below its default (300 000 pixels) ...
 _MIN_PIXSTACK = 300_000
@@ -235,8 +235,8 @@ class _Segments(NamedTuple):
     y: np.ndarray
 
 
-def empty_sources(*, with_image_id: bool = False) -> pd.DataFrame:
-    """An empty source table with the columns (and dtypes) of :func:`find_sources`.
+def empty_sources(*, with_image_id: bool = False) -> Table:
+    """An empty source table with the columns, dtypes and units of :func:`find_sources`.
 
     Parameters
     ----------
@@ -245,16 +245,21 @@ def empty_sources(*, with_image_id: bool = False) -> pd.DataFrame:
 
     Returns
     -------
-    pandas.DataFrame
+    astropy.table.Table
         Zero rows.
     """
-    cols = (("image_id",) if with_image_id else ()) + SOURCE_COLUMNS
-    return pd.DataFrame(
-        {
-            c: pd.Series(dtype="int64" if c in _INT_COLUMNS or c == "image_id" else "float64")
-            for c in cols
-        }
-    )
+    return _source_table(with_image_id=with_image_id)
+
+
+def _source_table(*, with_image_id: bool = False, **columns: np.ndarray) -> Table:
+    """A source table from its columns (absent ones empty)."""
+    names = (("image_id",) if with_image_id else ()) + SOURCE_COLUMNS
+    cols = []
+    for name in names:
+        dtype, unit, desc = _SOURCE_SCHEMA[name]
+        data = np.asarray(columns.get(name, ()), dtype=dtype)
+        cols.append(Column(data, name, unit=unit, description=desc))
+    return Table(cols)
 
 
 # --------------------------------------------------------------------------- PSF size
@@ -551,7 +556,7 @@ def _measure(
     r50_psf: float,
     psf_fwhm_px: float,
     cfg: SourceFinderConfig,
-) -> pd.DataFrame:
+) -> Table:
     n = int(seg.x.size)
     if n == 0:
         return empty_sources()
@@ -573,24 +578,23 @@ def _measure(
         star = r50 < cfg.star_r50_factor * r50_psf
     with np.errstate(divide="ignore", invalid="ignore"):
         snr = det_sum / (noise * np.sqrt(npix))
-        mag = np.where(flux > 0, NANOMAGGY_ZEROPOINT - 2.5 * np.log10(flux), np.nan)
-    df = pd.DataFrame(
-        {
-            "x": seg.x + 0.5,
-            "y": seg.y + 0.5,
-            "x1": box[:, 0],
-            "y1": box[:, 1],
-            "x2": box[:, 2],
-            "y2": box[:, 3],
-            "label": np.where(star, 1, 2).astype(np.int64),
-            "score": snr,
-            "mag": mag,
-            "flux": flux,
-            "r50": r50,
-            "npix": npix.astype(np.int64),
-        }
-    )[npix > 0]
-    return df.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+    mag = np.asarray(flux_to_mag(flux), dtype=np.float64).reshape(-1)
+    rows = np.flatnonzero(npix > 0)
+    rows = rows[np.argsort(-snr[rows], kind="stable")]
+    return _source_table(
+        x=seg.x[rows] + 0.5,
+        y=seg.y[rows] + 0.5,
+        x1=box[rows, 0],
+        y1=box[rows, 1],
+        x2=box[rows, 2],
+        y2=box[rows, 3],
+        label=np.where(star, 1, 2)[rows],
+        score=snr[rows],
+        mag=mag[rows],
+        flux=flux[rows],
+        r50=r50[rows],
+        npix=npix[rows],
+    )
 
 
 def find_sources(
@@ -600,7 +604,7 @@ def find_sources(
     psf_fwhm_px: float,
     bands: Sequence[str] | None,
     config: SourceFinderConfig | None = None,
-) -> pd.DataFrame:
+) -> Table:
     """Detect, deblend, measure and classify the sources of one image.
 
     Parameters
@@ -623,8 +627,9 @@ def find_sources(
 
     Returns
     -------
-    pandas.DataFrame
-        One row per source, sorted by decreasing score, with columns ``x, y`` (centroid,
+    astropy.table.Table
+        One row per source, sorted by decreasing score, with the columns of
+        :data:`SOURCE_COLUMNS` (units in ``table[name].unit``): ``x, y`` (centroid,
         corner-origin pixels), ``x1, y1, x2, y2`` (segment bounding box, xyxy pixels, ``x2``
         and ``y2`` exclusive), ``label`` (1 star, 2 galaxy), ``score`` (isophotal S/N in the
         detection image), ``mag`` (reference-band AB magnitude from ``flux``, NaN when the flux
@@ -662,7 +667,7 @@ def find_sources(
     if cfg.background == "sep":
         _subtract_background(cube, bad, cfg)
     if sigma is None:
-        sigma = np.array([_mad_rms(p) for p in cube])
+        sigma = np.array([mad_sigma(p, ignore_zeros=True) for p in cube])
         if not np.all(np.isfinite(sigma) & (sigma > 0)):
             return empty_sources()  # constant (e.g. all-zero) planes: nothing to detect
 
@@ -673,8 +678,8 @@ def find_sources(
     noise_det = float(1.0 / math.sqrt(ivar.sum()))
     ref = np.ascontiguousarray(cube[ref_idx])
 
-    kernel = _gaussian_kernel(cfg.filter_fwhm_factor * fwhm)
-    unit_noise = noise_det if cfg.thresh_units == "pixel" else _filtered_rms(noise_det, kernel)
+    kernel = gaussian_kernel(cfg.filter_fwhm_factor * fwhm)
+    unit_noise = noise_det if cfg.thresh_units == "pixel" else filtered_rms(noise_det, kernel)
     if cfg.method == "sep":
         seg = _segments_sep(det, bad, unit_noise, kernel, cfg)
     else:
@@ -699,12 +704,6 @@ class _Job(NamedTuple):
     psf_fwhm_px: float
 
 
-class _Failure(NamedTuple):
-    path: str
-    problem: str
-    input_error: bool
-
-
 def _read_cube(path: Path, bands: tuple[str, ...] | None) -> tuple[np.ndarray, tuple[str, ...]]:
     """Read ``(C, H, W)`` float32 pixels with non-finite pixels kept (find_sources masks them)."""
     from clumpdet.data.fits import FITS_SUFFIXES, read_fits
@@ -722,23 +721,20 @@ def _read_cube(path: Path, bands: tuple[str, ...] | None) -> tuple[np.ndarray, t
     return im.data, im.bands
 
 
-def _process_one(job: _Job, cfg: SourceFinderConfig) -> pd.DataFrame | _Failure:
+def _process_one(job: _Job, *, cfg: SourceFinderConfig) -> Table | JobFailure:
     try:
         data, names = _read_cube(job.path, job.bands)
-        df = find_sources(
+        table = find_sources(
             data, noise_sigma=job.noise_sigma, psf_fwhm_px=job.psf_fwhm_px, bands=names,
             config=cfg,
         )  # fmt: skip
     except InputError as exc:
-        return _Failure(str(job.path), exc.problem, input_error=True)
+        return JobFailure(str(job.path), exc.problem, input_error=True)
     except ClumpdetError as exc:
-        return _Failure(str(job.path), str(exc), input_error=False)
-    df.insert(0, "image_id", np.full(len(df), job.image_id, dtype=np.int64))
-    return df
-
-
-def _process_chunk(jobs: list[_Job], cfg: SourceFinderConfig) -> list[pd.DataFrame | _Failure]:
-    return [_process_one(j, cfg) for j in jobs]
+        return JobFailure(str(job.path), str(exc), input_error=False)
+    table.add_column(np.full(len(table), job.image_id, dtype=np.int64), name="image_id", index=0)
+    table["image_id"].description = _SOURCE_SCHEMA["image_id"][2]
+    return table
 
 
 def _jobs_from_coco(truth: Path) -> list[_Job]:
@@ -778,7 +774,7 @@ def run_source_baseline(
     config: SourceFinderConfig | None = None,
     workers: int = 1,
     progress: bool = True,
-) -> pd.DataFrame:
+) -> Table:
     """Run :func:`find_sources` on every image of a COCO set (the blended-field benchmark).
 
     Each image record supplies ``file_name`` (relative to the COCO file's folder), ``bands``,
@@ -794,15 +790,16 @@ def run_source_baseline(
     config : SourceFinderConfig, optional
         Parameters (defaults if omitted).
     workers : int
-        Processes (spawn context); 1 runs in this process.
+        Processes (spawn, :func:`clumpdet.parallel.parallel_map`); 1 runs in this process.
     progress : bool
         Show a tqdm progress bar.
 
     Returns
     -------
-    pandas.DataFrame
-        Predictions of all images: ``image_id`` then the columns of :func:`find_sources`; images
-        in the COCO file's order, each by decreasing score.
+    astropy.table.Table
+        Predictions of all images: ``image_id`` (int64) then the columns of
+        :func:`find_sources`; images in the COCO file's order, each by decreasing score.
+        :func:`clumpdet.evaluation.deblending.evaluate_sources` takes it as it is.
 
     Raises
     ------
@@ -818,8 +815,6 @@ def run_source_baseline(
     NoDetectionsWarning
         Nothing was found in any image.
     """
-    from tqdm.auto import tqdm
-
     cfg = config if config is not None else SourceFinderConfig()
     if method is not None:
         if method not in _METHODS:
@@ -832,46 +827,19 @@ def run_source_baseline(
     for j in jobs:
         if not j.path.is_file():
             raise InputError(j.path, "image file not found")
-    n_workers = min(int(workers), max(1, len(jobs)))
-    chunk = max(1, min(8, len(jobs) // (4 * n_workers) or 1))
-    chunks = [jobs[i : i + chunk] for i in range(0, len(jobs), chunk)]
-
-    frames: list[pd.DataFrame] = []
-    bar = tqdm(total=len(jobs), desc=f"sources {cfg.method}", unit="img", disable=not progress)
-    try:
-        if n_workers <= 1:
-            _collect((_process_chunk(c, cfg) for c in chunks), frames, bar)
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
-                futures = [pool.submit(_process_chunk, c, cfg) for c in chunks]
-                try:
-                    _collect((f.result() for f in futures), frames, bar)
-                except BaseException:
-                    for f in futures:
-                        f.cancel()
-                    raise
-    finally:
-        bar.close()
-
-    frames = [f for f in frames if len(f)]
-    if not frames:
+    tables = map_images(
+        functools.partial(_process_one, cfg=cfg),
+        jobs,
+        workers=min(int(workers), max(1, len(jobs))),
+        desc=f"sources {cfg.method}",
+        progress=progress,
+    )
+    tables = [t for t in tables if len(t)]
+    if not tables:
         warnings.warn(
             f"source baseline ({cfg.method}) found no sources in {len(jobs)} image(s)",
             NoDetectionsWarning,
             stacklevel=2,
         )
         return empty_sources(with_image_id=True)
-    out = pd.concat(frames, ignore_index=True)
-    return out.astype({"image_id": "int64", "label": "int64", "npix": "int64"})
-
-
-def _collect(outputs: Any, frames: list[pd.DataFrame], bar: Any) -> None:
-    for chunk_out in outputs:
-        for item in chunk_out:
-            if isinstance(item, _Failure):
-                if item.input_error:
-                    raise InputError(item.path, item.problem)
-                raise ClumpdetError(f"{item.path}: {item.problem}")
-            frames.append(item)
-        bar.update(len(chunk_out))
+    return vstack(tables, join_type="exact", metadata_conflicts="silent")

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from astropy.table import Table
 from scipy.spatial import cKDTree
 
 from clumpdet.errors import InputError
@@ -411,7 +412,7 @@ def _match_image(
 
 def evaluate_sources(
     objects: pd.DataFrame,
-    predictions: pd.DataFrame,
+    predictions: pd.DataFrame | Table,
     *,
     fwhm_px: Mapping[int, float],
     radius_fwhm: float = 0.5,
@@ -432,8 +433,10 @@ def evaluate_sources(
         corner-origin pixels), ``labelled`` (bool); optional ``mag`` (reference-band AB),
         ``nn_sep_fwhm``, ``pair_id`` (-1 when not in a designed pair) and ``pair_sep_fwhm``
         feed the curves that need them.
-    predictions : pandas.DataFrame
+    predictions : pandas.DataFrame or astropy.table.Table
         Detections: ``image_id, x, y, label, score``; optional ``mag`` (measured, may be NaN).
+        A Table (:func:`clumpdet.baselines.sources.run_source_baseline`) is read as its
+        ``to_pandas()``.
     fwhm_px : mapping of int to float
         PSF FWHM in pixels of every evaluated image (:func:`psf_fwhm_by_image`). Images listed
         here without objects or detections count; objects or detections on other images are an
@@ -482,6 +485,8 @@ def evaluate_sources(
     InputError
         Missing columns, bad FWHMs, or rows on images ``fwhm_px`` does not list.
     """
+    if isinstance(predictions, Table):
+        predictions = predictions.to_pandas()
     _check_columns(objects, _OBJ_REQUIRED, "objects")
     _check_columns(predictions, _PRED_REQUIRED, "predictions")
     radii = _image_radius(fwhm_px, float(radius_fwhm), float(min_radius_px))

@@ -232,10 +232,10 @@ def run_deblending_benchmark(
         cfg, trials = tune_source_finder(method, val_truth=val_truth, objects=val_objects)
         tuning[method] = {"best": dataclasses.asdict(cfg), "trials": trials}
         t0 = time.perf_counter()
-        p = run_source_baseline(test_truth, config=cfg, progress=progress)
+        p = run_source_baseline(test_truth, config=cfg, progress=progress).to_pandas()
         runs[f"{method} (tuned)"] = (p, time.perf_counter() - t0, None)
     t0 = time.perf_counter()
-    p = run_source_baseline(test_truth, config=SourceFinderConfig(), progress=progress)
+    p = run_source_baseline(test_truth, config=SourceFinderConfig(), progress=progress).to_pandas()
     runs["sep (SExtractor defaults)"] = (p, time.perf_counter() - t0, None)
 
     # one photometry for every method, measured once and reused by every scoring below

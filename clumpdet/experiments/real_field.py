@@ -54,7 +54,7 @@ def measure_fwhm(plane: np.ndarray, *, rms: float, guess_px: float = 3.0) -> flo
         psf_fwhm_px=guess_px,
         bands=None,
         config=SourceFinderConfig(thresh=5.0, thresh_units="filtered"),
-    )
+    ).to_pandas()
     bright = src[src["score"] > 30]["r50"].dropna().sort_values()
     if len(bright) < 3:
         return float(guess_px)
@@ -154,7 +154,7 @@ def check_against_sextractor(
     sep_cfg = SourceFinderConfig(thresh=1.5, thresh_units="pixel", background="none")
     sep_src = find_sources(
         sub[None].astype(np.float32), noise_sigma=rms, psf_fwhm_px=fwhm, bands=None, config=sep_cfg
-    )
+    ).to_pandas()
 
     ref_xy = cat[["x", "y"]].to_numpy()
     ref_snr = cat["snr"].to_numpy(float)
