@@ -1,9 +1,10 @@
-"""Small shared helpers: atomic file/dir writes and file hashing."""
+"""Small shared helpers: atomic file/dir writes, file hashing, markdown tables, number text."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import shutil
 import tempfile
@@ -164,6 +165,33 @@ def markdown_table(
             raise ValueError(f"row {i}: {len(cells)} cells for {len(header)} columns")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def format_number(value: Any, *, digits: int = 3, missing: str = "n/a") -> str:
+    """A metric as text: fixed-point numbers, ``missing`` for None and non-finite values.
+
+    Parameters
+    ----------
+    value : any
+        A number (int, float, numpy scalar), None, or text (returned unchanged).
+    digits : int
+        Decimals.
+    missing : str
+        Text for None, NaN and infinities.
+
+    Returns
+    -------
+    str
+    """
+    if value is None:
+        return missing
+    if isinstance(value, str):
+        return value
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return f"{v:.{digits}f}" if math.isfinite(v) else missing
 
 
 def _format_cell(value: Any) -> str:

@@ -13,12 +13,11 @@ from clumpdet.evaluation.deblending import (
     binned_fraction,
     comparison_table,
     evaluate_sources,
-    match_points,
-    plot_source_comparison,
     precision_recall,
     psf_fwhm_by_image,
 )
-from clumpdet.evaluation.matching import match_detections
+from clumpdet.evaluation.matching import match_detections, match_points
+from clumpdet.evaluation.plots import plot_source_comparison
 
 FWHM = {1: 4.0, 2: 2.0}  # image 1: radius 0.5 * 4 = 2 px; image 2: the 1.5 px floor
 
@@ -296,3 +295,28 @@ def test_image_with_detections_but_no_labelled_object_of_a_class():
     m = evaluate_sources(objects, preds, fwhm_px={0: 4.0})
     assert m["n_tp"] == 1 and m["n_ignored"] == 1 and m["n_fp"] == 0
     assert m["per_class"]["star"]["n_truth"] == 0
+
+
+def test_predictions_as_an_astropy_table_give_the_same_metrics() -> None:
+    from astropy.table import Table
+
+    truth = objects([*PAIR, {"x": 40.0, "y": 40.0, "category_id": 2, "mag": 21.0}])
+    frame = preds(
+        [
+            {"x": 10.3, "y": 10.1, "score": 5.0, "mag": 20.1},
+            {"x": 40.0, "y": 40.0, "score": 3.0, "label": 2, "mag": 21.2},
+        ]
+    )
+    from_frame = evaluate_sources(truth, frame, fwhm_px=FWHM)
+    from_table = evaluate_sources(truth, Table.from_pandas(frame), fwhm_px=FWHM)
+    assert from_table["n_tp"] == from_frame["n_tp"] == 2
+    assert from_table["per_class"] == from_frame["per_class"]
+
+
+def test_format_number() -> None:
+    from clumpdet.utils import format_number
+
+    assert format_number(0.12345) == "0.123" and format_number(2, digits=1) == "2.0"
+    assert format_number(None) == format_number(float("nan")) == "n/a"
+    assert format_number(np.float32(np.inf), missing="-") == "-"
+    assert format_number("sep (tuned)") == "sep (tuned)"

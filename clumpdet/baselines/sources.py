@@ -739,20 +739,14 @@ def _process_one(job: _Job, *, cfg: SourceFinderConfig) -> Table | JobFailure:
 
 def _jobs_from_coco(truth: Path) -> list[_Job]:
     from clumpdet.data.coco import load_coco
+    from clumpdet.evaluation.deblending import psf_fwhm_by_image
 
     doc = load_coco(truth)
+    fwhm = psf_fwhm_by_image(truth)
     root = Path(doc.get("_root", truth.parent))
     jobs = []
     for rec in doc["images"]:
         iid = int(rec["id"])
-        fwhm = rec.get("psf_fwhm_px")
-        if fwhm is None and rec.get("psf_fwhm") is not None and rec.get("pixel_scale"):
-            fwhm = float(rec["psf_fwhm"]) / float(rec["pixel_scale"])
-        if fwhm is None or not (math.isfinite(float(fwhm)) and float(fwhm) > 0):
-            raise InputError(
-                truth,
-                f"image {iid}: no usable psf_fwhm_px (or psf_fwhm and pixel_scale) in its record",
-            )
         bands = rec.get("bands")
         noise = rec.get("noise_sigma")
         jobs.append(
@@ -761,7 +755,7 @@ def _jobs_from_coco(truth: Path) -> list[_Job]:
                 path=root / str(rec["file_name"]),
                 bands=tuple(str(b) for b in bands) if bands else None,
                 noise_sigma={str(k): float(v) for k, v in noise.items()} if noise else None,
-                psf_fwhm_px=float(fwhm),
+                psf_fwhm_px=fwhm[iid],
             )
         )
     return jobs

@@ -42,8 +42,9 @@ from astropy.table import Table
 from scipy.spatial import cKDTree
 
 from clumpdet.errors import InputError
-from clumpdet.evaluation.detection import _wilson
-from clumpdet.evaluation.matching import MatchResult, f1_score
+from clumpdet.evaluation.detection import wilson_interval
+from clumpdet.evaluation.matching import f1_score, match_points
+from clumpdet.utils import format_number, markdown_table
 
 #: Default magnitude bin edges (AB, reference band): 14 to 28 in 0.5 mag steps.
 DEFAULT_MAG_BINS: tuple[float, ...] = tuple(float(v) for v in np.arange(14.0, 28.01, 0.5))
@@ -68,73 +69,7 @@ _MATCHING_NOTES = {
 }
 
 
-# --------------------------------------------------------------------------- matching
-
-
-def match_points(
-    truth_xy: np.ndarray,
-    pred_xy: np.ndarray,
-    pred_scores: np.ndarray,
-    *,
-    radius: float,
-) -> MatchResult:
-    """Greedy one-to-one matching of detection centres to truth centres, best score first.
-
-    Same result as :func:`~clumpdet.evaluation.matching.match_detections` with
-    ``rule="centre"`` on zero-size boxes, but with a k-d tree, so memory grows with the number
-    of candidate pairs rather than ``N * M`` (2048 x 2048 mosaics hold thousands of objects).
-
-    Parameters
-    ----------
-    truth_xy : ndarray, shape (N, 2)
-        Truth centres ``x, y``, pixels.
-    pred_xy : ndarray, shape (M, 2)
-        Detection centres ``x, y``, pixels.
-    pred_scores : ndarray, shape (M,)
-        Scores; detections are visited from the highest down (stable for ties).
-    radius : float
-        Maximum centre distance, pixels (inclusive).
-
-    Returns
-    -------
-    MatchResult
-        ``quality`` holds the matched distances in pixels.
-    """
-    t = np.asarray(truth_xy, dtype=np.float64).reshape(-1, 2)
-    p = np.asarray(pred_xy, dtype=np.float64).reshape(-1, 2)
-    s = np.asarray(pred_scores, dtype=np.float64).reshape(-1)
-    n, m = len(t), len(p)
-    if len(s) != m:
-        raise ValueError(f"{m} detection centres but {len(s)} scores")
-    pred_to_truth = np.full(m, -1, dtype=np.int64)
-    truth_to_pred = np.full(n, -1, dtype=np.int64)
-    quality = np.full(m, np.nan)
-    if n == 0 or m == 0:
-        return MatchResult(pred_to_truth, truth_to_pred, quality)
-    order = np.argsort(-s, kind="stable")
-    tree = cKDTree(t)
-    # a hair wider than the radius; the exact test below decides (as match_detections does)
-    candidates = tree.query_ball_point(p[order], r=radius * (1.0 + 1e-9) + 1e-12)
-    free = np.ones(n, dtype=bool)
-    for j, cand in zip(order.tolist(), candidates):
-        if not cand:
-            continue
-        c = np.asarray(cand, dtype=np.int64)
-        c = c[free[c]]
-        if c.size == 0:
-            continue
-        d = np.hypot(p[j, 0] - t[c, 0], p[j, 1] - t[c, 1])
-        ok = d <= radius
-        if not ok.any():
-            continue
-        c, d = c[ok], d[ok]
-        k = int(np.lexsort((c, d))[0])  # nearest; ties to the lower truth index
-        i = int(c[k])
-        pred_to_truth[j] = i
-        truth_to_pred[i] = j
-        quality[j] = d[k]
-        free[i] = False
-    return MatchResult(pred_to_truth, truth_to_pred, quality)
+# --------------------------------------------------------------------------- set records
 
 
 def psf_fwhm_by_image(truth: str | Path | Mapping[str, Any]) -> dict[int, float]:
@@ -169,7 +104,11 @@ def psf_fwhm_by_image(truth: str | Path | Mapping[str, Any]) -> dict[int, float]
         if fwhm is None and rec.get("psf_fwhm") is not None and rec.get("pixel_scale"):
             fwhm = float(rec["psf_fwhm"]) / float(rec["pixel_scale"])
         if fwhm is None or not (math.isfinite(float(fwhm)) and float(fwhm) > 0):
-            raise InputError(src, f"image {rec['id']}: no usable psf_fwhm_px in its record")
+            raise InputError(
+                src,
+                f"image {rec['id']}: no usable psf_fwhm_px (or psf_fwhm and pixel_scale) in its "
+                "record",
+            )
         out[int(rec["id"])] = float(fwhm)
     return out
 
@@ -227,7 +166,7 @@ def binned_fraction(
     k = np.bincount(idx[inside], weights=ok_s[inside].astype(np.float64), minlength=nb)
     with np.errstate(divide="ignore", invalid="ignore"):
         frac = np.where(n > 0, k / np.where(n > 0, n, 1.0), np.nan)
-    low, high = _wilson(k, n)
+    low, high = wilson_interval(k, n)
     return {
         "bin_edges": e.tolist(),
         "bin_centres": _bin_centres(e).tolist(),
@@ -243,7 +182,7 @@ def binned_fraction(
 def _rate(k: int, n: int) -> tuple[float, float, float]:
     if n == 0:
         return math.nan, math.nan, math.nan
-    lo, hi = _wilson(np.array([float(k)]), np.array([float(n)]))
+    lo, hi = wilson_interval(np.array([float(k)]), np.array([float(n)]))
     return k / n, float(lo[0]), float(hi[0])
 
 
@@ -667,17 +606,18 @@ def _pair_metrics(
 # --------------------------------------------------------------------------- reporting
 
 
-def _fmt(x: Any, digits: int = 3) -> str:
-    if x is None:
-        return "n/a"
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return str(x)
-    return f"{v:.{digits}f}" if math.isfinite(v) else "n/a"
+def class_order(results: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Class names of the ``per_class`` entries of several results, in first-seen order.
 
+    Parameters
+    ----------
+    results : mapping of str to dict
+        Method name to :func:`evaluate_sources` output.
 
-def _class_order(results: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    Returns
+    -------
+    list of str
+    """
     names: list[str] = []
     for res in results.values():
         for name in res.get("per_class", {}):
@@ -701,7 +641,7 @@ def comparison_table(results: Mapping[str, Mapping[str, Any]]) -> str:
         pair-deblending rate below ``close_pair_fwhm`` and over all pairs. Missing values
         (e.g. a recall never reached) read ``n/a``.
     """
-    classes = _class_order(results)
+    classes = class_order(results)
     first = next(iter(results.values()), {})
     target = next((c["target_recall"] for c in first.get("per_class", {}).values()), 0.8)
     close = (first.get("pair_deblending") or {}).get("close_pair_fwhm", 2.0)
@@ -714,207 +654,19 @@ def comparison_table(results: Mapping[str, Mapping[str, Any]]) -> str:
         f"pair-deblend rate (<{close:g} FWHM)",
         "pair-deblend rate (all)",
     ]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    rows = []
     for method, res in results.items():
         pc = res.get("per_class", {})
         pairs = res.get("pair_deblending") or {}
-        cells = [
-            str(method),
-            *[_fmt((pc.get(c) or {}).get("precision_at_recall")) for c in classes],
-            _fmt(res.get("completeness")),
-            _fmt(res.get("purity")),
-            _fmt(res.get("f1")),
-            _fmt(pairs.get("rate_close")),
-            _fmt(pairs.get("rate")),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _arr(xs: Any) -> np.ndarray:
-    return np.array([np.nan if v is None else v for v in xs], dtype=np.float64)
-
-
-def _draw_binned(ax: Any, curves: list[tuple[str, str, Mapping[str, Any]]]) -> bool:
-    """Fraction with Wilson band per method; False when no curve has data."""
-    drawn = False
-    for name, colour, cur in curves:
-        if not cur:
-            continue
-        x = _arr(cur["bin_centres"])
-        f, lo, hi = _arr(cur["fraction"]), _arr(cur["low"]), _arr(cur["high"])
-        ok = np.isfinite(f)
-        if not ok.any():
-            continue
-        ax.fill_between(x[ok], lo[ok], hi[ok], color=colour, alpha=0.15, lw=0)
-        ax.plot(x[ok], f[ok], "o-", color=colour, lw=1.8, ms=3.5, label=name)
-        drawn = True
-    return drawn
-
-
-def _plot_edges(cur: Mapping[str, Any]) -> np.ndarray:
-    """Bin edges with an open (infinite) last edge replaced by a drawable one."""
-    edges = np.asarray(cur["bin_edges"], dtype=float).copy()
-    if not math.isfinite(edges[-1]):
-        c = float(cur["bin_centres"][-1])
-        edges[-1] = c + (c - edges[-2])
-    return edges
-
-
-def _bin_axis(ax: Any, curves: list[Mapping[str, Any] | None]) -> None:
-    """Limit the x axis to the bins any curve populates; mark an open last bin."""
-    curves = [c for c in curves if c]
-    if not curves:
-        return
-    edges = _plot_edges(curves[0])
-    filled = np.zeros(edges.size - 1, dtype=bool)
-    for cur in curves:
-        filled |= np.asarray(cur["n"]) > 0
-    if not filled.any():
-        return
-    first, last = int(np.argmax(filled)), int(filled.size - 1 - np.argmax(filled[::-1]))
-    ax.set_xlim(edges[first], edges[last + 1])
-    open_edge = float(curves[0]["bin_edges"][-2])
-    if not math.isfinite(curves[0]["bin_edges"][-1]) and last == filled.size - 1:
-        ax.axvspan(edges[-2], edges[-1], color="0.5", alpha=0.08, lw=0)
-        ax.text(0.5 * (edges[-2] + edges[-1]), 0.02, f"≥ {open_edge:g}\n(isolated)",
-                ha="center", va="bottom", fontsize=8, color="0.35")  # fmt: skip
-
-
-def _count_bars(ax: Any, cur: Mapping[str, Any] | None, label: str) -> None:
-    if not cur:
-        return
-    edges = _plot_edges(cur)
-    n = np.asarray(cur["n"], dtype=float)
-    ax2 = ax.twinx()
-    ax2.bar(edges[:-1], n, width=np.diff(edges), align="edge", color="0.88", edgecolor="0.75",
-            lw=0.5)  # fmt: skip
-    ax2.set_ylabel(label, color="0.45", fontsize=9)
-    ax2.tick_params(axis="y", colors="0.45", labelsize=8)
-    ax2.set_ylim(0, max(1.0, float(n.max()) if n.size else 1.0) * 1.3)
-    ax.set_zorder(ax2.get_zorder() + 1)
-    ax.patch.set_visible(False)
-
-
-def _finish(ax: Any, *, xlabel: str, ylabel: str, title: str, drawn: bool) -> None:
-    ax.set_ylim(0, 1.05)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    if drawn:
-        ax.legend(loc="lower left", fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
-
-
-def plot_source_comparison(results: Mapping[str, Mapping[str, Any]], out: str | Path) -> list[Path]:
-    """PNGs comparing methods on the same axes (matplotlib Agg, written atomically).
-
-    Parameters
-    ----------
-    results : mapping of str to dict
-        Method name to :func:`evaluate_sources` output.
-    out : str or Path
-        Output directory (created).
-
-    Returns
-    -------
-    list of Path
-        ``completeness_purity_vs_mag.png``, ``completeness_purity_vs_separation.png``,
-        ``pair_deblending_vs_separation.png`` and ``precision_recall.png`` (68% Wilson bands
-        and error bars; grey bars: labelled truth per bin).
-    """
-    from matplotlib import colormaps
-
-    from clumpdet.evaluation.plots import _figure, _save
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    cmap = colormaps["tab10"]
-    methods = [(str(name), cmap(k % 10), res) for k, (name, res) in enumerate(results.items())]
-    first = next(iter(results.values()), {})
-    thr = (first.get("matching") or {}).get("score_threshold")
-    op = "all detections" if thr is None else f"score ≥ {thr:g}"
-    paths: list[Path] = []
-
-    panels = (
-        ("mag", "magnitude", "completeness_purity_vs_mag.png",
-         "r magnitude of the labelled object (AB)", "measured r magnitude of the detection (AB)"),
-        ("sep", "separation", "completeness_purity_vs_separation.png",
-         "nearest-neighbour separation of the labelled object (PSF FWHM)",
-         "separation of the matched (else nearest) object (PSF FWHM)"),
-    )  # fmt: skip
-    for key, what, fname, xlabel_c, xlabel_p in panels:
-        fig = _figure((12.0, 4.8))
-        ax_c, ax_p = fig.subplots(1, 2)
-        comp = [(n, c, r.get(f"completeness_vs_{key}")) for n, c, r in methods]
-        pur = [(n, c, r.get(f"purity_vs_{key}")) for n, c, r in methods]
-        _count_bars(ax_c, next((c for _, _, c in comp if c), None), "labelled objects per bin")
-        drawn_c = _draw_binned(ax_c, comp)
-        drawn_p = _draw_binned(ax_p, pur)
-        _finish(ax_c, xlabel=xlabel_c, ylabel="completeness",
-                title=f"Completeness vs {what} ({op})", drawn=drawn_c)  # fmt: skip
-        _finish(ax_p, xlabel=xlabel_p, ylabel="purity",
-                title=f"Purity vs {what} ({op}; ignored detections excluded)",
-                drawn=drawn_p)  # fmt: skip
-        _bin_axis(ax_c, [c for _, _, c in comp])
-        _bin_axis(ax_p, [c for _, _, c in pur])
-        paths.append(_save(fig, out / fname))
-
-    fig = _figure((7.0, 4.8))
-    ax = fig.add_subplot()
-    pair_curves = [(n, c, (r.get("pair_deblending") or {}).get("vs_sep")) for n, c, r in methods]
-    _count_bars(ax, next((c for _, _, c in pair_curves if c), None), "labelled pairs per bin")
-    drawn = False
-    k_drawn = [n for n, _, c in pair_curves if c]
-    for n, colour, cur in pair_curves:
-        if not cur:
-            continue
-        x = _arr(cur["bin_centres"])
-        f, lo, hi = _arr(cur["fraction"]), _arr(cur["low"]), _arr(cur["high"])
-        ok = np.isfinite(f)
-        if not ok.any():
-            continue
-        width = np.diff(_arr(cur["bin_edges"])[:2])[0] if len(x) > 1 else 1.0
-        dodge = (k_drawn.index(n) - (len(k_drawn) - 1) / 2) * 0.08 * width
-        pairs = next(r for m, _, r in methods if m == n)["pair_deblending"]
-        label = f"{n} (<{pairs['close_pair_fwhm']:g} FWHM: {_fmt(pairs['rate_close'], 2)})"
-        yerr = np.clip([f[ok] - lo[ok], hi[ok] - f[ok]], 0.0, None)  # rounding at 0 and 1
-        ax.errorbar(x[ok] + dodge, f[ok], yerr=yerr, fmt="o-",
-                    color=colour, lw=1.5, ms=4, capsize=3, label=label)  # fmt: skip
-        drawn = True
-    _finish(ax, xlabel="pair separation (PSF FWHM)", ylabel="fraction of pairs deblended",
-            title="Pair deblending: both members detected", drawn=drawn)  # fmt: skip
-    _bin_axis(ax, [c for _, _, c in pair_curves])
-    paths.append(_save(fig, out / "pair_deblending_vs_separation.png"))
-
-    classes = _class_order(results) or ["(none)"]
-    fig = _figure((5.2 * len(classes), 4.8))
-    axes = np.atleast_1d(fig.subplots(1, len(classes)))
-    for ax, cname in zip(axes, classes):
-        drawn = False
-        target = 0.8
-        for n, colour, res in methods:
-            pc = (res.get("per_class") or {}).get(cname)
-            if not pc:
-                continue
-            target = pc["target_recall"]
-            r, p = _arr(pc["curve"]["recall"]), _arr(pc["curve"]["precision"])
-            if r.size == 0:
-                continue
-            par = pc["precision_at_recall"]
-            at = (
-                f"P@R{target:g}={_fmt(par, 2)}"
-                if par is not None
-                else f"P@R{target:g} n/a (max recall {_fmt(pc['max_recall'], 2)})"
-            )
-            ax.plot(r, p, "-", color=colour, lw=1.8, label=f"{n}: {at}, AP={_fmt(pc['ap'], 2)}")
-            ax.plot(r[-1], p[-1], "o", color=colour, ms=4)
-            drawn = True
-        ax.axvline(target, color="0.4", ls="--", lw=1.2, label=f"recall {target:g}")
-        ax.set_xlim(0, 1.02)
-        _finish(ax, xlabel=f"recall ({cname}, class-aware)", ylabel="precision",
-                title=f"{cname}: precision-recall (all scores)", drawn=drawn)  # fmt: skip
-    paths.append(_save(fig, out / "precision_recall.png"))
-    return paths
+        rows.append(
+            [
+                str(method),
+                *[(pc.get(c) or {}).get("precision_at_recall") for c in classes],
+                res.get("completeness"),
+                res.get("purity"),
+                res.get("f1"),
+                pairs.get("rate_close"),
+                pairs.get("rate"),
+            ]
+        )
+    return markdown_table(header, rows, fmt=format_number) + "\n"

@@ -56,8 +56,21 @@ def _found_score(truth_to_pred: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return out
 
 
-def _wilson(k: np.ndarray, n: np.ndarray, z: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval for k successes in n trials (z=1: ~68%); NaN where n = 0."""
+def wilson_interval(k: np.ndarray, n: np.ndarray, z: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of a success fraction.
+
+    Parameters
+    ----------
+    k, n : ndarray, same shape
+        Successes and trials.
+    z : float
+        Half-width in standard deviations (1: ~68%).
+
+    Returns
+    -------
+    low, high : ndarray
+        Bounds in [0, 1]; NaN where ``n == 0``.
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
         p = k / n
         den = 1.0 + z**2 / n
@@ -106,7 +119,7 @@ def binned_completeness(
     n_found = np.bincount(idx, weights=f.astype(np.float64), minlength=n_bins)
     with np.errstate(divide="ignore", invalid="ignore"):
         comp = n_found / n_true
-    low, high = _wilson(n_found, n_true)
+    low, high = wilson_interval(n_found, n_true)
     centres = np.sqrt(edges[:-1] * edges[1:]) if log else 0.5 * (edges[:-1] + edges[1:])
     return {
         "scale": "log" if log else "linear",

@@ -28,10 +28,10 @@ from clumpdet.data.images import read_image
 from clumpdet.evaluation.deblending import (
     comparison_table,
     evaluate_sources,
-    plot_source_comparison,
     psf_fwhm_by_image,
 )
 from clumpdet.evaluation.detection import to_json_safe
+from clumpdet.evaluation.plots import plot_source_comparison
 from clumpdet.inference.predictor import Predictor
 from clumpdet.sim.field_writer import read_objects
 from clumpdet.utils import atomic_write

@@ -21,8 +21,8 @@ import pandas as pd
 
 from clumpdet.data.images import read_image
 from clumpdet.data.sextractor import read_sextractor_catalogue
-from clumpdet.evaluation.deblending import match_points
 from clumpdet.evaluation.detection import to_json_safe
+from clumpdet.evaluation.matching import match_points
 from clumpdet.utils import atomic_write
 
 #: Median reference-band PSF FWHM of the default field simulations, px (1.0" at 0.263"/px).
