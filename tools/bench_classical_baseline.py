@@ -3,7 +3,8 @@
 Runs :func:`clumpdet.baselines.run_classical_baseline` (one or both methods) on a simulated set,
 scores it with :func:`clumpdet.evaluation.evaluate_detections` and writes, under ``--out``:
 ``<method>/predictions.json`` (COCO results), ``<method>/metrics.json`` plus the evaluator's
-PNGs, ``<method>/overlays.png`` (truth and detections on a few images) and ``summary.json``.
+PNGs, ``<method>/overlays/image_<id>.png`` (truth and detections on a few images,
+:func:`clumpdet.inference.overlay.plot_overlay`) and ``summary.json``.
 
 Examples
 --------
@@ -49,45 +50,36 @@ def _simulate(out: Path, *, n: int, seed: int, workers: int | None) -> Path:
     return sim_dir
 
 
-def _overlays(truth: Path, preds: list[dict[str, Any]], path: Path, *, n: int = 8) -> None:
-    """Truth (green) and detections with score >= 0.3 (cyan: clump, red: odd) on n images."""
-    import matplotlib
+def _xyxy(records: list[dict[str, Any]]) -> np.ndarray:
+    return np.array([[x, y, x + w, y + h] for x, y, w, h in (r["bbox"] for r in records)]).reshape(
+        -1, 4
+    )
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
 
+def _overlays(
+    truth: Path, preds: list[dict[str, Any]], out: Path, *, n: int = 8, threshold: float = 0.3
+) -> list[Path]:
+    """:func:`clumpdet.inference.overlay.plot_overlay` of truth and detections on ``n`` images."""
     from clumpdet.data.images import read_image
-    from clumpdet.data.stretch import apply_stretch
+    from clumpdet.inference.overlay import plot_overlay
 
     doc = load_coco(truth)
     with_truth = {a["image_id"] for a in doc["annotations"]}
-    images = [im for im in doc["images"] if im["id"] in with_truth][:n]
-    fig, axes = plt.subplots(2, (len(images) + 1) // 2, figsize=(3 * ((len(images) + 1) // 2), 6))
-    for ax, im in zip(np.ravel(axes), images):
-        data = read_image(doc["_root"] / im["file_name"], nan_policy="zero").data
-        rgb = apply_stretch(data[::-1][:3] if data.shape[0] >= 3 else data[:1], "asinh")
-        rgb = np.clip((rgb - np.percentile(rgb, 1)) / np.ptp(rgb), 0, 1)
-        ax.imshow(np.moveaxis(rgb, 0, -1) if rgb.shape[0] == 3 else rgb[0], origin="upper")
-        # imshow puts pixel centres at integers; COCO puts them at i + 0.5
-        for a in doc["annotations"]:
-            if a["image_id"] == im["id"]:
-                x, y, w, h = a["bbox"]
-                ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, ec="lime", lw=1.2))
-        for p in preds:
-            if p["image_id"] == im["id"] and p["score"] >= 0.3:
-                x, y, w, h = p["bbox"]
-                c = "cyan" if p["category_id"] == 1 else "red"
-                ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, ec=c, lw=1, ls="--"))
-        ax.set_title(f"image {im['id']}", fontsize=8)
-        ax.set_axis_off()
-    for ax in np.ravel(axes)[len(images) :]:
-        ax.set_axis_off()
-    fig.suptitle("truth (green), classical clump (cyan) / odd (red), score >= 0.3")
-    fig.tight_layout()
-    with atomic_write(path, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=110)
-    plt.close(fig)
+    paths = []
+    for im in [im for im in doc["images"] if im["id"] in with_truth][:n]:
+        det = [p for p in preds if p["image_id"] == im["id"] and p["score"] >= threshold]
+        paths.append(
+            plot_overlay(
+                read_image(doc["_root"] / im["file_name"], nan_policy="zero").data,
+                out / f"image_{im['id']}.png",
+                boxes=_xyxy(det),
+                labels=np.array([p["category_id"] for p in det], dtype=np.int64),
+                scores=np.array([p["score"] for p in det]),
+                truth_boxes=_xyxy([a for a in doc["annotations"] if a["image_id"] == im["id"]]),
+                title=f"image {im['id']}: classical detections with score >= {threshold:g}",
+            )
+        )
+    return paths
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     methods = ["residual", "unsharp"] if args.method == "both" else [args.method]
     for method in methods:
         mdir = args.out / method
-        for stale in mdir.glob("*.png"):  # plots of an earlier run must not pass for this one's
-            stale.unlink()
+        for stale in [*mdir.glob("*.png"), *mdir.glob("overlays/*.png")]:
+            stale.unlink()  # plots of an earlier run must not pass for this one's
         t0 = time.perf_counter()
         pred = run_classical_baseline(
             truth=truth,
@@ -161,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:  # a plotting failure must not cost the numbers
             print(f"warning: evaluation plots failed ({exc}); writing metrics without plots")
             m = evaluate_detections(truth=truth, predictions=pred, out=mdir, plots=False)
-        _overlays(truth, json.loads(pred.read_text()), mdir / "overlays.png")
+        _overlays(truth, json.loads(pred.read_text()), mdir / "overlays")
         # centre matching separates finding the objects from sizing the boxes
         mc = evaluate_detections(truth=truth, predictions=pred, match="centre", centre_radius=5.0)
         keys = ("completeness", "purity", "f1", "AP", "AP50")

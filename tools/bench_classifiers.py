@@ -21,6 +21,7 @@ from pathlib import Path
 
 from clumpdet.config import load_config
 from clumpdet.engine.classify import ClassifierTrainConfig, train_classifier
+from clumpdet.utils import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,15 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps({"command": cmd, "rows": rows}, indent=2))
     keys = ["run", "task", "model", "backbone", "accuracy", "auc", "f1", "rmse", "r2", "minutes"]
-    lines = ["| " + " | ".join(keys) + " |", "|---" * len(keys) + "|"]
-    for r in rows:
-        cells = [
-            f"{r[k]:.3f}" if isinstance(r.get(k), float) and k != "minutes" else str(r.get(k, "–"))
-            for k in keys
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    (args.out / "summary.md").write_text("\n".join(lines) + f"\n\nCommand: `{cmd}`\n")
-    print("\n".join(lines))
+    table = markdown_table(
+        keys,
+        [[str(r.get(k, "–")) if k == "minutes" else r.get(k, "–") for k in keys] for r in rows],
+    )
+    (args.out / "summary.md").write_text(table + f"\n\nCommand: `{cmd}`\n")
+    print(table)
     print(f"command: {cmd}")
     return 0
 

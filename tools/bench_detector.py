@@ -14,6 +14,7 @@ method's ``eval_*/metrics.json`` + plots, and prints the command.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -26,6 +27,7 @@ import matplotlib.pyplot as plt
 
 from clumpdet.config import load_config
 from clumpdet.engine.config import TrainConfig
+from clumpdet.utils import format_number, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,10 +62,6 @@ def row(name: str, m: dict) -> dict:
         "odd_purity": pc.get("odd_clump", {}).get("purity"),
         "odd_AP50": pc.get("odd_clump", {}).get("AP50"),
     }
-
-
-def fmt(v) -> str:
-    return "–" if v is None else f"{v:.3f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,9 +160,11 @@ def main(argv: list[str] | None = None) -> int:
         "odd_purity",
         "odd_AP50",
     ]
-    lines = ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    lines += ["| " + r["method"] + " | " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows]
-    table = "\n".join(lines)
+    table = markdown_table(
+        ["method", *cols],
+        [[r["method"], *(r[c] for c in cols)] for r in rows],
+        fmt=functools.partial(format_number, missing="–"),
+    )
     (args.out / "comparison.md").write_text(f"{table}\n\nCommand: `{cmd}`\n")
 
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
