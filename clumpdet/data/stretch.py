@@ -24,14 +24,11 @@ from typing import Any
 import numpy as np
 
 from clumpdet.errors import ConfigError
+from clumpdet.noise import mad_sigma
 from clumpdet.registry import Registry
 
 #: Registry of stretches: ``name -> fn(data (C, H, W) or (H, W), **params) -> float32``.
 STRETCHES: Registry[Callable[..., np.ndarray]] = Registry("stretch")
-
-#: Consistency factor turning a median absolute deviation into a Gaussian sigma.
-MAD_TO_SIGMA = 1.482602218505602
-
 
 def _bands(data: np.ndarray) -> tuple[np.ndarray, bool]:
     """View ``data`` as ``(C, H, W)`` float64; remember whether it was 2-D."""
@@ -51,16 +48,13 @@ def _finish(out: np.ndarray, finite: np.ndarray, squeeze: bool) -> np.ndarray:
 def robust_sigma(band: np.ndarray) -> float:
     """Gaussian-equivalent noise sigma of one band from its MAD (finite pixels only).
 
-    Falls back to the standard deviation when the MAD is 0 (e.g. mostly-constant images) and
-    returns 0.0 for a constant or empty band.
+    :func:`clumpdet.noise.mad_sigma`, falling back to the standard deviation when the MAD is 0
+    (e.g. mostly-constant images); 0.0 for a constant or empty band.
     """
-    vals = band[np.isfinite(band)]
-    if vals.size == 0:
-        return 0.0
-    med = np.median(vals)
-    sigma = MAD_TO_SIGMA * float(np.median(np.abs(vals - med)))
+    sigma = float(mad_sigma(band))
     if sigma <= 0.0:
-        sigma = float(np.std(vals))
+        vals = band[np.isfinite(band)]
+        sigma = float(np.std(vals)) if vals.size else 0.0
     return sigma
 
 
