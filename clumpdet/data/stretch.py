@@ -30,6 +30,7 @@ from clumpdet.registry import Registry
 #: Registry of stretches: ``name -> fn(data (C, H, W) or (H, W), **params) -> float32``.
 STRETCHES: Registry[Callable[..., np.ndarray]] = Registry("stretch")
 
+
 def _bands(data: np.ndarray) -> tuple[np.ndarray, bool]:
     """View ``data`` as ``(C, H, W)`` float64; remember whether it was 2-D."""
     arr = np.asarray(data, dtype=np.float64)

@@ -1,10 +1,11 @@
 """COCO detection metrics (pycocotools ``COCOeval``, ``iouType="bbox"``) with clump-sized areas.
 
 COCO's default area ranges (small < 32^2, large > 96^2 px^2) put every clump in "small"; real
-Galaxy Zoo: Clump Scout boxes are 9-28 px a side on the 200 px SDSS cutouts (Adams et al. 2022,
-ApJ 931, 16; Popp et al. 2024, MNRAS), so the ranges here are defined by box side: small < 12 px, medium 12-24 px, large > 24 px (``area = w * h`` of the box, bounds
-inclusive as in COCOeval). All numbers are read from ``COCOeval.eval["precision"/"recall"]``
-directly, not from ``summarize()``, whose printout hard-codes COCO's ranges.
+Galaxy Zoo: Clump Scout boxes are 9-28 px a side (Adams et al. 2022, ApJ 931, 16; Popp et al.
+2024), so the ranges here are defined by box side: small < 12 px, medium 12-24 px, large > 24 px
+(``area = w * h`` of the box, bounds inclusive as in COCOeval). All numbers are read from
+``COCOeval.eval["precision"/"recall"]`` directly, not from ``summarize()``, whose printout
+hard-codes COCO's ranges.
 """
 
 from __future__ import annotations
