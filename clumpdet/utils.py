@@ -20,19 +20,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", **kwargs: Any) -> It
     An exception inside the ``with`` block removes the temporary file, so an interrupted
     or failed run never leaves a half-written file that looks complete.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs are ordinary files
-    try:
-        with open(tmp, mode, **kwargs) as fh:
-            yield fh
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as fh:
+        yield fh
 
 
 @contextlib.contextmanager
@@ -82,12 +71,6 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def file_sha256(path: str | os.PathLike, *, length: int = 12) -> str:

@@ -133,3 +133,19 @@ class ThresholdDetector(torch.nn.Module):
                 }
             )
         return outs
+
+
+def spy_parallel_map(monkeypatch) -> list[int]:
+    """Record the ``workers`` of every :func:`clumpdet.parallel.parallel_map` call the
+    baselines make (through :mod:`clumpdet.baselines.common`); returns the growing list."""
+    import clumpdet.baselines.common as common
+
+    calls: list[int] = []
+    real = common.parallel_map
+
+    def spy(fn, tasks, **kwargs):
+        calls.append(kwargs["workers"])
+        return real(fn, tasks, **kwargs)
+
+    monkeypatch.setattr(common, "parallel_map", spy)
+    return calls

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.table import Table
+from helpers import spy_parallel_map
 from scipy import ndimage
 
 from clumpdet.baselines import (
@@ -162,16 +163,7 @@ def test_to_coco_results_converts_a_finder_table() -> None:
 
 
 def test_run_classical_baseline_uses_the_spawn_pool(monkeypatch, tmp_path: Path) -> None:
-    import clumpdet.baselines.common as common
-
-    calls = []
-    real = common.parallel_map
-
-    def spy(fn, tasks, **kwargs):
-        calls.append(kwargs["workers"])
-        return real(fn, tasks, **kwargs)
-
-    monkeypatch.setattr(common, "parallel_map", spy)
+    calls = spy_parallel_map(monkeypatch)
     path = tmp_path / "g.fits"
     write_image_fits(path, make_galaxy(), bands=BANDS)
     run_classical_baseline(images=[path, path], out=tmp_path / "p.json", workers=2)

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 from astropy.table import Row, Table
+from helpers import spy_parallel_map
 from scipy import signal
 
 from clumpdet.baselines import sources
@@ -325,16 +326,7 @@ def test_run_source_baseline_errors_and_empty(tmp_path) -> None:
 
 
 def test_run_source_baseline_uses_the_spawn_pool(tmp_path, monkeypatch) -> None:
-    import clumpdet.baselines.common as common
-
-    calls = []
-    real = common.parallel_map
-
-    def spy(fn, tasks, **kwargs):
-        calls.append(kwargs["workers"])
-        return real(fn, tasks, **kwargs)
-
-    monkeypatch.setattr(common, "parallel_map", spy)
+    calls = spy_parallel_map(monkeypatch)
     path, _ = _write_set(tmp_path)
     serial = run_source_baseline(path, method="sep", workers=1, progress=False)
     par = run_source_baseline(path, method="sep", workers=2, progress=False)

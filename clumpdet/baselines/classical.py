@@ -78,15 +78,17 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import sep
-from astropy.table import Column, Table
+from astropy.table import Table
 from scipy import ndimage
 
 from clumpdet.baselines.common import (
     FWHM_PER_SIGMA,
+    ColumnSpec,
     JobFailure,
     filtered_rms,
     gaussian_kernel,
     map_images,
+    schema_table,
     to_coco_results,
 )
 from clumpdet.errors import ClumpdetError, ConfigError, InputError, NoDetectionsWarning
@@ -108,18 +110,18 @@ _POSITIVE_FIELDS: tuple[str, ...] = (
 )
 
 #: Columns of the :func:`find_clumps` table: ``name -> (dtype, unit, description)``.
-_CLUMP_SCHEMA: dict[str, tuple[type, str | None, str]] = {
-    "x": (np.float64, "pix", "centre x (COCO pixel convention)"),
-    "y": (np.float64, "pix", "centre y (COCO pixel convention)"),
-    "x1": (np.float32, "pix", "box left"),
-    "y1": (np.float32, "pix", "box bottom"),
-    "x2": (np.float32, "pix", "box right"),
-    "y2": (np.float32, "pix", "box top"),
-    "label": (np.int64, None, "1 clump, 2 odd clump"),
-    "score": (np.float32, None, "1 - exp(-snr / score_snr_scale)"),
-    "snr": (np.float64, None, "aperture S/N on the residual"),
-    "flux": (np.float64, None, "aperture flux on the residual (image unit)"),
-    "fwhm": (np.float64, "pix", "adaptive-moment FWHM (psf_fwhm where unmeasured)"),
+_CLUMP_SCHEMA: dict[str, ColumnSpec] = {
+    "x": ColumnSpec(np.float64, "pix", "centre x (COCO pixel convention)"),
+    "y": ColumnSpec(np.float64, "pix", "centre y (COCO pixel convention)"),
+    "x1": ColumnSpec(np.float32, "pix", "box left"),
+    "y1": ColumnSpec(np.float32, "pix", "box bottom"),
+    "x2": ColumnSpec(np.float32, "pix", "box right"),
+    "y2": ColumnSpec(np.float32, "pix", "box top"),
+    "label": ColumnSpec(np.int64, None, "1 clump, 2 odd clump"),
+    "score": ColumnSpec(np.float32, None, "1 - exp(-snr / score_snr_scale)"),
+    "snr": ColumnSpec(np.float64, None, "aperture S/N on the residual"),
+    "flux": ColumnSpec(np.float64, None, "aperture flux on the residual (image unit)"),
+    "fwhm": ColumnSpec(np.float64, "pix", "adaptive-moment FWHM (psf_fwhm where unmeasured)"),
 }
 #: Column names of :func:`find_clumps` output, in order.
 CLUMP_COLUMNS: tuple[str, ...] = tuple(_CLUMP_SCHEMA)
@@ -602,10 +604,10 @@ def find_clumps(
     res, host = _residual(det, method, cfg)
     rms = mad_sigma(res, ignore_zeros=True)
     if not rms > 0:
-        return _clump_table()
+        return schema_table(_CLUMP_SCHEMA)
     src = _extract_sep(res, rms, cfg) if method == "residual" else _extract_photutils(res, rms, cfg)
     if src.x.size == 0:
-        return _clump_table()
+        return schema_table(_CLUMP_SCHEMA)
     h, w = det.shape
     keep = np.ones(src.x.size, dtype=bool)
     xi = np.clip(np.rint(src.x).astype(int), 0, w - 1)
@@ -620,10 +622,10 @@ def find_clumps(
         dist = np.hypot(src.x - nx, src.y - ny)
         keep &= dist > cfg.nucleus_radius * cfg.psf_fwhm
     elif cfg.require_host:
-        return _clump_table()
+        return schema_table(_CLUMP_SCHEMA)
     x, y = src.x[keep], src.y[keep]
     if x.size == 0:
-        return _clump_table()
+        return schema_table(_CLUMP_SCHEMA)
 
     r_ap = cfg.aperture_radius * cfg.psf_fwhm
     flux = _aperture_flux(res, x, y, r_ap)
@@ -655,7 +657,8 @@ def find_clumps(
     boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0.0, float(h))
     scores = 1.0 - np.exp(-np.clip(snr, 0.0, None) / cfg.score_snr_scale)
     order = np.argsort(-scores, kind="stable")[: cfg.max_detections]
-    return _clump_table(
+    return schema_table(
+        _CLUMP_SCHEMA,
         x=cx[order],
         y=cy[order],
         x1=boxes[order, 0],
@@ -668,15 +671,6 @@ def find_clumps(
         flux=flux[order],
         fwhm=fwhm[order],
     )
-
-
-def _clump_table(**columns: np.ndarray) -> Table:
-    """The :func:`find_clumps` table from its columns (all absent: zero rows)."""
-    cols = [
-        Column(np.asarray(columns.get(name, ()), dtype=dtype), name, unit=unit, description=desc)
-        for name, (dtype, unit, desc) in _CLUMP_SCHEMA.items()
-    ]
-    return Table(cols)
 
 
 # --------------------------------------------------------------------------- image sets

@@ -10,11 +10,11 @@ by pickling), so the parent raises it with the image's path.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
-from astropy.table import Table
+from astropy.table import Column, Table
 
 from clumpdet.errors import ClumpdetError, InputError
 from clumpdet.parallel import parallel_map
@@ -64,6 +64,41 @@ def filtered_rms(rms: float, kernel: np.ndarray | None) -> float:
     if kernel is None:
         return rms
     return float(rms * np.sqrt(np.sum(kernel.astype(np.float64) ** 2)))
+
+
+class ColumnSpec(NamedTuple):
+    """One column of a finder's table: numpy dtype, astropy unit string (None: none) and text."""
+
+    dtype: type
+    unit: str | None
+    description: str
+
+
+def schema_table(
+    schema: Mapping[str, ColumnSpec], names: Sequence[str] | None = None, **columns: Any
+) -> Table:
+    """An astropy Table laid out by a column schema.
+
+    Parameters
+    ----------
+    schema : mapping of str to ColumnSpec
+        Every known column.
+    names : sequence of str, optional
+        The columns, in order (default: all of ``schema``).
+    **columns : array-like, shape (N,)
+        Data by column name; a column not given is empty (a zero-row table).
+
+    Returns
+    -------
+    astropy.table.Table
+        Columns cast to their dtype, with unit and description set.
+    """
+    cols = []
+    for name in schema if names is None else names:
+        spec = schema[name]
+        data = np.asarray(columns.get(name, ()), dtype=spec.dtype)
+        cols.append(Column(data, name, unit=spec.unit, description=spec.description))
+    return Table(cols)
 
 
 def boxes_xyxy(table: Table) -> np.ndarray:

@@ -83,10 +83,17 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 import sep
-from astropy.table import Column, Table, vstack
+from astropy.table import Table, vstack
 from scipy import ndimage
 
-from clumpdet.baselines.common import JobFailure, filtered_rms, gaussian_kernel, map_images
+from clumpdet.baselines.common import (
+    ColumnSpec,
+    JobFailure,
+    filtered_rms,
+    gaussian_kernel,
+    map_images,
+    schema_table,
+)
 from clumpdet.errors import ClumpdetError, ConfigError, InputError, NoDetectionsWarning
 from clumpdet.noise import mad_sigma
 from clumpdet.units import flux_to_mag
@@ -96,20 +103,20 @@ _METHODS: tuple[str, ...] = ("sep", "photutils")
 
 #: Columns of the :func:`find_sources` table: ``name -> (dtype, unit, description)``
 #: (:func:`run_source_baseline` prepends ``image_id``).
-_SOURCE_SCHEMA: dict[str, tuple[type, str | None, str]] = {
-    "image_id": (np.int64, None, "COCO image id"),
-    "x": (np.float64, "pix", "centroid x (corner-origin pixels)"),
-    "y": (np.float64, "pix", "centroid y (corner-origin pixels)"),
-    "x1": (np.float64, "pix", "segment bounding box left"),
-    "y1": (np.float64, "pix", "segment bounding box bottom"),
-    "x2": (np.float64, "pix", "segment bounding box right (exclusive)"),
-    "y2": (np.float64, "pix", "segment bounding box top (exclusive)"),
-    "label": (np.int64, None, "1 star, 2 galaxy"),
-    "score": (np.float64, None, "isophotal S/N of the detection image"),
-    "mag": (np.float64, "mag", "reference-band AB magnitude (NaN when flux <= 0)"),
-    "flux": (np.float64, "nmgy", "reference-band Kron flux FLUX_AUTO"),
-    "r50": (np.float64, "pix", "half-light radius of the detection image"),
-    "npix": (np.int64, "pix2", "segment area"),
+_SOURCE_SCHEMA: dict[str, ColumnSpec] = {
+    "image_id": ColumnSpec(np.int64, None, "COCO image id"),
+    "x": ColumnSpec(np.float64, "pix", "centroid x (corner-origin pixels)"),
+    "y": ColumnSpec(np.float64, "pix", "centroid y (corner-origin pixels)"),
+    "x1": ColumnSpec(np.float64, "pix", "segment bounding box left"),
+    "y1": ColumnSpec(np.float64, "pix", "segment bounding box bottom"),
+    "x2": ColumnSpec(np.float64, "pix", "segment bounding box right (exclusive)"),
+    "y2": ColumnSpec(np.float64, "pix", "segment bounding box top (exclusive)"),
+    "label": ColumnSpec(np.int64, None, "1 star, 2 galaxy"),
+    "score": ColumnSpec(np.float64, None, "isophotal S/N of the detection image"),
+    "mag": ColumnSpec(np.float64, "mag", "reference-band AB magnitude (NaN when flux <= 0)"),
+    "flux": ColumnSpec(np.float64, "nmgy", "reference-band Kron flux FLUX_AUTO"),
+    "r50": ColumnSpec(np.float64, "pix", "half-light radius of the detection image"),
+    "npix": ColumnSpec(np.int64, "pix2", "segment area"),
 }
 #: Column names of :func:`find_sources` output, in order.
 SOURCE_COLUMNS: tuple[str, ...] = tuple(_SOURCE_SCHEMA)[1:]
@@ -248,18 +255,8 @@ def empty_sources(*, with_image_id: bool = False) -> Table:
     astropy.table.Table
         Zero rows.
     """
-    return _source_table(with_image_id=with_image_id)
-
-
-def _source_table(*, with_image_id: bool = False, **columns: np.ndarray) -> Table:
-    """A source table from its columns (absent ones empty)."""
     names = (("image_id",) if with_image_id else ()) + SOURCE_COLUMNS
-    cols = []
-    for name in names:
-        dtype, unit, desc = _SOURCE_SCHEMA[name]
-        data = np.asarray(columns.get(name, ()), dtype=dtype)
-        cols.append(Column(data, name, unit=unit, description=desc))
-    return Table(cols)
+    return schema_table(_SOURCE_SCHEMA, names)
 
 
 # --------------------------------------------------------------------------- PSF size
@@ -581,7 +578,9 @@ def _measure(
     mag = np.asarray(flux_to_mag(flux), dtype=np.float64).reshape(-1)
     rows = np.flatnonzero(npix > 0)
     rows = rows[np.argsort(-snr[rows], kind="stable")]
-    return _source_table(
+    return schema_table(
+        _SOURCE_SCHEMA,
+        SOURCE_COLUMNS,
         x=seg.x[rows] + 0.5,
         y=seg.y[rows] + 0.5,
         x1=box[rows, 0],
@@ -732,8 +731,8 @@ def _process_one(job: _Job, *, cfg: SourceFinderConfig) -> Table | JobFailure:
         return JobFailure(str(job.path), exc.problem, input_error=True)
     except ClumpdetError as exc:
         return JobFailure(str(job.path), str(exc), input_error=False)
-    table.add_column(np.full(len(table), job.image_id, dtype=np.int64), name="image_id", index=0)
-    table["image_id"].description = _SOURCE_SCHEMA["image_id"][2]
+    ids = schema_table(_SOURCE_SCHEMA, ["image_id"], image_id=np.full(len(table), job.image_id))
+    table.add_column(ids["image_id"], index=0)
     return table
 
 

@@ -227,19 +227,26 @@ def write_plots(metrics: Mapping[str, Any], out: str | Path) -> list[Path]:
 # --------------------------------------------------------------------------- blended fields
 
 
+def _filled_bins(cur: Mapping[str, Any] | None) -> tuple[np.ndarray, ...] | None:
+    """``(centre, fraction, low, high)`` of the bins of a binned curve that hold data, or None."""
+    if not cur:
+        return None
+    x = _arr(cur["bin_centres"])
+    f, lo, hi = _arr(cur["fraction"]), _arr(cur["low"]), _arr(cur["high"])
+    ok = np.isfinite(f)
+    return (x[ok], f[ok], lo[ok], hi[ok]) if ok.any() else None
+
+
 def _draw_binned(ax: Any, curves: list[tuple[str, str, Mapping[str, Any]]]) -> bool:
     """Fraction with Wilson band per method; False when no curve has data."""
     drawn = False
     for name, colour, cur in curves:
-        if not cur:
+        bins = _filled_bins(cur)
+        if bins is None:
             continue
-        x = _arr(cur["bin_centres"])
-        f, lo, hi = _arr(cur["fraction"]), _arr(cur["low"]), _arr(cur["high"])
-        ok = np.isfinite(f)
-        if not ok.any():
-            continue
-        ax.fill_between(x[ok], lo[ok], hi[ok], color=colour, alpha=0.15, lw=0)
-        ax.plot(x[ok], f[ok], "o-", color=colour, lw=1.8, ms=3.5, label=name)
+        x, f, lo, hi = bins
+        ax.fill_between(x, lo, hi, color=colour, alpha=0.15, lw=0)
+        ax.plot(x, f, "o-", color=colour, lw=1.8, ms=3.5, label=name)
         drawn = True
     return drawn
 
@@ -361,20 +368,17 @@ def plot_source_comparison(results: Mapping[str, Mapping[str, Any]], out: str | 
     drawn = False
     k_drawn = [n for n, _, c in pair_curves if c]
     for n, colour, cur in pair_curves:
-        if not cur:
+        bins = _filled_bins(cur)
+        if bins is None:
             continue
-        x = _arr(cur["bin_centres"])
-        f, lo, hi = _arr(cur["fraction"]), _arr(cur["low"]), _arr(cur["high"])
-        ok = np.isfinite(f)
-        if not ok.any():
-            continue
-        width = np.diff(_arr(cur["bin_edges"])[:2])[0] if len(x) > 1 else 1.0
+        x, f, lo, hi = bins
+        width = np.diff(_arr(cur["bin_edges"])[:2])[0] if len(cur["bin_centres"]) > 1 else 1.0
         dodge = (k_drawn.index(n) - (len(k_drawn) - 1) / 2) * 0.08 * width
         pairs = next(r for m, _, r in methods if m == n)["pair_deblending"]
         rate_close = format_number(pairs["rate_close"], digits=2)
         label = f"{n} (<{pairs['close_pair_fwhm']:g} FWHM: {rate_close})"
-        yerr = np.clip([f[ok] - lo[ok], hi[ok] - f[ok]], 0.0, None)  # rounding at 0 and 1
-        ax.errorbar(x[ok] + dodge, f[ok], yerr=yerr, fmt="o-",
+        yerr = np.clip([f - lo, hi - f], 0.0, None)  # rounding at 0 and 1
+        ax.errorbar(x + dodge, f, yerr=yerr, fmt="o-",
                     color=colour, lw=1.5, ms=4, capsize=3, label=label)  # fmt: skip
         drawn = True
     _finish(ax, xlabel="pair separation (PSF FWHM)", ylabel="fraction of pairs deblended",
