@@ -8,6 +8,7 @@ from clumpdet.evaluation.detection import (
     binned_completeness,
     evaluate_detections,
     to_json_safe,
+    wilson_interval,
 )
 from clumpdet.evaluation.matching import (
     MatchResult,
@@ -15,6 +16,7 @@ from clumpdet.evaluation.matching import (
     centre_distance,
     f1_score,
     match_detections,
+    match_points,
 )
 
 __all__ = [
@@ -28,5 +30,7 @@ __all__ = [
     "evaluate_detections",
     "f1_score",
     "match_detections",
+    "match_points",
     "to_json_safe",
+    "wilson_interval",
 ]
