@@ -245,6 +245,9 @@ def test_nan_policies(tmp_path):
     assert med[1, 0, 0] == pytest.approx(np.median(data[1][np.isfinite(data[1])]))
     np.testing.assert_array_equal(med[0][good0], data[0][good0])
 
+    kept = read_image(path, nan_policy="keep").data
+    np.testing.assert_array_equal(kept, data)  # NaN and inf left for a masking caller
+
 
 @pytest.mark.parametrize("policy", ["raise", "zero", "median"])
 def test_all_nan_band_always_rejected(tmp_path, policy):
@@ -253,6 +256,13 @@ def test_all_nan_band_always_rejected(tmp_path, policy):
     path = write_image_fits(tmp_path / "allnan.fits", data, bands=("g", "r"))
     with pytest.raises(InputError, match=r"allnan\.fits: band\(s\) r contain no finite pixels"):
         read_image(path, nan_policy=policy)
+
+
+def test_keep_policy_passes_an_all_nan_band(tmp_path):
+    data = _planes(2)
+    data[1] = np.nan
+    path = write_image_fits(tmp_path / "allnan.fits", data, bands=("g", "r"))
+    assert np.isnan(read_image(path, nan_policy="keep").data[1]).all()
 
 
 def test_empty_image(tmp_path):

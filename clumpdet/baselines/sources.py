@@ -703,28 +703,13 @@ class _Job(NamedTuple):
     psf_fwhm_px: float
 
 
-def _read_cube(path: Path, bands: tuple[str, ...] | None) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Read ``(C, H, W)`` float32 pixels with non-finite pixels kept (find_sources masks them)."""
-    from clumpdet.data.fits import FITS_SUFFIXES, read_fits
-    from clumpdet.data.images import ImageData, read_image, select_bands
-
-    if not path.name.lower().endswith(FITS_SUFFIXES):
-        im = read_image(path, bands=bands, nan_policy="zero")
-        return im.data, im.bands
-    raw = read_fits(path)
-    known = all(b is not None for b in raw.bands)
-    names = tuple(b if b is not None else f"band{i}" for i, b in enumerate(raw.bands, 1))
-    im = ImageData(data=raw.data, bands=names, header=raw.header, path=path, band_names_known=known)
-    if bands is not None:
-        im = select_bands(im, bands)
-    return im.data, im.bands
-
-
 def _process_one(job: _Job, *, cfg: SourceFinderConfig) -> Table | JobFailure:
+    from clumpdet.data.images import read_image
+
     try:
-        data, names = _read_cube(job.path, job.bands)
+        im = read_image(job.path, bands=job.bands, nan_policy="keep")  # find_sources masks
         table = find_sources(
-            data, noise_sigma=job.noise_sigma, psf_fwhm_px=job.psf_fwhm_px, bands=names,
+            im.data, noise_sigma=job.noise_sigma, psf_fwhm_px=job.psf_fwhm_px, bands=im.bands,
             config=cfg,
         )  # fmt: skip
     except InputError as exc:

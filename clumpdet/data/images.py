@@ -29,8 +29,8 @@ from clumpdet.errors import InputError
 #: File-name endings read through PIL; values are ``(C, H, W)`` in [0, 1].
 RASTER_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 
-NanPolicy = Literal["raise", "zero", "median"]
-_NAN_POLICIES = ("raise", "zero", "median")
+NanPolicy = Literal["raise", "zero", "median", "keep"]
+_NAN_POLICIES = ("raise", "zero", "median", "keep")
 
 
 @dataclasses.dataclass
@@ -213,14 +213,16 @@ def apply_nan_policy(image: ImageData, nan_policy: NanPolicy = "raise") -> Image
     ----------
     image : ImageData
         Input image; not modified.
-    nan_policy : {"raise", "zero", "median"}
+    nan_policy : {"raise", "zero", "median", "keep"}
         ``"raise"``: any non-finite pixel is an error; ``"zero"``: replace by 0; ``"median"``:
-        replace by the median of the band's finite pixels.
+        replace by the median of the band's finite pixels; ``"keep"``: leave them, for callers
+        that mask them (:func:`clumpdet.baselines.sources.find_sources`).
 
     Raises
     ------
     InputError
-        Empty image, a band without any finite pixel (always), or bad pixels under ``"raise"``.
+        Empty image, a band without any finite pixel (except under ``"keep"``), or bad pixels
+        under ``"raise"``.
     """
     if nan_policy not in _NAN_POLICIES:
         raise InputError(
@@ -229,6 +231,8 @@ def apply_nan_policy(image: ImageData, nan_policy: NanPolicy = "raise") -> Image
     data = image.data
     if data.size == 0:
         raise InputError(image.source, f"image is empty (shape {data.shape})")
+    if nan_policy == "keep":
+        return image
     bad = ~np.isfinite(data)
     n_bad = int(bad.sum())
     if n_bad == 0:
@@ -272,7 +276,7 @@ def read_image(
         Select and reorder planes by name (see :func:`select_bands`).
     hdu : int or str, optional
         FITS only: read this HDU (index or ``EXTNAME``) instead of choosing automatically.
-    nan_policy : {"raise", "zero", "median"}
+    nan_policy : {"raise", "zero", "median", "keep"}
         What to do with NaN/inf pixels of the selected bands (see :func:`apply_nan_policy`).
 
     Returns
