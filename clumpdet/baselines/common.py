@@ -1,7 +1,9 @@
-"""Helpers shared by the classical finders: Gaussian filters and running a finder over a set.
+"""Helpers shared by the classical finders: filters, result tables, running over a set.
 
 Both finders (:mod:`clumpdet.baselines.classical`, :mod:`clumpdet.baselines.sources`) filter
-with a normalised Gaussian of the PSF size and run over image sets in
+with a normalised Gaussian of the PSF size, return astropy Tables laid out by a column schema
+(:func:`schema_table`; :func:`to_coco_results` turns one into COCO results) and run over image
+sets in
 :func:`clumpdet.parallel.parallel_map` (spawn) workers that report a failed image as a
 :class:`JobFailure` instead of raising (project exceptions carry a path and are not rebuilt
 by pickling), so the parent raises it with the image's path.
