@@ -1,4 +1,4 @@
-"""Backbone (trunk) registry: ImageNet ResNets, any timm encoder, Zoobot, and our own galaxy trunks.
+"""Backbone trunks: ImageNet ResNets, any timm encoder, Zoobot, and our own galaxy trunks.
 
 A *trunk* turns a ``(B, C, H, W)`` image batch into an ``OrderedDict`` of multi-scale feature
 maps. Every trunk is a timm ``features_only`` model, so one code path serves ImageNet ResNets
@@ -40,23 +40,15 @@ from torch import nn
 
 from clumpdet import __version__
 from clumpdet.errors import CheckpointError, ConfigError
-from clumpdet.registry import Registry
+from clumpdet.models.backbones.weights import (
+    _TORCHVISION_RESNETS,
+    BACKBONE_FORMAT,
+    _imagenet_preprocessing,
+    _load_state_into,
+    _torchvision_imagenet_state,
+    load_trunk_weights,
+)
 from clumpdet.utils import load_torch_file
-
-#: Family registry: name -> builder of a :class:`Trunk`.
-BACKBONES: Registry = Registry("backbone")
-
-#: Format tag stored in backbone checkpoints written by this package.
-BACKBONE_FORMAT = "clumpdet-backbone"
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-_TORCHVISION_RESNETS = {
-    "resnet18": "ResNet18_Weights",
-    "resnet34": "ResNet34_Weights",
-    "resnet50": "ResNet50_Weights",
-}
 
 
 @dataclass
@@ -186,15 +178,6 @@ def _freeze_bn(module: nn.Module, only: set[str] | None = None, prefix: str = ""
             _freeze_bn(child, only, prefix=f"{full}.")
 
 
-def list_backbones() -> dict[str, str]:
-    """Registered backbone names with a one-line description.
-
-    Besides these, ``timm:<any timm model>``, ``hf_hub:<repo>``, ``local-dir:<folder>`` and the
-    path of a clumpdet backbone checkpoint are accepted wherever a backbone name is.
-    """
-    return BACKBONES.describe()
-
-
 def _timm_features(
     arch: str, *, in_chans: int, out_indices: Sequence[int], pretrained: bool
 ) -> nn.Module:
@@ -218,117 +201,6 @@ def _timm_features(
             arch,
             f"could not fetch pretrained weights ({first}); on an offline machine pass a local "
             "weights file as `weights: /path/to/file` or a timm `local-dir:` folder",
-        ) from None
-
-
-def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
-    """Read a weights file without unpickling code.
-
-    Parameters
-    ----------
-    path : str or Path
-        ``.safetensors``, or a torch file (``.pt``/``.pth``/``.bin``/``.ckpt``) holding a state
-        dict, ``{"state_dict": ...}``, ``{"model": ...}`` or a clumpdet backbone checkpoint.
-
-    Returns
-    -------
-    state_dict : dict of str -> Tensor
-    preprocessing : dict or None
-        The preprocessing stored in a clumpdet backbone checkpoint, else ``None``.
-    """
-    path = Path(path)
-    if path.suffix == ".safetensors" and path.is_file():
-        from safetensors.torch import load_file
-
-        try:
-            return dict(load_file(str(path))), None
-        except Exception as exc:
-            raise CheckpointError(path, f"not a readable weights file ({exc})") from None
-    obj = load_torch_file(path, what="weights file")
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(path, f"expected a state dict, found {type(obj).__name__}")
-    preprocessing = None
-    if obj.get("format") == BACKBONE_FORMAT:
-        preprocessing = obj.get("preprocessing")
-        obj = obj["state_dict"]
-    elif "format" in obj:
-        raise CheckpointError(
-            path, f"is a {obj['format']!r} checkpoint, not a backbone or weights file"
-        )
-    else:
-        for key in ("state_dict", "model"):
-            if isinstance(obj.get(key), Mapping):
-                obj = obj[key]
-                break
-    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if not tensors:
-        raise CheckpointError(path, "holds no tensors")
-    return tensors, preprocessing
-
-
-def load_trunk_weights(trunk: Trunk, path: str | Path) -> dict[str, Any] | None:
-    """Load a local weights file into ``trunk``, adapting the first conv to its band count.
-
-    Keys are matched by name (torchvision ResNet and timm ResNet share names); prefixes such as
-    ``body.``, ``backbone.`` or ``model.`` are stripped. Every trunk weight must be present.
-
-    Returns
-    -------
-    dict or None
-        Preprocessing stored with the weights, if any.
-    """
-    from timm.models import adapt_input_conv
-
-    state, preprocessing = read_state_dict(path)
-    target = trunk.body.state_dict()
-    cleaned: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        k = key
-        for prefix in ("module.", "trunk.", "body.", "backbone.body.", "backbone.", "model."):
-            if k.startswith(prefix) and k[len(prefix) :] in target:
-                k = k[len(prefix) :]
-                break
-        if k in target:
-            cleaned[k] = value
-    missing = [k for k in target if k not in cleaned and not k.endswith("num_batches_tracked")]
-    if missing:
-        raise CheckpointError(
-            path,
-            f"does not fit backbone {trunk.arch!r}: {len(missing)} trunk weights missing "
-            f"(e.g. {missing[0]!r})",
-        )
-    for k, v in cleaned.items():
-        if v.ndim == 4 and target[k].ndim == 4 and v.shape[1] != target[k].shape[1]:
-            if v.shape[0] == target[k].shape[0] and v.shape[2:] == target[k].shape[2:]:
-                cleaned[k] = adapt_input_conv(target[k].shape[1], v)
-        if cleaned[k].shape != target[k].shape:
-            raise CheckpointError(
-                path,
-                f"weight {k!r} has shape {tuple(cleaned[k].shape)}, backbone "
-                f"{trunk.arch!r} expects {tuple(target[k].shape)}",
-            )
-    trunk.body.load_state_dict(cleaned, strict=False)
-    return preprocessing
-
-
-def _imagenet_preprocessing(in_chans: int) -> dict[str, Any]:
-    mean = [IMAGENET_MEAN[i % 3] for i in range(in_chans)]
-    std = [IMAGENET_STD[i % 3] for i in range(in_chans)]
-    return {"stretch": "asinh", "mean": mean, "std": std}
-
-
-def _torchvision_imagenet_state(arch: str) -> dict[str, torch.Tensor]:
-    import torchvision.models as tvm
-
-    weights = getattr(tvm, _TORCHVISION_RESNETS[arch]).IMAGENET1K_V1
-    try:
-        return weights.get_state_dict(progress=True, check_hash=True)
-    except Exception as exc:  # URLError, OSError, hash mismatch ...
-        first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise CheckpointError(
-            arch,
-            f"could not download torchvision ImageNet weights ({first}); on an offline machine "
-            f"download {weights.url} elsewhere and pass `weights: /path/to/file.pth`",
         ) from None
 
 
@@ -387,94 +259,6 @@ def build_timm_trunk(
         _freeze_bn(trunk.body)
     trunk.set_trainable_stages(trainable_stages)
     return trunk
-
-
-def _load_state_into(trunk: Trunk, state: Mapping[str, torch.Tensor], *, source_name: str) -> None:
-    """Load an in-memory state dict (e.g. a download) via the same path as local files."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        p = Path(tmp) / f"{source_name}.pt"
-        torch.save(dict(state), p)
-        load_trunk_weights(trunk, p)
-
-
-def _register_timm(name: str, arch: str, help: str, *, offline_arch: str | None = None) -> None:
-    def builder(
-        *,
-        in_chans: int = 3,
-        weights: str = "none",
-        out_indices: Sequence[int] = (1, 2, 3),
-        trainable_stages: int = -1,
-    ) -> Trunk:
-        # hub sources fetch their config even without weights: use the bare architecture then
-        use_arch = arch if (weights == "hub" or offline_arch is None) else offline_arch
-        return build_timm_trunk(
-            arch=use_arch,
-            in_chans=in_chans,
-            weights=weights,
-            out_indices=out_indices,
-            trainable_stages=trainable_stages,
-        )
-
-    builder.__doc__ = help
-    BACKBONES.register(name, help=help)(builder)
-
-
-for _depth in (18, 34, 50):
-    _register_timm(
-        f"resnet{_depth}",
-        f"resnet{_depth}",
-        f"ResNet-{_depth} (weights: none | imagenet [torchvision] | local file)",
-    )
-_register_timm(
-    "convnext_nano", "convnext_nano", "timm ConvNeXt-nano (weights: none | imagenet | file)"
-)
-_register_timm(
-    "efficientnet_b0", "efficientnet_b0", "timm EfficientNet-B0 (weights: none | imagenet | file)"
-)
-for _arch in ("convnext_nano", "resnet50", "efficientnet_b0"):
-    _register_timm(
-        f"zoobot_{_arch}",
-        f"hf_hub:mwalmsley/zoobot-encoder-{_arch}",
-        f"Zoobot {_arch} galaxy encoder from the HF hub (weights: hub | local file)",
-        offline_arch=_arch,
-    )
-
-
-def build_trunk(config: BackboneConfig, *, in_chans: int) -> Trunk:
-    """Build the trunk that ``config`` names.
-
-    Parameters
-    ----------
-    config : BackboneConfig
-        Name, weights, trainable depth and feature stages.
-    in_chans : int
-        Number of input bands of the data.
-    """
-    name = config.name
-    kwargs = dict(
-        in_chans=in_chans,
-        weights=config.weights,
-        out_indices=config.out_indices,
-        trainable_stages=config.trainable_stages,
-    )
-    if name in BACKBONES:
-        return BACKBONES.get(name)(**kwargs)
-    if name.startswith("timm:"):
-        return build_timm_trunk(arch=name[5:], **kwargs)
-    if name.split(":", 1)[0] in ("hf_hub", "hf-hub", "local-dir"):
-        return build_timm_trunk(arch=name, **kwargs)
-    path = Path(name)
-    if path.suffix in (".pt", ".pth", ".safetensors") or path.exists():
-        return load_backbone_checkpoint(
-            path,
-            in_chans=in_chans,
-            out_indices=config.out_indices,
-            trainable_stages=config.trainable_stages,
-        )
-    BACKBONES.get(name)  # raises RegistryError listing the registered names
-    raise AssertionError("unreachable")
 
 
 def save_backbone_checkpoint(
@@ -565,17 +349,3 @@ def backbone_config_dict(config: BackboneConfig) -> dict[str, Any]:
     d = dataclasses.asdict(config)
     d["out_indices"] = list(d["out_indices"])
     return d
-
-
-__all__ = [
-    "BACKBONES",
-    "BackboneConfig",
-    "Trunk",
-    "build_timm_trunk",
-    "build_trunk",
-    "list_backbones",
-    "load_backbone_checkpoint",
-    "load_trunk_weights",
-    "read_state_dict",
-    "save_backbone_checkpoint",
-]
