@@ -37,22 +37,14 @@ def run_demo(
     from clumpdet.engine.train import train_detector
     from clumpdet.evaluation import evaluate_detections
     from clumpdet.inference.run import coco_results_path, run_detection
-    from clumpdet.sim import load_sim_config, simulate_clumps
+    from clumpdet.sim.run import prepare_sets
 
     out = Path(out)
     t0 = time.perf_counter()
-    sim_cfg = load_sim_config()
     n_small = max(40, n_train // 5)
-    data = {}
-    for name, n, s in (
-        ("train", n_train, seed),
-        ("val", n_small, seed + 1),
-        ("test", n_small, seed + 2),
-    ):
-        target = out / "data" / name
-        if not (target / "annotations.json").is_file():
-            simulate_clumps(n=n, seed=s, out=target, config=sim_cfg, overwrite=True)
-        data[name] = target / "annotations.json"
+    splits = {"train": (n_train, seed), "val": (n_small, seed + 1), "test": (n_small, seed + 2)}
+    sets = prepare_sets("clumps", splits, out=out / "data")
+    data = {k: v / "annotations.json" for k, v in sets.items()}
     config_file = Path(__file__).resolve().parents[1] / "configs" / "detector" / "cpu_resnet18.yaml"
     overrides = {
         "data": {"train": str(data["train"]), "val": str(data["val"])},

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from clumpdet.config import load_config
 from clumpdet.errors import ConfigError
+from clumpdet.sim.run import RUN_KEY
 
 #: Bands the simulator models (any non-empty subset, in any order, may be written out).
 SIM_BANDS: tuple[str, ...] = ("g", "r", "i")
@@ -323,10 +324,6 @@ class ClumpSimConfig:
     odd_clumps: OddClumpsConfig = field(default_factory=OddClumpsConfig)
     box: BoxConfig = field(default_factory=BoxConfig)
     scene: SceneConfig = field(default_factory=SceneConfig)
-
-
-#: Top-level key of a saved ``config.yaml`` that records the run (seed, n); ignored on load.
-RUN_KEY = "_run_"
 
 
 def _check(cond: bool, where: str, key: str, problem: str) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from clumpdet.config import load_config
 from clumpdet.errors import ConfigError
-from clumpdet.sim.config import RUN_KEY
+from clumpdet.sim.run import RUN_KEY
 
 #: Bands the field simulator models; any non-empty subset may be written out.
 FIELD_BANDS: tuple[str, ...] = ("g", "r", "i", "z")

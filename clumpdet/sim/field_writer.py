@@ -9,7 +9,7 @@ Layout of ``out``::
                              image records carry psf_fwhm (arcsec), psf_fwhm_px, pixel_scale,
                              noise_sigma {band: nanomaggy}
     objects.csv              every object, labelled or not (see clumpdet.sim.fields for columns)
-    config.yaml              resolved FieldSimConfig plus a ``_run_`` block (seed, n, version)
+    config.yaml              resolved FieldSimConfig plus a ``_run_`` block (kind, seed, n, version)
 """
 
 from __future__ import annotations
@@ -25,14 +25,10 @@ from clumpdet.data.coco import write_coco
 from clumpdet.data.fits import write_image_fits
 from clumpdet.errors import InputError
 from clumpdet.parallel import parallel_map
-from clumpdet.sim.common import (
-    check_run_args,
-    coco_info,
-    image_seed,
-    save_run_config,
-)
+from clumpdet.sim.common import image_seed
 from clumpdet.sim.field_config import FIELD_CATEGORIES, FieldSimConfig, validate_field_config
 from clumpdet.sim.fields import FieldScene, simulate_field_scene
+from clumpdet.sim.run import check_run_args, coco_info, save_run_config
 from clumpdet.sim.writer import image_file_name
 from clumpdet.utils import atomic_dir, atomic_path
 
@@ -240,7 +236,7 @@ def simulate_fields(
         df = pd.DataFrame(objects).reindex(columns=cols)
         with atomic_path(tmp / "objects.csv") as p:
             df.to_csv(p, index=False, float_format="%.6g")
-        save_run_config(cfg, tmp / "config.yaml", seed=seed, n=n)
+        save_run_config(cfg, tmp / "config.yaml", kind="fields", seed=seed, n=n)
     return out
 
 

@@ -22,14 +22,11 @@ from typing import Any, Literal
 
 from clumpdet.config import deep_merge, from_dict, parse_overrides, read_yaml
 from clumpdet.errors import ConfigError
-from clumpdet.sim.config import RUN_KEY as _RUN_KEY
+from clumpdet.sim.run import RUN_KEY
 
 #: Tasks of :func:`clumpdet.sim.simulate_galaxies`.
 GalaxyTask = Literal["mergers", "four_class", "morphology"]
 GALAXY_TASKS: tuple[str, ...] = ("mergers", "four_class", "morphology")
-
-#: Top-level key of a saved ``config.yaml`` that records the run (task, seed, n); ignored on load.
-RUN_KEY = _RUN_KEY
 
 
 @dataclass(frozen=True)
@@ -708,8 +705,8 @@ def load_galaxy_sim_config(
     data: dict[str, Any] = read_yaml(path) if path is not None else {}
     run = data.pop(RUN_KEY, None)
     where = str(path) if path is not None else "config"
-    if isinstance(run, Mapping) and run.get("task", task) != task:
-        raise ConfigError(f"{where}: written for task {run.get('task')!r}, not {task!r}")
+    if isinstance(run, Mapping) and run.get("kind", task) != task:
+        raise ConfigError(f"{where}: written for task {run.get('kind')!r}, not {task!r}")
     over = parse_overrides(overrides) if not isinstance(overrides, Mapping) else dict(overrides)
     cfg = from_dict(cls, deep_merge(data, over), where=where)
     return validate_galaxy_sim_config(cfg, where=where)

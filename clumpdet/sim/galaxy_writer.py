@@ -10,7 +10,7 @@ Layout of ``out`` (built under a temporary name, renamed on success)::
                                 count_Class1.1 .. count_Class11.6 (vote counts), n_volunteers,
                                 spheroid,disk,irregular,point_source,unclassifiable (CANDELS-like)
     params.csv    id + the true parameters of every image (same columns for every row)
-    config.yaml   resolved config plus a ``_run_`` block (task, seed, n, bands, unit, version)
+    config.yaml   resolved config plus a ``_run_`` block (kind, seed, n, bands, unit, version)
 
 Row ``i`` of the CSVs (``id == i``) belongs to ``images[i]``.
 """
@@ -26,11 +26,7 @@ import numpy as np
 
 from clumpdet.errors import ConfigError
 from clumpdet.parallel import parallel_map
-from clumpdet.sim.common import (
-    check_run_args,
-    image_seed,
-    save_run_config,
-)
+from clumpdet.sim.common import image_seed
 from clumpdet.sim.galaxies import (
     CANDELS_NAMES,
     FOUR_CLASS_NAMES,
@@ -42,6 +38,7 @@ from clumpdet.sim.galaxy_config import (
     task_of_config,
     validate_galaxy_sim_config,
 )
+from clumpdet.sim.run import check_run_args, save_run_config
 from clumpdet.utils import atomic_dir
 
 
@@ -178,6 +175,6 @@ def simulate_galaxies(
             for i, par in enumerate(params):
                 w.writerow([i, *(_fmt(par.get(k, "")) for k in keys)])
         save_run_config(
-            cfg, tmp / "config.yaml", seed=seed, n=n, task=task, bands=list(im.bands), unit=im.unit
+            cfg, tmp / "config.yaml", kind=task, seed=seed, n=n, bands=list(im.bands), unit=im.unit
         )
     return out

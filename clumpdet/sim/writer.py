@@ -6,7 +6,7 @@ Layout of ``out`` (docs/conventions.md)::
     annotations.json         COCO; categories clump / odd_clump; per annotation flux_ratio, snr,
                              flux {band: nanomaggies}, kind
     labels.csv               local_ids,label,x1,y1,x2,y2 (local_ids = COCO image id)
-    config.yaml              resolved ClumpSimConfig plus a ``_run_`` block (seed, n, version)
+    config.yaml              resolved ClumpSimConfig plus a ``_run_`` block (kind, seed, n, version)
 """
 
 from __future__ import annotations
@@ -21,13 +21,9 @@ from clumpdet.data.fits import write_image_fits
 from clumpdet.data.labels import write_labels_csv
 from clumpdet.parallel import parallel_map
 from clumpdet.sim.clumps import ClumpScene, simulate_clump_scene
-from clumpdet.sim.common import (
-    check_run_args,
-    coco_info,
-    image_seed,
-    save_run_config,
-)
+from clumpdet.sim.common import image_seed
 from clumpdet.sim.config import ClumpSimConfig, validate_sim_config
+from clumpdet.sim.run import check_run_args, coco_info, save_run_config
 from clumpdet.utils import atomic_dir
 
 
@@ -236,5 +232,5 @@ def simulate_clumps(
             info=info,
         )
         write_labels_csv(tmp / "labels.csv", rows)
-        save_run_config(cfg, tmp / "config.yaml", seed=seed, n=n)
+        save_run_config(cfg, tmp / "config.yaml", kind="clumps", seed=seed, n=n)
     return out
