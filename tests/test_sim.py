@@ -22,7 +22,7 @@ from clumpdet.sim import (
     simulate_clump_scene,
     simulate_clumps,
 )
-from clumpdet.sim.config import sim_config_fields
+from clumpdet.sim.clumps.config import sim_config_fields
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "sim"
 

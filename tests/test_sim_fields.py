@@ -19,7 +19,7 @@ from clumpdet.sim import (
     read_objects,
     simulate_field_scene,
 )
-from clumpdet.sim.fields import stamp_mask_rle
+from clumpdet.sim.fields.scene import stamp_mask_rle
 
 ROOT = Path(__file__).parents[1]
 

@@ -1,4 +1,4 @@
-"""Tests of the galaxy-classification simulators (clumpdet.sim.galaxies / galaxy_writer)."""
+"""Tests of the galaxy-classification simulators (clumpdet.sim.galaxies)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from clumpdet.sim import (
     simulate_galaxy_scene,
     simulate_merger_scene,
 )
-from clumpdet.sim.galaxy_config import galaxy_config_fields
+from clumpdet.sim.galaxies.config import galaxy_config_fields
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "sim"
 TASKS = ("mergers", "four_class", "morphology")

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from clumpdet.errors import ClumpdetError, ConfigError, InputError
 from clumpdet.registry import Registry
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R")
 
 #: Top-level key of a saved ``config.yaml`` that records the run (kind, seed, n); ignored on load.
 RUN_KEY = "_run_"
@@ -89,6 +91,92 @@ def save_run_config(
 
 
 # --------------------------------------------------------------------------------------------
+# rendering a run
+
+
+def map_images(
+    worker: Callable[[int], R], *, n: int, workers: int, progress: bool, desc: str
+) -> Iterator[R]:
+    """``worker(i)`` for image indices ``i = 0 .. n-1``, in order, in ``workers`` processes.
+
+    ``worker`` must be picklable (a module-level function or a ``functools.partial`` of one);
+    image ``i`` uses ``image_seed(seed, i)``, so the output does not depend on ``workers``.
+    """
+    from clumpdet.parallel import parallel_map
+
+    return parallel_map(worker, list(range(n)), workers=workers, progress=progress, desc=desc)
+
+
+def image_file_name(index: int) -> str:
+    """Relative path of image ``index`` inside a simulated detection set."""
+    return f"images/{index:06d}.fits"
+
+
+def scene_fits_header(
+    scene: Any, seed: int, *, psf_band: str, objects: str
+) -> dict[str, tuple[Any, str] | str]:
+    """FITS header cards of a simulated detection image.
+
+    Parameters
+    ----------
+    scene : ClumpScene or FieldScene
+        Needs ``psf_fwhm`` (arcsec), ``psf_fwhm_bands`` and ``noise_sigma`` ({band: value}),
+        ``image_id`` and ``objects``.
+    seed : int
+        Master seed of the run.
+    psf_band : str
+        Wording of the band of ``psf_fwhm`` in its comment (``"r"``, ``"reference"``).
+    objects : str
+        Comment of the ``NOBJ`` card (what ``scene.objects`` counts).
+    """
+    from clumpdet import __version__
+
+    hdr: dict[str, tuple[Any, str] | str] = {
+        "PSFFWHM": (round(scene.psf_fwhm, 5), f"{psf_band}-band PSF FWHM (arcsec)")
+    }
+    for b, v in scene.psf_fwhm_bands.items():
+        hdr[f"PSFFWHM{b.upper()}"] = (round(v, 5), f"{b}-band PSF FWHM (arcsec)")
+    for b, v in scene.noise_sigma.items():
+        hdr[f"NOISE_{b.upper()}"] = (float(v), f"{b} sky noise sigma per pixel (nanomaggy)")
+    hdr["IMAGEID"] = (int(scene.image_id), "COCO image id")
+    hdr["SIMSEED"] = (int(seed), "master seed of the simulation run")
+    hdr["NOBJ"] = (len(scene.objects), objects)
+    hdr["ORIGIN"] = f"clumpdet {__version__} (GalSim)"
+    return hdr
+
+
+def render_detection_image(
+    index: int,
+    *,
+    simulate_scene: Callable[..., Any],
+    records: Callable[..., R],
+    config: Any,
+    seed: int,
+    root: str | None,
+    psf_band: str,
+    objects: str,
+) -> R:
+    """Worker: simulate detection image ``index``, write its FITS under ``root`` (when given)
+    and return ``records(scene, file_name=...)`` (its COCO records)."""
+    from clumpdet.data.fits import write_image_fits
+    from clumpdet.sim.common import image_seed
+
+    scene = simulate_scene(config=config, seed=image_seed(seed, index), image_id=index)
+    name = image_file_name(index)
+    if root is not None:
+        write_image_fits(
+            Path(root) / name,
+            scene.image,
+            bands=scene.bands,
+            wcs=scene.wcs,
+            unit="nanomaggy",
+            pixel_scale=scene.pixel_scale,
+            header=scene_fits_header(scene, seed, psf_band=psf_band, objects=objects),
+        )
+    return records(scene, file_name=name)
+
+
+# --------------------------------------------------------------------------------------------
 # the registry
 
 
@@ -129,23 +217,23 @@ SIMULATORS: Registry[Callable[[], Simulator]] = Registry("simulator")
 
 @SIMULATORS.register("clumps", help="clumps and odd clumps inside SDSS-like galaxies (COCO)")
 def _clumps() -> Simulator:
-    from clumpdet.sim.config import load_sim_config
-    from clumpdet.sim.writer import simulate_clumps
+    from clumpdet.sim.clumps.config import load_sim_config
+    from clumpdet.sim.clumps.writer import simulate_clumps
 
     return Simulator("clumps", load_sim_config, simulate_clumps, ("clump", "odd_clump"), True)
 
 
 @SIMULATORS.register("fields", help="stars and galaxies in blended DECam-like fields (COCO)")
 def _fields() -> Simulator:
-    from clumpdet.sim.field_config import load_field_config
-    from clumpdet.sim.field_writer import simulate_fields
+    from clumpdet.sim.fields.config import load_field_config
+    from clumpdet.sim.fields.writer import simulate_fields
 
     return Simulator("fields", load_field_config, simulate_fields, ("star", "galaxy"), True)
 
 
 def _galaxy_simulator(task: str) -> Simulator:
-    from clumpdet.sim.galaxy_config import load_galaxy_sim_config
-    from clumpdet.sim.galaxy_writer import galaxy_label_columns, simulate_galaxies
+    from clumpdet.sim.galaxies.config import load_galaxy_sim_config
+    from clumpdet.sim.galaxies.writer import galaxy_label_columns, simulate_galaxies
 
     return Simulator(
         task,

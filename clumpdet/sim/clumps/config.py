@@ -26,7 +26,8 @@ from clumpdet.sim.run import RUN_KEY
 #: Bands the simulator models (any non-empty subset, in any order, may be written out).
 SIM_BANDS: tuple[str, ...] = ("g", "r", "i")
 
-#: Real Clump Scout histogram: number of clumpy galaxies with 1, 2, ..., 9 boxes (FACTS.md).
+#: Real Clump Scout histogram: number of clumpy galaxies with 1, 2, ..., 9 boxes (Clump Scout
+#: statistics, Adams et al. 2022; Popp et al. 2024).
 CLUMP_SCOUT_COUNTS: tuple[float, ...] = (5175, 8329, 3573, 1602, 710, 376, 137, 47, 7)
 
 

@@ -384,7 +384,7 @@ class MorphologySceneConfig:
 class VotesConfig:
     """Simulated volunteers that turn the true parameters into vote counts and fractions.
 
-    See :mod:`clumpdet.sim.galaxies` (section "Synthetic labels") for the explicit mapping.
+    See :mod:`clumpdet.sim.galaxies.scene` (section "Synthetic labels") for the explicit mapping.
 
     Attributes
     ----------

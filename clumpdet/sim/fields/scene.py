@@ -51,7 +51,7 @@ from clumpdet.sim.common import (
     stamp_slices,
     substream,
 )
-from clumpdet.sim.field_config import FIELD_BANDS, FieldSimConfig, validate_field_config
+from clumpdet.sim.fields.config import FIELD_BANDS, FieldSimConfig, validate_field_config
 
 #: Category ids of the field data sets.
 STAR, GALAXY = 1, 2

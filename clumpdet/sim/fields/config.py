@@ -213,7 +213,7 @@ class FieldTruthConfig:
     """How the truth (boxes, masks, labels) is defined.
 
     Every object is drawn noiselessly into its own stamp; boxes and masks come from its
-    reference-band stamp (see :mod:`clumpdet.sim.fields`).
+    reference-band stamp (see :mod:`clumpdet.sim.fields.scene`).
 
     Attributes
     ----------

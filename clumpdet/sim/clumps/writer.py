@@ -12,24 +12,22 @@ Layout of ``out`` (docs/conventions.md)::
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from clumpdet import __version__
 from clumpdet.data.coco import CLUMP_CATEGORIES, write_coco
-from clumpdet.data.fits import write_image_fits
 from clumpdet.data.labels import write_labels_csv
-from clumpdet.parallel import parallel_map
-from clumpdet.sim.clumps import ClumpScene, simulate_clump_scene
-from clumpdet.sim.common import image_seed
-from clumpdet.sim.config import ClumpSimConfig, validate_sim_config
-from clumpdet.sim.run import check_run_args, coco_info, save_run_config
+from clumpdet.sim.clumps.config import ClumpSimConfig, validate_sim_config
+from clumpdet.sim.clumps.scene import ClumpScene, simulate_clump_scene
+from clumpdet.sim.run import (
+    check_run_args,
+    coco_info,
+    map_images,
+    render_detection_image,
+    save_run_config,
+)
 from clumpdet.utils import atomic_dir
-
-
-def image_file_name(index: int) -> str:
-    """Relative path of image ``index`` inside a simulation directory."""
-    return f"images/{index:06d}.fits"
 
 
 def scene_records(
@@ -97,39 +95,6 @@ def scene_records(
     return image, anns
 
 
-def _fits_header(scene: ClumpScene, seed: int) -> dict[str, Any]:
-    hdr: dict[str, Any] = {
-        "PSFFWHM": (round(scene.psf_fwhm, 5), "r-band PSF FWHM (arcsec)"),
-    }
-    for b, v in scene.psf_fwhm_bands.items():
-        hdr[f"PSFFWHM{b.upper()}"] = (round(v, 5), f"{b}-band PSF FWHM (arcsec)")
-    for b, v in scene.noise_sigma.items():
-        hdr[f"NOISE_{b.upper()}"] = (float(v), f"{b} sky noise sigma per pixel (nanomaggy)")
-    hdr["IMAGEID"] = (int(scene.image_id), "COCO image id")
-    hdr["SIMSEED"] = (int(seed), "master seed of the simulation run")
-    hdr["NOBJ"] = (len(scene.objects), "number of labelled objects (truth boxes)")
-    hdr["ORIGIN"] = f"clumpdet {__version__} (GalSim)"
-    return hdr
-
-
-def _render(task: tuple[ClumpSimConfig, int, int, str | None]) -> tuple[dict, list[dict]]:
-    """Worker: simulate image ``index`` (and write its FITS when ``root`` is given)."""
-    cfg, seed, index, root = task
-    scene = simulate_clump_scene(config=cfg, seed=image_seed(seed, index), image_id=index)
-    name = image_file_name(index)
-    if root is not None:
-        write_image_fits(
-            Path(root) / name,
-            scene.image,
-            bands=scene.bands,
-            wcs=scene.wcs,
-            unit="nanomaggy",
-            pixel_scale=scene.pixel_scale,
-            header=_fits_header(scene, seed),
-        )
-    return scene_records(scene, file_name=name)
-
-
 def iter_scene_records(
     *,
     n: int,
@@ -156,10 +121,17 @@ def iter_scene_records(
     """
     cfg = validate_sim_config(config if config is not None else ClumpSimConfig())
     workers = check_run_args(n=n, seed=seed, workers=workers)
-    tasks = [(cfg, int(seed), i, None if root is None else str(root)) for i in range(n)]
-    yield from parallel_map(
-        _render, tasks, workers=workers, progress=progress, desc="simulate clumps"
+    worker = partial(
+        render_detection_image,
+        simulate_scene=simulate_clump_scene,
+        records=scene_records,
+        config=cfg,
+        seed=int(seed),
+        root=None if root is None else str(root),
+        psf_band="r",
+        objects="number of labelled objects (truth boxes)",
     )
+    yield from map_images(worker, n=n, workers=workers, progress=progress, desc="simulate clumps")
 
 
 def simulate_clumps(

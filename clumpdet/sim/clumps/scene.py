@@ -50,13 +50,13 @@ from astropy.wcs import WCS
 from scipy.signal import fftconvolve
 
 from clumpdet.data.fits import make_wcs
+from clumpdet.sim.clumps.config import SIM_BANDS, ClumpSimConfig, validate_sim_config
 from clumpdet.sim.common import (
     GSPARAMS,
     add_gaussian_noise,
     as_seed_sequence,
     draw_unit,
     galsim_seed,
-    image_seed,
     loguniform,
     psf_kernel,
     psf_profile,
@@ -64,18 +64,6 @@ from clumpdet.sim.common import (
     stamp_slices,
     substream,
 )
-from clumpdet.sim.config import SIM_BANDS, ClumpSimConfig, validate_sim_config
-
-# Re-exported from :mod:`clumpdet.sim.common` (public names of this module before the move).
-__all__ = [
-    "KIND_LABELS",
-    "ClumpScene",
-    "HostTruth",
-    "SimObject",
-    "as_seed_sequence",
-    "image_seed",
-    "simulate_clump_scene",
-]
 
 #: Label (COCO category id) of each object kind.
 KIND_LABELS: dict[str, int] = {"clump": 1, "star": 2, "background_galaxy": 2}
