@@ -1,7 +1,8 @@
 """Compare the truth of simulated clump data sets with the real Clump Scout statistics.
 
 The reference numbers are the Clump Scout statistics (46,164 aggregated volunteer boxes on 19,956
-clumpy galaxies; Adams et al. 2022; Popp et al. 2024). ``tools/sim_statistics.py`` is the command line.
+clumpy galaxies; Adams et al. 2022; Popp et al. 2024). ``tools/sim_statistics.py`` is the command
+line.
 """
 
 from __future__ import annotations
