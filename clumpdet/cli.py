@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config value, e.g. --set noise.sky_sb_r=21.5",
+        help="override a config value, e.g. --set noise.sky_sb.r=21.5",
     )
     s.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     s.add_argument("--overwrite", action="store_true", help="replace an existing output dir")

@@ -95,13 +95,13 @@ def test_prepare_sets_regenerates_on_a_different_seed_n_or_config(tmp_path, smal
     assert "seed: 5" in (tmp_path / "train" / "config.yaml").read_text()
 
     caplog.clear()
-    other = load_sim_config(None, [*SMALL["clumps"], "noise.gain_r=500"])
+    other = load_sim_config(None, [*SMALL["clumps"], "noise.gain.r=500"])
     with caplog.at_level(logging.WARNING, logger="clumpdet.sim.run"):
         prepare_sets(
             "clumps", {"train": (2, 5)}, config=other, out=tmp_path, workers=1, progress=False
         )
     (msg,) = [r.getMessage() for r in caplog.records]
-    assert "config differs at noise.gain_r (900.0 recorded, 500.0 wanted)" in msg
+    assert "config differs at noise.gain.r (900.0 recorded, 500.0 wanted)" in msg
 
 
 def test_prepare_sets_error_mode_names_the_folder_and_difference(tmp_path, small_clumps):

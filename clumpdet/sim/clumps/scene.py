@@ -363,7 +363,7 @@ def _place(
 def _draw_parameters(cfg: ClumpSimConfig, rng: np.random.Generator) -> _Params:
     p = cfg.psf
     fwhm_r = float(np.clip(rng.normal(p.fwhm_mean, p.fwhm_sd), p.fwhm_min, p.fwhm_max))
-    fwhm = {"g": fwhm_r * p.fwhm_factor_g, "r": fwhm_r, "i": fwhm_r * p.fwhm_factor_i}
+    fwhm = {b: fwhm_r * p.band_factor[b] for b in SIM_BANDS}
     host = _draw_host(cfg, rng)
     ra = float(rng.uniform(*cfg.image.ra_range))
     dec = float(rng.uniform(*cfg.image.dec_range))
@@ -512,8 +512,7 @@ def _simulate(
 
     # -- noise (GalSim RNG), per-pixel variance, S/N
     nz = cfg.noise
-    gains = {"g": nz.gain_g, "r": nz.gain_r, "i": nz.gain_i}
-    sky_sb = {"g": nz.sky_sb_g, "r": nz.sky_sb_r, "i": nz.sky_sb_i}
+    gains, sky_sb = nz.gain, nz.sky_sb
     gauss = galsim.GaussianDeviate(galsim.BaseDeviate(noise_seed))
     image = {}
     sky_sigma = {}
