@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from clumpdet.sim.common import loguniform
+from clumpdet.sim.optics import band_values
 
 
 def draw_sed(rng: np.random.Generator, base: tuple[float, ...], scatter: float) -> np.ndarray:
@@ -46,7 +47,7 @@ class SceneBuilder:
         q_min: float | None = None,
     ) -> dict[str, Any]:
         """Draw a disk + bulge galaxy (not yet added); returns its parameter dict."""
-        pop, rng = self.cfg.population, self.rng
+        pop, rng, bands = self.cfg.population, self.rng, self.cfg.image.bands
         hlr = loguniform(rng, pop.hlr_min, pop.hlr_max) if hlr is None else hlr
         qmin = pop.axis_ratio_min if q_min is None else q_min
         q = float(rng.uniform(qmin, 1.0)) if q is None else q
@@ -63,9 +64,9 @@ class SceneBuilder:
             "bt": bt,
             "bulge_hlr": hlr * ratio,
             "bulge_q": float(rng.uniform(max(q, 0.6), 1.0)),
-            "disk_sed": draw_sed(rng, pop.disk_sed, pop.sed_scatter),
-            "bulge_sed": draw_sed(rng, pop.bulge_sed, pop.sed_scatter),
-            "young_sed": draw_sed(rng, pop.young_sed, pop.sed_scatter),
+            "disk_sed": draw_sed(rng, band_values(pop.disk_sed, bands), pop.sed_scatter),
+            "bulge_sed": draw_sed(rng, band_values(pop.bulge_sed, bands), pop.sed_scatter),
+            "young_sed": draw_sed(rng, band_values(pop.young_sed, bands), pop.sed_scatter),
             "shear": 0.0,
             "shear_beta": 0.0,
             "bend": 0.0,
@@ -244,6 +245,6 @@ def add_star(b: SceneBuilder, g: dict[str, Any]) -> float:
         "spike_length": 0.25 * min(im.width, im.height) * im.pixel_scale,
         "spike_angle": float(rng.uniform(0.0, math.pi / 2)),
     }
-    sed = draw_sed(rng, b.cfg.population.bulge_sed, 0.3)
+    sed = draw_sed(rng, band_values(b.cfg.population.bulge_sed, im.bands), 0.3)
     b.add("point", geom, flux, sed)
     return flux

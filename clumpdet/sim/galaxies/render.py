@@ -29,6 +29,7 @@ from scipy.signal import fftconvolve
 from scipy.special import erf, gamma, gammaincinv
 
 from clumpdet.sim.common import add_gaussian_noise, galsim_seed, psf_kernel, psf_profile
+from clumpdet.sim.optics import band_values
 
 #: PSF kernels reach this many FWHM from their centre.
 KERNEL_FWHM = 4.0
@@ -199,6 +200,7 @@ class Rendered:
 def render_components(cfg: Any, components, ss: np.random.SeedSequence) -> Rendered:
     im, pc, nz = cfg.image, cfg.psf, cfg.noise
     scale, nb = im.pixel_scale, len(im.bands)
+    sky_sigma, gain = band_values(nz.sky_sigma, im.bands), band_values(nz.gain, im.bands)
     kernels = [
         psf_kernel(
             psf_profile(pc.profile, f, moffat_beta=pc.moffat_beta),
@@ -207,7 +209,7 @@ def render_components(cfg: Any, components, ss: np.random.SeedSequence) -> Rende
             radius_fwhm=KERNEL_FWHM,
             method="no_pixel",  # the sub-pixel grid already integrates over the pixel
         )
-        for f in pc.fwhm
+        for f in band_values(pc.fwhm, im.bands)
     ]
     pad = max(k.shape[0] for k in kernels) // 2
     grid = Grid(im.width, im.height, scale, im.oversample, pad)
@@ -227,8 +229,8 @@ def render_components(cfg: Any, components, ss: np.random.SeedSequence) -> Rende
     if im.surface_brightness:
         model /= scale**2
     ref = nb // 2
-    var_ref = nz.sky_sigma[ref] ** 2 + (
-        np.clip(model[ref], 0, None) / nz.gain[ref] if nz.poisson else 0.0
+    var_ref = sky_sigma[ref] ** 2 + (
+        np.clip(model[ref], 0, None) / gain[ref] if nz.poisson else 0.0
     )
     snr = float(np.sqrt(np.sum(model[ref] ** 2 / np.maximum(var_ref, 1e-30))))
     if not nz.enabled:
@@ -238,8 +240,8 @@ def render_components(cfg: Any, components, ss: np.random.SeedSequence) -> Rende
     for c in range(nb):
         image[c], _ = add_gaussian_noise(
             model[c],
-            base_var=nz.sky_sigma[c] ** 2,
-            gain=nz.gain[c],
+            base_var=sky_sigma[c] ** 2,
+            gain=gain[c],
             poisson=nz.poisson,
             deviate=deviate,
         )

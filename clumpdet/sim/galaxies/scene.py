@@ -63,6 +63,7 @@ from clumpdet.sim.galaxies.votes import (
     candels_probabilities,
     sample_votes,
 )
+from clumpdet.sim.optics import band_values
 
 #: Four-class label order.
 FOUR_CLASS_NAMES: tuple[str, ...] = ("normal", "ringed", "merger", "other")
@@ -388,7 +389,7 @@ def simulate_morphology_scene(
         flux = loguniform(rng, pop.flux_min, pop.flux_max)
         x, y = rng.normal(0.0, pop.offset_sd, size=2)
         geom = {"x": float(x), "y": float(y), "spikes": 0.0}
-        b.add("point", geom, flux, draw_sed(rng, pop.bulge_sed, 0.3))
+        b.add("point", geom, flux, draw_sed(rng, band_values(pop.bulge_sed, cfg.image.bands), 0.3))
         p.update(kind="star", flux=flux, hlr=0.0, q=1.0, bt=1.0)
         g = None
     elif kind == "elliptical":
@@ -458,7 +459,7 @@ def simulate_morphology_scene(
     )
     p["n_volunteers"] = n_vol
     ref = len(cfg.image.bands) // 2
-    pc = candels_probabilities(p, vc, cfg.psf.fwhm[ref])
+    pc = candels_probabilities(p, vc, band_values(cfg.psf.fwhm, cfg.image.bands)[ref])
     pc = (1.0 - 5 * vc.floor) * pc + vc.floor
     pc = vrng.dirichlet(vc.concentration * pc)
     c_counts = vrng.multinomial(vc.candels_classifiers, pc / pc.sum())
