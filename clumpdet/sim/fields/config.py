@@ -200,7 +200,7 @@ class StarPopulationConfig:
 
 
 @dataclass(frozen=True)
-class PairConfig:
+class FieldPairConfig:
     """Designed close pairs (the deblending test), added on top of the field population.
 
     Attributes
@@ -274,7 +274,7 @@ class FieldSimConfig:
     noise: FieldNoiseConfig = field(default_factory=FieldNoiseConfig)
     galaxies: GalaxyPopulationConfig = field(default_factory=GalaxyPopulationConfig)
     stars: StarPopulationConfig = field(default_factory=StarPopulationConfig)
-    pairs: PairConfig = field(default_factory=PairConfig)
+    pairs: FieldPairConfig = field(default_factory=FieldPairConfig)
     truth: FieldTruthConfig = field(default_factory=FieldTruthConfig)
 
 

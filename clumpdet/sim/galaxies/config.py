@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from clumpdet.config import read_yaml
 from clumpdet.errors import ConfigError
@@ -39,11 +39,6 @@ from clumpdet.sim.validate import (
     validate,
     weights,
 )
-
-#: Tasks of :func:`clumpdet.sim.simulate_galaxies`.
-GalaxyTask = Literal["mergers", "four_class", "morphology"]
-GALAXY_TASKS: tuple[str, ...] = ("mergers", "four_class", "morphology")
-
 
 #: Default bands of the merger task (DeepMerge: HST F814W, JWST F356W, HST F160W).
 HST_JWST_BANDS: tuple[str, ...] = ("F814W", "F356W", "F160W")
@@ -177,7 +172,7 @@ class PopulationConfig:
 
 
 @dataclass(frozen=True)
-class PairConfig:
+class MergerPairConfig:
     """Merging pairs (positives) and chance projections (hard negatives).
 
     Merging pairs: a secondary galaxy at projected separation ``s`` from the primary, both
@@ -499,7 +494,7 @@ class MergerSimConfig:
     psf: GalaxyPSFConfig = field(default_factory=GalaxyPSFConfig)
     noise: GalaxyNoiseConfig = field(default_factory=GalaxyNoiseConfig)
     population: PopulationConfig = field(default_factory=PopulationConfig)
-    pair: PairConfig = field(default_factory=PairConfig)
+    pair: MergerPairConfig = field(default_factory=MergerPairConfig)
     scene: MergerSceneConfig = field(default_factory=MergerSceneConfig)
 
 
@@ -513,7 +508,7 @@ class FourClassSimConfig:
     population: PopulationConfig = field(
         default_factory=lambda: _sdss_population(100.0, 1000.0, 4.0, 10.0)
     )
-    pair: PairConfig = field(default_factory=PairConfig)
+    pair: MergerPairConfig = field(default_factory=MergerPairConfig)
     arms: ArmsConfig = field(default_factory=ArmsConfig)
     ring: RingConfig = field(default_factory=RingConfig)
     irregular: IrregularConfig = field(default_factory=IrregularConfig)
@@ -530,7 +525,7 @@ class MorphologySimConfig:
     population: PopulationConfig = field(
         default_factory=lambda: _sdss_population(60.0, 600.0, 2.5, 6.0)
     )
-    pair: PairConfig = field(default_factory=PairConfig)
+    pair: MergerPairConfig = field(default_factory=MergerPairConfig)
     arms: ArmsConfig = field(default_factory=ArmsConfig)
     ring: RingConfig = field(default_factory=RingConfig)
     irregular: IrregularConfig = field(default_factory=IrregularConfig)
@@ -538,9 +533,7 @@ class MorphologySimConfig:
     votes: VotesConfig = field(default_factory=VotesConfig)
 
 
-GalaxySimConfig = MergerSimConfig | FourClassSimConfig | MorphologySimConfig
-
-#: Config class of each task.
+#: Config class of each task of :func:`clumpdet.sim.simulate_galaxies`.
 TASK_CONFIGS: dict[str, type] = {
     "mergers": MergerSimConfig,
     "four_class": FourClassSimConfig,
@@ -551,7 +544,9 @@ TASK_CONFIGS: dict[str, type] = {
 def task_config_class(task: str) -> type:
     """Config dataclass of ``task``; ConfigError naming the valid tasks otherwise."""
     if task not in TASK_CONFIGS:
-        raise ConfigError(f"task: unknown galaxy simulation task {task!r}; choose: {GALAXY_TASKS}")
+        raise ConfigError(
+            f"task: unknown galaxy simulation task {task!r}; choose: {tuple(TASK_CONFIGS)}"
+        )
     return TASK_CONFIGS[task]
 
 
@@ -560,7 +555,9 @@ def task_of_config(cfg: Any) -> str:
     for name, cls in TASK_CONFIGS.items():
         if isinstance(cfg, cls):
             return name
-    raise ConfigError(f"config: expected one of {GALAXY_TASKS} configs, got {type(cfg).__name__}")
+    raise ConfigError(
+        f"config: expected one of {tuple(TASK_CONFIGS)} configs, got {type(cfg).__name__}"
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -471,7 +471,7 @@ def simulate_morphology_scene(
     return _finish("morphology", cfg, r, fractions, p, image_id, return_model, extra)
 
 
-_SIMULATORS = {
+_TASK_SCENES = {
     "mergers": simulate_merger_scene,
     "four_class": simulate_four_class_scene,
     "morphology": simulate_morphology_scene,
@@ -494,4 +494,4 @@ def simulate_galaxy_scene(
     cfg = cls() if config is None else config
     if task_of_config(cfg) != task:
         raise ConfigError(f"config: a {type(cfg).__name__} cannot simulate task {task!r}")
-    return _SIMULATORS[task](config=cfg, seed=seed, image_id=image_id, return_model=return_model)
+    return _TASK_SCENES[task](config=cfg, seed=seed, image_id=image_id, return_model=return_model)
