@@ -176,6 +176,96 @@ def render_detection_image(
     return records(scene, file_name=name)
 
 
+def write_detection_set(
+    out: str | Path,
+    *,
+    kind: str,
+    config: Any,
+    n: int,
+    seed: int,
+    workers: int | None,
+    overwrite: bool,
+    progress: bool,
+    simulate_scene: Callable[..., Any],
+    records: Callable[..., tuple[Any, ...]],
+    categories: list[dict[str, Any]],
+    description: str,
+    psf_band: str,
+    objects: str,
+    tables: Callable[[Path, list[tuple[list[dict[str, Any]], Any]]], None],
+) -> Path:
+    """Simulate and write a COCO detection set atomically: the driver of every detection kind.
+
+    Writes ``images/NNNNNN.fits`` (:func:`render_detection_image`), ``annotations.json``
+    (annotation ids ``1 ..`` in image order, ``info`` from :func:`coco_info`), the kind's tables
+    and the run record ``config.yaml``.
+
+    Parameters
+    ----------
+    out : path
+        Output directory, built under a temporary name and renamed on success.
+    kind : str
+        Registry name, recorded in the run record and the progress bar.
+    config : config object
+        The validated simulation config.
+    n, seed, workers, overwrite, progress
+        As in :func:`clumpdet.sim.simulate_clumps`.
+    simulate_scene, records, psf_band, objects
+        See :func:`render_detection_image`; ``records`` returns ``(image, annotations)`` or
+        ``(image, annotations, extra)``.
+    categories : list of dict
+        COCO categories.
+    description : str
+        COCO ``info.description``.
+    tables : callable
+        ``tables(tmp_dir, [(annotations_with_ids, extra), ...])`` writes the kind's other files
+        (one entry per image, in order).
+
+    Returns
+    -------
+    Path
+        ``out``.
+    """
+    from clumpdet.data.coco import write_coco
+    from clumpdet.utils import atomic_dir
+
+    workers = check_run_args(n=n, seed=seed, workers=workers)
+    out = Path(out)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        (tmp / "images").mkdir()
+        worker = partial(
+            render_detection_image,
+            simulate_scene=simulate_scene,
+            records=records,
+            config=config,
+            seed=int(seed),
+            root=str(tmp),
+            psf_band=psf_band,
+            objects=objects,
+        )
+        images: list[dict[str, Any]] = []
+        annotations: list[dict[str, Any]] = []
+        per_image: list[tuple[list[dict[str, Any]], Any]] = []
+        desc = f"simulate {kind}"
+        for image, anns, *extra in map_images(
+            worker, n=n, workers=workers, progress=progress, desc=desc
+        ):
+            images.append(image)
+            numbered = [{"id": len(annotations) + k + 1, **a} for k, a in enumerate(anns)]
+            annotations.extend(numbered)
+            per_image.append((numbered, extra[0] if extra else None))
+        write_coco(
+            tmp / "annotations.json",
+            images=images,
+            annotations=annotations,
+            categories=categories,
+            info=coco_info(description, seed=seed, n=n),
+        )
+        tables(tmp, per_image)
+        save_run_config(config, tmp / "config.yaml", kind=kind, seed=seed, n=n)
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # the registry
 

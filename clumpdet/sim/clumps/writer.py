@@ -16,18 +16,19 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from clumpdet.data.coco import CLUMP_CATEGORIES, write_coco
+from clumpdet.data.coco import CLUMP_CATEGORIES
 from clumpdet.data.labels import write_labels_csv
 from clumpdet.sim.clumps.config import ClumpSimConfig, validate_sim_config
 from clumpdet.sim.clumps.scene import ClumpScene, simulate_clump_scene
 from clumpdet.sim.run import (
     check_run_args,
-    coco_info,
     map_images,
     render_detection_image,
-    save_run_config,
+    write_detection_set,
 )
-from clumpdet.utils import atomic_dir
+
+#: Comment of the FITS ``NOBJ`` card.
+_NOBJ = "number of labelled objects (truth boxes)"
 
 
 def scene_records(
@@ -102,9 +103,9 @@ def iter_scene_records(
     config: ClumpSimConfig | None = None,
     workers: int | None = None,
     progress: bool = True,
-    root: str | Path | None = None,
 ) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
-    """Simulate images ``0 .. n-1`` of a run and yield their COCO records in order.
+    """Simulate images ``0 .. n-1`` of a run in memory and yield their COCO records in order
+    (the records :func:`simulate_clumps` writes, without the files).
 
     Parameters
     ----------
@@ -116,8 +117,6 @@ def iter_scene_records(
         Processes; default ``os.cpu_count()``; 1 runs in this process. Output does not depend on it.
     progress : bool
         Show a tqdm bar.
-    root : path, optional
-        When given, each image's FITS is written to ``root / images/NNNNNN.fits``.
     """
     cfg = validate_sim_config(config if config is not None else ClumpSimConfig())
     workers = check_run_args(n=n, seed=seed, workers=workers)
@@ -127,9 +126,9 @@ def iter_scene_records(
         records=scene_records,
         config=cfg,
         seed=int(seed),
-        root=None if root is None else str(root),
+        root=None,
         psf_band="r",
-        objects="number of labelled objects (truth boxes)",
+        objects=_NOBJ,
     )
     yield from map_images(worker, n=n, workers=workers, progress=progress, desc="simulate clumps")
 
@@ -181,28 +180,30 @@ def simulate_clumps(
         ``out`` exists and is not empty and ``overwrite`` is false.
     """
     cfg = validate_sim_config(config if config is not None else ClumpSimConfig())
-    check_run_args(n=n, seed=seed, workers=workers)
-    out = Path(out)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        (tmp / "images").mkdir()
-        images, annotations, rows = [], [], []
-        for image, anns in iter_scene_records(
-            n=n, seed=seed, config=cfg, workers=workers, progress=progress, root=tmp
-        ):
-            images.append(image)
-            for a in anns:
-                a = {"id": len(annotations) + 1, **a}
-                annotations.append(a)
-                x, y, bw, bh = a["bbox"]
-                rows.append((a["image_id"], a["category_id"], x, y, x + bw, y + bh))
-        info = coco_info("clumpdet simulated clumpy galaxies (GalSim)", seed=seed, n=n)
-        write_coco(
-            tmp / "annotations.json",
-            images=images,
-            annotations=annotations,
-            categories=CLUMP_CATEGORIES,
-            info=info,
-        )
-        write_labels_csv(tmp / "labels.csv", rows)
-        save_run_config(cfg, tmp / "config.yaml", kind="clumps", seed=seed, n=n)
-    return out
+    return write_detection_set(
+        out,
+        kind="clumps",
+        config=cfg,
+        n=n,
+        seed=seed,
+        workers=workers,
+        overwrite=overwrite,
+        progress=progress,
+        simulate_scene=simulate_clump_scene,
+        records=scene_records,
+        categories=CLUMP_CATEGORIES,
+        description="clumpdet simulated clumpy galaxies (GalSim)",
+        psf_band="r",
+        objects=_NOBJ,
+        tables=_write_labels,
+    )
+
+
+def _write_labels(root: Path, per_image: list[tuple[list[dict[str, Any]], Any]]) -> None:
+    """``labels.csv``: one ``local_ids,label,x1,y1,x2,y2`` row per annotation."""
+    rows = []
+    for anns, _ in per_image:
+        for a in anns:
+            x, y, bw, bh = a["bbox"]
+            rows.append((a["image_id"], a["category_id"], x, y, x + bw, y + bh))
+    write_labels_csv(root / "labels.csv", rows)

@@ -20,18 +20,11 @@ from typing import Any
 
 import pandas as pd
 
-from clumpdet.data.coco import write_coco
 from clumpdet.errors import InputError
 from clumpdet.sim.fields.config import FIELD_CATEGORIES, FieldSimConfig, validate_field_config
 from clumpdet.sim.fields.scene import FieldScene, simulate_field_scene
-from clumpdet.sim.run import (
-    check_run_args,
-    coco_info,
-    map_images,
-    render_detection_image,
-    save_run_config,
-)
-from clumpdet.utils import atomic_dir, atomic_path
+from clumpdet.sim.run import write_detection_set
+from clumpdet.utils import atomic_path
 
 #: Pair ids are ``image_id * PAIR_ID_STRIDE + local id``, unique over a data set.
 PAIR_ID_STRIDE = 100_000
@@ -163,50 +156,39 @@ def simulate_fields(
         ``out``.
     """
     cfg = validate_field_config(config if config is not None else FieldSimConfig())
-    workers = check_run_args(n=n, seed=seed, workers=workers)
-    out = Path(out)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        (tmp / "images").mkdir()
-        images, annotations, objects = [], [], []
-        worker = partial(
-            render_detection_image,
-            simulate_scene=simulate_field_scene,
-            records=field_records,
-            config=cfg,
-            seed=int(seed),
-            root=str(tmp),
-            psf_band="reference",
-            objects="number of simulated objects (incl. unlabelled)",
-        )
-        for image, anns, rows in map_images(
-            worker, n=n, workers=workers, progress=progress, desc="simulate fields"
-        ):
-            images.append(image)
-            by_object = {}
-            for a in anns:
-                a = {"id": len(annotations) + 1, **a}
-                annotations.append(a)
-                by_object[a["object_id"]] = a["id"]
-            for r in rows:
-                r["annotation_id"] = by_object.get(r["object_id"], -1)
-                objects.append(r)
-        info = coco_info(
-            "clumpdet simulated blended fields: stars and galaxies (GalSim)", seed=seed, n=n
-        )
-        write_coco(
-            tmp / "annotations.json",
-            images=images,
-            annotations=annotations,
-            categories=FIELD_CATEGORIES,
-            info=info,
-        )
-        mags = [f"mag_{b}" for b in cfg.image.bands]
-        cols = [*OBJECT_COLUMNS[:5], *mags, *OBJECT_COLUMNS[5:]]
-        df = pd.DataFrame(objects).reindex(columns=cols)
-        with atomic_path(tmp / "objects.csv") as p:
-            df.to_csv(p, index=False, float_format="%.6g")
-        save_run_config(cfg, tmp / "config.yaml", kind="fields", seed=seed, n=n)
-    return out
+    return write_detection_set(
+        out,
+        kind="fields",
+        config=cfg,
+        n=n,
+        seed=seed,
+        workers=workers,
+        overwrite=overwrite,
+        progress=progress,
+        simulate_scene=simulate_field_scene,
+        records=field_records,
+        categories=FIELD_CATEGORIES,
+        description="clumpdet simulated blended fields: stars and galaxies (GalSim)",
+        psf_band="reference",
+        objects="number of simulated objects (incl. unlabelled)",
+        tables=partial(_write_objects, bands=tuple(cfg.image.bands)),
+    )
+
+
+def _write_objects(
+    root: Path, per_image: list[tuple[list[dict[str, Any]], Any]], *, bands: tuple[str, ...]
+) -> None:
+    """``objects.csv``: every object, with the id of its annotation (-1 when unlabelled)."""
+    objects = []
+    for anns, rows in per_image:
+        by_object = {a["object_id"]: a["id"] for a in anns}
+        for r in rows:
+            r["annotation_id"] = by_object.get(r["object_id"], -1)
+            objects.append(r)
+    cols = [*OBJECT_COLUMNS[:5], *(f"mag_{b}" for b in bands), *OBJECT_COLUMNS[5:]]
+    df = pd.DataFrame(objects).reindex(columns=cols)
+    with atomic_path(root / "objects.csv") as p:
+        df.to_csv(p, index=False, float_format="%.6g")
 
 
 def read_objects(sim_dir: str | Path) -> pd.DataFrame:
