@@ -13,6 +13,7 @@ from pathlib import Path
 
 from clumpdet import __version__
 from clumpdet.errors import ClumpdetError
+from clumpdet.sim.run import SIMULATORS
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -150,8 +151,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"clumpdet {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    from clumpdet.sim.run import SIMULATORS
 
     s = sub.add_parser("simulate", help="simulate images with exact truth (GalSim)")
     s.add_argument(
