@@ -13,39 +13,23 @@ from pathlib import Path
 
 from clumpdet import __version__
 from clumpdet.errors import ClumpdetError
+from clumpdet.sim.run import SIMULATORS
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    if args.kind not in ("clumps", "fields"):
-        from clumpdet.sim import load_galaxy_sim_config, simulate_galaxies
+    from clumpdet.sim import simulate_set
 
-        if args.kind == "rings":  # the name for the four-class (ringed ...) set
-            args.kind = "four_class"
-        out = simulate_galaxies(
-            task=args.kind,
-            n=args.n,
-            seed=args.seed,
-            out=args.out,
-            config=load_galaxy_sim_config(args.kind, args.config, args.set),
-            workers=args.workers,
-            overwrite=args.overwrite,
-        )
-        print(f"wrote {args.n} {args.kind} galaxies and labels to {out}")
-        return 0
-    from clumpdet.sim.detection_sets import simulate_detection_set
-
-    out = simulate_detection_set(
+    out = simulate_set(
         args.kind,
         n=args.n,
         seed=args.seed,
         out=args.out,
-        config_path=args.config,
+        config=args.config,
         overrides=args.set,
         workers=args.workers,
         overwrite=args.overwrite,
     )
-    what = "fields" if args.kind == "fields" else "images"
-    print(f"wrote {args.n} {what} and truth to {out}")
+    print(f"wrote {args.n} {args.kind} images and truth to {out}")
     return 0
 
 
@@ -171,9 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="simulate images with exact truth (GalSim)")
     s.add_argument(
         "kind",
-        choices=["clumps", "fields", "mergers", "four_class", "rings", "morphology"],
-        help="detection sets (clumpy galaxies; blended star/galaxy fields) or classification "
-        "sets (rings = four_class)",
+        choices=list(SIMULATORS),
+        help="; ".join(f"{k}: {v}" for k, v in SIMULATORS.describe().items()),
     )
     s.add_argument("--n", type=int, required=True, help="number of images")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -184,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config value, e.g. --set noise.sky_sb_r=21.5",
+        help="override a config value, e.g. --set noise.sky_sb.r=21.5",
     )
     s.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     s.add_argument("--overwrite", action="store_true", help="replace an existing output dir")

@@ -21,8 +21,9 @@ from clumpdet.sim import (
     load_sim_config,
     simulate_clump_scene,
     simulate_clumps,
+    validate_sim_config,
 )
-from clumpdet.sim.config import sim_config_fields
+from clumpdet.sim.clumps.config import sim_config_fields
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "sim"
 
@@ -86,6 +87,33 @@ def test_unknown_key_is_rejected(tmp_path):
 def test_bad_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_sim_config(None, [override])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "noise.gain.i=-5",
+            r"config: noise\.gain: values must be finite and > 0, got \{'i': -5\.0\}",
+        ),
+        ("psf.band_factor.g=0", r"config: psf\.band_factor: values must be finite and > 0"),
+        ("psf.band_factor.r=1.1", r"config: psf\.band_factor: the r band is the reference"),
+        ("host.offset_sd=-1", r"config: host\.offset_sd: must be >= 0, got -1\.0"),
+        ("odd_clumps.star_fraction=2", r"config: odd_clumps\.star_fraction: must be in \[0, 1\]"),
+    ],
+)
+def test_validator_rejects_bad_per_band_and_negative_values(override, message):
+    with pytest.raises(ConfigError, match=message) as exc:
+        load_sim_config(None, [override])
+    assert "\n" not in str(exc.value)
+
+
+def test_per_band_values_need_every_band_and_overrides_keep_the_others():
+    cfg = load_sim_config(None, ["noise.gain.r=500"])
+    assert cfg.noise.gain == {"g": 900.0, "r": 500.0, "i": 680.0}
+    bad = dataclasses.replace(cfg, noise=dataclasses.replace(cfg.noise, sky_sb={"g": 22.0}))
+    with pytest.raises(ConfigError, match=r"noise\.sky_sb: needs a value for every band"):
+        validate_sim_config(bad)
 
 
 def test_saved_config_round_trips(tmp_path):

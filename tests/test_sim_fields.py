@@ -19,7 +19,7 @@ from clumpdet.sim import (
     read_objects,
     simulate_field_scene,
 )
-from clumpdet.sim.fields import stamp_mask_rle
+from clumpdet.sim.fields.scene import stamp_mask_rle
 
 ROOT = Path(__file__).parents[1]
 
@@ -110,6 +110,16 @@ def test_bad_config_names_the_key():
         load_field_config(None, ["image.bands=[u, r]"])
     with pytest.raises(ConfigError, match="galaxies.mag_min"):
         load_field_config(None, ["galaxies.mag_min=26"])
+
+
+def test_per_band_rules_name_the_key():
+    with pytest.raises(ConfigError, match=r"psf\.band_factor: values must be finite and > 0"):
+        load_field_config(None, ["psf.band_factor.z=-1"])
+    with pytest.raises(ConfigError, match=r"noise\.depth_5sigma: expected a mapping"):
+        load_field_config(None, ["noise.depth_5sigma=23"])
+    with pytest.raises(ConfigError, match=r"stars\.density: must be >= 0, got -1\.0"):
+        load_field_config(None, ["stars.density=-1"])
+    assert load_field_config(None, ["psf.band_factor.g=1.2"]).psf.band_factor["z"] == 0.93
 
 
 def test_writer_and_cli(tmp_path):

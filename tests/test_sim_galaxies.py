@@ -1,4 +1,4 @@
-"""Tests of the galaxy-classification simulators (clumpdet.sim.galaxies / galaxy_writer)."""
+"""Tests of the galaxy-classification simulators (clumpdet.sim.galaxies)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from clumpdet.sim import (
     simulate_galaxy_scene,
     simulate_merger_scene,
 )
-from clumpdet.sim.galaxy_config import galaxy_config_fields
+from clumpdet.sim.galaxies.config import galaxy_config_fields
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "sim"
 TASKS = ("mergers", "four_class", "morphology")
@@ -67,7 +67,9 @@ def test_yaml_default_is_dataclass_default(task):
     ("task", "override", "key"),
     [
         ("mergers", "pair.separation_min=9", "pair.separation_min"),
-        ("mergers", "noise.sky_sigma=[0.1]", "noise.sky_sigma"),
+        ("mergers", "noise.sky_sigma.F356W=-0.1", "noise.sky_sigma"),
+        ("mergers", "image.bands=[F814W, F356W, F200W]", "psf.fwhm"),
+        ("four_class", "population.disk_sed.r=0", "population.disk_sed"),
         ("mergers", "scene.positive_fraction=1.5", "scene.positive_fraction"),
         ("mergers", "image.oversample=0", "image.oversample"),
         ("four_class", "population.hlr_min=-1", "population.hlr_min"),
@@ -140,8 +142,8 @@ def test_merger_flux_and_pristine_noise():
     flux = sc.model[0].sum() * cfg.image.pixel_scale**2  # uJy/arcsec2 -> uJy
     assert flux == pytest.approx(sc.params["g1_flux"], rel=0.03)
     resid = (sc.image - sc.model)[:, :12, :12]  # a corner: sky noise only
-    for c, sigma in enumerate(cfg.noise.sky_sigma):
-        assert np.std(resid[c]) == pytest.approx(sigma, rel=0.2)
+    for c, band in enumerate(cfg.image.bands):
+        assert np.std(resid[c]) == pytest.approx(cfg.noise.sky_sigma[band], rel=0.2)
     pristine = load_galaxy_sim_config(
         "mergers", None, ["noise.enabled=false", "scene.positive_fraction=0"]
     )

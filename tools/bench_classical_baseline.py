@@ -37,17 +37,11 @@ from clumpdet.utils import atomic_write
 
 
 def _simulate(out: Path, *, n: int, seed: int, workers: int | None) -> Path:
-    """Simulate the default SDSS-like set under ``out`` (reused if already there)."""
-    from clumpdet.sim import load_sim_config, simulate_clumps
+    """Simulate the default SDSS-like set under ``out`` (reused if its run record matches)."""
+    from clumpdet.sim import prepare_sets
 
-    sim_dir = out / f"sim_n{n}_seed{seed}"
-    if (sim_dir / "annotations.json").is_file():
-        print(f"reusing {sim_dir}")
-        return sim_dir
-    t0 = time.perf_counter()
-    simulate_clumps(n=n, seed=seed, out=sim_dir, config=load_sim_config(None, []), workers=workers)
-    print(f"simulated {n} images (seed {seed}) in {time.perf_counter() - t0:.0f} s -> {sim_dir}")
-    return sim_dir
+    name = f"sim_n{n}_seed{seed}"
+    return prepare_sets("clumps", {name: (n, seed)}, out=out, workers=workers)[name]
 
 
 def _xyxy(records: list[dict[str, Any]]) -> np.ndarray:

@@ -49,14 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
-    from clumpdet.sim import simulate_galaxies
+    from clumpdet.sim import prepare_sets
 
     rows = []
     for name in args.only or list(RUNS):
         cfg_file, sim_task, extra = RUNS[name]
-        data = args.out / "data" / sim_task
-        if not (data / "labels.csv").is_file():
-            simulate_galaxies(task=sim_task, n=args.n, seed=args.seed, out=data, overwrite=True)
+        data = prepare_sets(sim_task, {sim_task: (args.n, args.seed)}, out=args.out / "data")[
+            sim_task
+        ]
         cfg = load_config(
             ClassifierTrainConfig,
             ROOT / "configs" / "classifier" / cfg_file,

@@ -33,17 +33,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def simulate_sets(data: Path, sizes: dict[str, int], sim_config: Path | None) -> dict[str, Path]:
-    from clumpdet.sim import load_sim_config, simulate_clumps
+    from clumpdet.sim import prepare_sets
 
-    cfg = load_sim_config(sim_config)
     seeds = {"train": 0, "val": 1, "test": 2}
-    out = {}
-    for name, n in sizes.items():
-        target = data / name
-        if not (target / "annotations.json").is_file():
-            simulate_clumps(n=n, seed=seeds[name], out=target, config=cfg, overwrite=True)
-        out[name] = target / "annotations.json"
-    return out
+    splits = {name: (n, seeds[name]) for name, n in sizes.items()}
+    sets = prepare_sets("clumps", splits, config=sim_config, out=data)
+    return {name: path / "annotations.json" for name, path in sets.items()}
 
 
 def row(name: str, m: dict) -> dict:

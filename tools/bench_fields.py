@@ -16,22 +16,11 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import time
 from pathlib import Path
 
 from clumpdet.errors import ClumpdetError
 from clumpdet.experiments.deblending import run_deblending_benchmark, summarise
-from clumpdet.sim import load_field_config, simulate_fields
-
-
-def _simulate(path: Path, *, n: int, seed: int, config: str | None) -> Path:
-    if (path / "annotations.json").is_file():
-        print(f"reusing {path}")
-        return path
-    t0 = time.perf_counter()
-    simulate_fields(n=n, seed=seed, out=path, config=load_field_config(config), overwrite=True)
-    print(f"simulated {n} fields (seed {seed}) in {time.perf_counter() - t0:.0f} s -> {path}")
-    return path
+from clumpdet.sim import prepare_sets
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,13 +36,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_fields: error: {args.checkpoint}: checkpoint not found", file=sys.stderr)
         return 2
     try:
-        data = args.out / "data"
-        test = _simulate(
-            data / f"test_n{args.n_test}_seed2", n=args.n_test, seed=2, config=args.sim_config
+        test_name, val_name = f"test_n{args.n_test}_seed2", f"val_n{args.n_val}_seed1"
+        sets = prepare_sets(
+            "fields",
+            {test_name: (args.n_test, 2), val_name: (args.n_val, 1)},
+            config=args.sim_config,
+            out=args.out / "data",
+            progress=not args.no_progress,
         )
-        val = _simulate(
-            data / f"val_n{args.n_val}_seed1", n=args.n_val, seed=1, config=args.sim_config
-        )
+        test, val = sets[test_name], sets[val_name]
         results = run_deblending_benchmark(
             checkpoint=args.checkpoint,
             test_dir=test,

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from clumpdet.sim import image_seed, load_galaxy_sim_config, simulate_galaxy_scene
-from clumpdet.sim.galaxies import GalaxyScene, galaxy_rgb
+from clumpdet.sim.galaxies.scene import GalaxyScene
+from clumpdet.sim.plots import galaxy_rgb
 from clumpdet.utils import atomic_path
 
 #: (task, panel title, predicate on the scene's params)

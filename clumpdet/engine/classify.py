@@ -567,18 +567,11 @@ def load_classification_data(cfg: ClassifierDataConfig, *, task: str, out: Path)
     from clumpdet.data.classification import load_data
 
     if cfg.source == "simulate":
-        from clumpdet.sim import simulate_galaxies
+        from clumpdet.sim.run import prepare_sets
 
-        target = out / "data" / SIM_TASK[task]
-        if not (target / "labels.csv").is_file():
-            simulate_galaxies(
-                task=SIM_TASK[task],
-                n=cfg.simulate_n,
-                seed=cfg.simulate_seed,
-                out=target,
-                overwrite=True,
-            )
-        return read_sim_dir(target, task=task)
+        kind = SIM_TASK[task]
+        sets = prepare_sets(kind, {kind: (cfg.simulate_n, cfg.simulate_seed)}, out=out / "data")
+        return read_sim_dir(sets[kind], task=task)
     if cfg.source == "sim_dir":
         if cfg.path is None:
             raise ConfigError("data.path: give the simulated folder for source: sim_dir")

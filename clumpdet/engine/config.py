@@ -16,7 +16,7 @@ class SimulateDataConfig:
     Attributes
     ----------
     kind : str
-        Detection simulator (``clumpdet.sim.DETECTION_SIMULATORS``): ``clumps`` (clumpy SDSS-like
+        Detection simulator (``clumpdet.sim.SIMULATORS``): ``clumps`` (clumpy SDSS-like
         galaxies) or ``fields`` (stars and galaxies in blended DECam-like fields).
     config : str or None
         Simulation YAML (``configs/sim/...``); ``None`` uses that simulator's built-in default.

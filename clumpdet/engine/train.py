@@ -182,23 +182,24 @@ def _simulate_if_needed(config: TrainConfig, out: Path) -> tuple[str, str | None
     d = config.data
     if d.train is not None:
         return d.train, d.val
-    from clumpdet.sim.detection_sets import detection_simulator
+    from clumpdet.sim.run import prepare_sets, simulator
 
     s = d.simulate
-    sim = detection_simulator(s.kind)
+    sim = simulator(s.kind)
+    if not sim.detection:
+        raise ConfigError(f"data.simulate.kind: {s.kind!r} simulates classification sets")
     if tuple(config.model.class_names) != sim.class_names:
         raise ConfigError(
             f"model.class_names {list(config.model.class_names)} do not match the {s.kind!r} "
             f"simulator's categories {list(sim.class_names)}"
         )
-    sim_cfg = sim.load_config(s.config, [])
-    paths = []
-    for name, n, seed in (("train", s.n_train, s.seed), ("val", s.n_val, s.seed + 1)):
-        target = out / "data" / name
-        if not (target / "annotations.json").is_file():
-            sim.simulate(n=n, seed=seed, out=target, config=sim_cfg, overwrite=True)
-        paths.append(str(target / "annotations.json"))
-    return paths[0], paths[1]
+    sets = prepare_sets(
+        s.kind,
+        {"train": (s.n_train, s.seed), "val": (s.n_val, s.seed + 1)},
+        config=s.config,
+        out=out / "data",
+    )
+    return str(sets["train"] / "annotations.json"), str(sets["val"] / "annotations.json")
 
 
 def prepare_data(

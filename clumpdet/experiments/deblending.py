@@ -33,7 +33,7 @@ from clumpdet.evaluation.deblending import (
 from clumpdet.evaluation.detection import to_json_safe
 from clumpdet.evaluation.plots import plot_source_comparison
 from clumpdet.inference.predictor import Predictor
-from clumpdet.sim.field_writer import read_objects
+from clumpdet.sim.fields.writer import read_objects
 from clumpdet.utils import atomic_write
 
 #: Classical tuning grid: (threshold in matched-filter sigmas, deblending contrast).

@@ -324,21 +324,16 @@ def _prepare_data(config: TransferConfig, out: Path) -> dict[str, str]:
         for path in sets.values():
             load_coco(path)  # InputError naming the file if it is unreadable
         return {k: str(v) for k, v in sets.items()}
-    from clumpdet.sim import load_sim_config, simulate_clumps
+    from clumpdet.sim.run import prepare_sets
 
     s = d.simulate
-    sim_cfg = load_sim_config(s.config)
-    out_sets = {}
-    for k, (n, seed) in {
+    splits = {
         "train": (s.n_train, s.seed),
         "val": (s.n_val, s.seed + 1),
         "test": (s.n_test, s.seed + 2),
-    }.items():
-        target = out / "data" / k
-        if not (target / "annotations.json").is_file():
-            simulate_clumps(n=n, seed=seed, out=target, config=sim_cfg, overwrite=True)
-        out_sets[k] = str(target / "annotations.json")
-    return out_sets
+    }
+    sets = prepare_sets("clumps", splits, config=s.config, out=out / "data")
+    return {k: str(v / "annotations.json") for k, v in sets.items()}
 
 
 def _pretrain_backbone(entry: BackboneEntry, out: Path, *, progress: bool) -> Path:

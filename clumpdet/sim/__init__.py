@@ -2,82 +2,68 @@
 classification data sets (``simulate_galaxies``: mergers, four_class, morphology), and blended
 star/galaxy survey fields (``simulate_fields``).
 
-See :mod:`clumpdet.sim.clumps` for the physics, the truth-box rule and the S/N definition, and
-``configs/sim/clumps_sdss.yaml`` for every knob with its default.
+All five are registered in :data:`SIMULATORS` (:mod:`clumpdet.sim.run`); :func:`simulate_set`
+simulates one set of any kind and :func:`prepare_sets` the train / val / test splits of a run,
+reusing a folder only when its recorded run (kind, seed, n, resolved config) matches.
+
+See :mod:`clumpdet.sim.clumps.scene` for the physics, the truth-box rule and the S/N definition, and
+``configs/sim/clumps_sdss.yaml`` for every knob with its default. The names below are imported
+lazily, so ``import clumpdet.sim`` (and the CLI's ``--help``) does not import GalSim.
 """
 
-from clumpdet.sim.clumps import (
-    KIND_LABELS,
-    ClumpScene,
-    HostTruth,
-    SimObject,
-    image_seed,
-    simulate_clump_scene,
-)
-from clumpdet.sim.config import (
-    ClumpSimConfig,
-    load_sim_config,
-    validate_sim_config,
-)
-from clumpdet.sim.detection_sets import (
-    DETECTION_SIMULATORS,
-    detection_simulator,
-    simulate_detection_set,
-)
-from clumpdet.sim.field_config import FIELD_CATEGORIES, FieldSimConfig, load_field_config
-from clumpdet.sim.field_writer import read_objects, simulate_fields
-from clumpdet.sim.fields import FieldScene, simulate_field_scene
-from clumpdet.sim.galaxies import (
-    FOUR_CLASS_NAMES,
-    GalaxyScene,
-    simulate_four_class_scene,
-    simulate_galaxy_scene,
-    simulate_merger_scene,
-    simulate_morphology_scene,
-)
-from clumpdet.sim.galaxy_config import (
-    FourClassSimConfig,
-    MergerSimConfig,
-    MorphologySimConfig,
-    load_galaxy_sim_config,
-    validate_galaxy_sim_config,
-)
-from clumpdet.sim.galaxy_writer import galaxy_label_columns, simulate_galaxies
-from clumpdet.sim.writer import scene_records, simulate_clumps
+from __future__ import annotations
 
-__all__ = [
-    "DETECTION_SIMULATORS",
-    "FIELD_CATEGORIES",
-    "FOUR_CLASS_NAMES",
-    "KIND_LABELS",
-    "ClumpScene",
-    "ClumpSimConfig",
-    "FieldScene",
-    "FieldSimConfig",
-    "FourClassSimConfig",
-    "GalaxyScene",
-    "HostTruth",
-    "MergerSimConfig",
-    "MorphologySimConfig",
-    "SimObject",
-    "detection_simulator",
-    "galaxy_label_columns",
-    "image_seed",
-    "load_field_config",
-    "load_galaxy_sim_config",
-    "load_sim_config",
-    "read_objects",
-    "scene_records",
-    "simulate_clump_scene",
-    "simulate_clumps",
-    "simulate_detection_set",
-    "simulate_field_scene",
-    "simulate_fields",
-    "simulate_four_class_scene",
-    "simulate_galaxies",
-    "simulate_galaxy_scene",
-    "simulate_merger_scene",
-    "simulate_morphology_scene",
-    "validate_galaxy_sim_config",
-    "validate_sim_config",
-]
+import importlib
+from typing import Any
+
+_LAZY = {
+    "KIND_LABELS": "clumpdet.sim.clumps.scene",
+    "ClumpScene": "clumpdet.sim.clumps.scene",
+    "HostTruth": "clumpdet.sim.clumps.scene",
+    "SimObject": "clumpdet.sim.clumps.scene",
+    "simulate_clump_scene": "clumpdet.sim.clumps.scene",
+    "image_seed": "clumpdet.sim.common",
+    "ClumpSimConfig": "clumpdet.sim.clumps.config",
+    "load_sim_config": "clumpdet.sim.clumps.config",
+    "validate_sim_config": "clumpdet.sim.clumps.config",
+    "FIELD_CATEGORIES": "clumpdet.sim.fields.config",
+    "FieldSimConfig": "clumpdet.sim.fields.config",
+    "load_field_config": "clumpdet.sim.fields.config",
+    "read_objects": "clumpdet.sim.fields.writer",
+    "simulate_fields": "clumpdet.sim.fields.writer",
+    "FieldScene": "clumpdet.sim.fields.scene",
+    "simulate_field_scene": "clumpdet.sim.fields.scene",
+    "FOUR_CLASS_NAMES": "clumpdet.sim.galaxies.scene",
+    "GalaxyScene": "clumpdet.sim.galaxies.scene",
+    "simulate_four_class_scene": "clumpdet.sim.galaxies.scene",
+    "simulate_galaxy_scene": "clumpdet.sim.galaxies.scene",
+    "simulate_merger_scene": "clumpdet.sim.galaxies.scene",
+    "simulate_morphology_scene": "clumpdet.sim.galaxies.scene",
+    "FourClassSimConfig": "clumpdet.sim.galaxies.config",
+    "MergerSimConfig": "clumpdet.sim.galaxies.config",
+    "MorphologySimConfig": "clumpdet.sim.galaxies.config",
+    "load_galaxy_sim_config": "clumpdet.sim.galaxies.config",
+    "validate_galaxy_sim_config": "clumpdet.sim.galaxies.config",
+    "galaxy_label_columns": "clumpdet.sim.galaxies.writer",
+    "simulate_galaxies": "clumpdet.sim.galaxies.writer",
+    "SIMULATORS": "clumpdet.sim.run",
+    "Simulator": "clumpdet.sim.run",
+    "Split": "clumpdet.sim.run",
+    "prepare_sets": "clumpdet.sim.run",
+    "simulate_set": "clumpdet.sim.run",
+    "simulator": "clumpdet.sim.run",
+    "scene_records": "clumpdet.sim.clumps.writer",
+    "simulate_clumps": "clumpdet.sim.clumps.writer",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'clumpdet.sim' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,27 +1,20 @@
 """Helpers shared by the GalSim simulators (clumps and galaxy-classification scenes).
 
 Seeding (every image is a pure function of ``(config, seed)``), PSF profiles and pixel kernels,
-the Gaussian sky + shot noise model, single-threaded GalSim, run-argument checks and the
-order-preserving process pool used by the writers.
+the Gaussian sky + shot noise model, single-threaded GalSim and stamp drawing (run arguments,
+the run record and the registry live in :mod:`clumpdet.sim.run`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import os
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any, TypeVar
 
 import galsim
 import numpy as np
 
 from clumpdet.errors import ConfigError
-from clumpdet.sim.config import RUN_KEY
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 #: GalSim accuracy settings used by all simulators.
 GSPARAMS = galsim.GSParams(folding_threshold=5e-3, maxk_threshold=1e-3)
@@ -212,53 +205,3 @@ def draw_unit(
 def stamp_slices(b: galsim.BoundsI) -> tuple[slice, slice]:
     """numpy ``(rows, cols)`` slices of a 1-based inclusive GalSim bounds."""
     return slice(b.ymin - 1, b.ymax), slice(b.xmin - 1, b.xmax)
-
-
-# --------------------------------------------------------------------------------------------
-# run records
-
-
-def coco_info(description: str, *, seed: int, n: int) -> dict[str, Any]:
-    """The COCO ``info`` block of a simulated data set."""
-    from datetime import datetime, timezone
-
-    from clumpdet import __version__
-
-    return {
-        "description": description,
-        "version": __version__,
-        "date_created": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "seed": int(seed),
-        "n": int(n),
-    }
-
-
-def save_run_config(cfg: Any, path: str | Path, *, seed: int, n: int, **run: Any) -> None:
-    """Write the resolved simulation config plus a ``_run_`` block (seed, n, ``run``, version)."""
-    from clumpdet import __version__
-    from clumpdet.config import save_config, to_dict
-
-    resolved = to_dict(cfg)
-    resolved[RUN_KEY] = {"seed": int(seed), "n": int(n), **run, "clumpdet_version": __version__}
-    save_config(resolved, path)
-
-
-# --------------------------------------------------------------------------------------------
-# run arguments and the process pool
-
-
-def check_run_args(*, n: int, seed: int, workers: int | None) -> int:
-    """Validate ``n``, ``seed`` and ``workers`` of a simulation run; return the worker count.
-
-    Raises
-    ------
-    ConfigError
-        ``n < 1``, a negative or non-integer seed, or ``workers < 1``.
-    """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigError(f"n: number of images must be an integer >= 1, got {n!r}")
-    as_seed_sequence(seed)
-    workers = (os.cpu_count() or 1) if workers is None else workers
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ConfigError(f"workers: must be an integer >= 1, got {workers!r}")
-    return workers

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from clumpdet.errors import InputError
-from clumpdet.sim.clumps import ClumpScene
+from clumpdet.sim.clumps.scene import ClumpScene
 
 #: Box colours per label (class 1 clump, class 2 odd clump).
 LABEL_COLOURS: dict[int, str] = {1: "#00e5ff", 2: "#ff4fa0"}
@@ -146,3 +146,35 @@ def plot_scene_grid(
         with atomic_path(path) as tmp:
             pal.save(tmp, format="PNG", optimize=True)
     return path
+
+
+def galaxy_rgb(image: np.ndarray, *, q: float = 6.0, headroom: float = 4.0) -> np.ndarray:
+    """Lupton et al. (2004) asinh colour composite of a 3-band cube, bluest band as blue.
+
+    Each band's black level is its robust sky sigma (median absolute deviation), so noise stays
+    dark; the stretch is ``(99.9th percentile - black) / headroom``.
+
+    Parameters
+    ----------
+    image : ndarray, shape (3, H, W)
+        Bands ordered bluest first (as in every galaxy-simulation config), any unit.
+    q : float
+        Asinh softening (larger shows fainter light).
+    headroom : float
+        Divides the stretch (larger saturates the cores more).
+
+    Returns
+    -------
+    ndarray, shape (H, W, 3), uint8
+    """
+    from astropy.visualization import make_lupton_rgb
+
+    a = np.asarray(image, dtype=np.float64)
+    if a.ndim != 3 or a.shape[0] != 3:
+        raise ValueError(f"expected a (3, H, W) image, got shape {a.shape}")
+    flat = a.reshape(3, -1)
+    med = np.median(flat, axis=1)
+    sigma = 1.4826 * np.median(np.abs(flat - med[:, None]), axis=1)
+    minimum = med + sigma
+    stretch = max(float(np.percentile(a, 99.9) - minimum.mean()) / headroom, 1e-12)
+    return make_lupton_rgb(a[2], a[1], a[0], minimum=minimum[::-1], stretch=stretch, Q=q)

@@ -1,7 +1,8 @@
 """Compare the truth of simulated clump data sets with the real Clump Scout statistics.
 
-The reference numbers are those of FACTS.md (46,164 aggregated volunteer boxes on 19,956 clumpy
-galaxies; Popp et al. 2024, Adams et al. 2022). ``tools/sim_statistics.py`` is the command line.
+The reference numbers are the Clump Scout statistics (46,164 aggregated volunteer boxes on 19,956
+clumpy galaxies; Adams et al. 2022; Popp et al. 2024). ``tools/sim_statistics.py`` is the command
+line.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import numpy as np
 import pandas as pd
 
 from clumpdet.errors import InputError
-from clumpdet.sim.config import CLUMP_SCOUT_COUNTS, ClumpSimConfig
-from clumpdet.sim.writer import iter_scene_records
+from clumpdet.sim.clumps.config import CLUMP_SCOUT_COUNTS, ClumpSimConfig
+from clumpdet.sim.clumps.writer import iter_scene_records
 
 #: Percentiles used for every distribution summary.
 PERCENTILES: tuple[int, ...] = (5, 25, 50, 75, 95)
 
-#: Real Clump Scout box statistics (FACTS.md), pixels of the 200 px crop.
+#: Real Clump Scout box statistics (Adams et al. 2022; Popp et al. 2024), pixels of the 200 px
+#: crop.
 REAL_CLUMP_SCOUT: dict[str, Any] = {
     "n_boxes": 46164,
     "n_clumpy_galaxies": 19956,

@@ -8,33 +8,23 @@ Layout of ``out``::
                              (S/N >= truth.label_snr), with segmentation RLE when truth.masks;
                              image records carry psf_fwhm (arcsec), psf_fwhm_px, pixel_scale,
                              noise_sigma {band: nanomaggy}
-    objects.csv              every object, labelled or not (see clumpdet.sim.fields for columns)
-    config.yaml              resolved FieldSimConfig plus a ``_run_`` block (seed, n, version)
+    objects.csv              every object, labelled or not (columns: clumpdet.sim.fields.scene)
+    config.yaml              resolved FieldSimConfig plus a ``_run_`` block (kind, seed, n, version)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from clumpdet import __version__
-from clumpdet.data.coco import write_coco
-from clumpdet.data.fits import write_image_fits
 from clumpdet.errors import InputError
-from clumpdet.parallel import parallel_map
-from clumpdet.sim.common import (
-    check_run_args,
-    coco_info,
-    image_seed,
-    save_run_config,
-)
-from clumpdet.sim.field_config import FIELD_CATEGORIES, FieldSimConfig, validate_field_config
-from clumpdet.sim.fields import FieldScene, simulate_field_scene
-from clumpdet.sim.writer import image_file_name
-from clumpdet.utils import atomic_dir, atomic_path
+from clumpdet.sim.fields.config import FIELD_CATEGORIES, FieldSimConfig, validate_field_config
+from clumpdet.sim.fields.scene import FieldScene, simulate_field_scene
+from clumpdet.sim.run import write_detection_set
+from clumpdet.utils import atomic_path
 
 #: Pair ids are ``image_id * PAIR_ID_STRIDE + local id``, unique over a data set.
 PAIR_ID_STRIDE = 100_000
@@ -131,48 +121,6 @@ def field_records(
     return image, anns, rows
 
 
-def _fits_header(scene: FieldScene, seed: int) -> dict[str, Any]:
-    hdr: dict[str, Any] = {
-        "PSFFWHM": (round(scene.psf_fwhm, 5), "reference-band PSF FWHM (arcsec)")
-    }
-    for b, v in scene.psf_fwhm_bands.items():
-        hdr[f"PSFFWHM{b.upper()}"] = (round(v, 5), f"{b}-band PSF FWHM (arcsec)")
-    for b, v in scene.noise_sigma.items():
-        hdr[f"NOISE_{b.upper()}"] = (float(v), f"{b} sky noise sigma per pixel (nanomaggy)")
-    hdr["IMAGEID"] = (int(scene.image_id), "COCO image id")
-    hdr["SIMSEED"] = (int(seed), "master seed of the simulation run")
-    hdr["NOBJ"] = (len(scene.objects), "number of simulated objects (incl. unlabelled)")
-    hdr["ORIGIN"] = f"clumpdet {__version__} (GalSim)"
-    return hdr
-
-
-def _render(task: tuple[FieldSimConfig, int, int, str]) -> tuple[dict, list[dict], list[dict]]:
-    """Worker: simulate field ``index``, write its FITS, return its records."""
-    cfg, seed, index, root = task
-    scene = simulate_field_scene(config=cfg, seed=image_seed(seed, index), image_id=index)
-    name = image_file_name(index)
-    write_image_fits(
-        Path(root) / name,
-        scene.image,
-        bands=scene.bands,
-        wcs=scene.wcs,
-        unit="nanomaggy",
-        pixel_scale=scene.pixel_scale,
-        header=_fits_header(scene, seed),
-    )
-    return field_records(scene, file_name=name)
-
-
-def iter_field_records(
-    *, n: int, seed: int, config: FieldSimConfig, workers: int, progress: bool, root: Path
-) -> Iterator[tuple[dict, list[dict], list[dict]]]:
-    """Simulate fields ``0 .. n-1`` (writing their FITS under ``root``) and yield their records."""
-    tasks = [(config, int(seed), i, str(root)) for i in range(n)]
-    yield from parallel_map(
-        _render, tasks, workers=workers, progress=progress, desc="simulate fields"
-    )
-
-
 def simulate_fields(
     *,
     n: int,
@@ -208,40 +156,39 @@ def simulate_fields(
         ``out``.
     """
     cfg = validate_field_config(config if config is not None else FieldSimConfig())
-    workers = check_run_args(n=n, seed=seed, workers=workers)
-    out = Path(out)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        (tmp / "images").mkdir()
-        images, annotations, objects = [], [], []
-        for image, anns, rows in iter_field_records(
-            n=n, seed=seed, config=cfg, workers=workers, progress=progress, root=tmp
-        ):
-            images.append(image)
-            by_object = {}
-            for a in anns:
-                a = {"id": len(annotations) + 1, **a}
-                annotations.append(a)
-                by_object[a["object_id"]] = a["id"]
-            for r in rows:
-                r["annotation_id"] = by_object.get(r["object_id"], -1)
-                objects.append(r)
-        info = coco_info(
-            "clumpdet simulated blended fields: stars and galaxies (GalSim)", seed=seed, n=n
-        )
-        write_coco(
-            tmp / "annotations.json",
-            images=images,
-            annotations=annotations,
-            categories=FIELD_CATEGORIES,
-            info=info,
-        )
-        mags = [f"mag_{b}" for b in cfg.image.bands]
-        cols = [*OBJECT_COLUMNS[:5], *mags, *OBJECT_COLUMNS[5:]]
-        df = pd.DataFrame(objects).reindex(columns=cols)
-        with atomic_path(tmp / "objects.csv") as p:
-            df.to_csv(p, index=False, float_format="%.6g")
-        save_run_config(cfg, tmp / "config.yaml", seed=seed, n=n)
-    return out
+    return write_detection_set(
+        out,
+        kind="fields",
+        config=cfg,
+        n=n,
+        seed=seed,
+        workers=workers,
+        overwrite=overwrite,
+        progress=progress,
+        simulate_scene=simulate_field_scene,
+        records=field_records,
+        categories=FIELD_CATEGORIES,
+        description="clumpdet simulated blended fields: stars and galaxies (GalSim)",
+        psf_band="reference",
+        objects="number of simulated objects (incl. unlabelled)",
+        tables=partial(_write_objects, bands=tuple(cfg.image.bands)),
+    )
+
+
+def _write_objects(
+    root: Path, per_image: list[tuple[list[dict[str, Any]], Any]], *, bands: tuple[str, ...]
+) -> None:
+    """``objects.csv``: every object, with the id of its annotation (-1 when unlabelled)."""
+    objects = []
+    for anns, rows in per_image:
+        by_object = {a["object_id"]: a["id"] for a in anns}
+        for r in rows:
+            r["annotation_id"] = by_object.get(r["object_id"], -1)
+            objects.append(r)
+    cols = [*OBJECT_COLUMNS[:5], *(f"mag_{b}" for b in bands), *OBJECT_COLUMNS[5:]]
+    df = pd.DataFrame(objects).reindex(columns=cols)
+    with atomic_path(root / "objects.csv") as p:
+        df.to_csv(p, index=False, float_format="%.6g")
 
 
 def read_objects(sim_dir: str | Path) -> pd.DataFrame:

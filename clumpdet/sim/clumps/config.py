@@ -17,15 +17,32 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from clumpdet.config import load_config
 from clumpdet.errors import ConfigError
+from clumpdet.sim.optics import PerBand, PSFShape
+from clumpdet.sim.validate import (
+    Rule,
+    at_least,
+    band_names,
+    fraction,
+    in_range,
+    load_sim_yaml,
+    non_negative,
+    ordered,
+    per_band,
+    positive,
+    psf_rules,
+    rule,
+    validate,
+    weights,
+)
 
 #: Bands the simulator models (any non-empty subset, in any order, may be written out).
 SIM_BANDS: tuple[str, ...] = ("g", "r", "i")
 
-#: Real Clump Scout histogram: number of clumpy galaxies with 1, 2, ..., 9 boxes (FACTS.md).
+#: Real Clump Scout histogram: number of clumpy galaxies with 1, 2, ..., 9 boxes (Clump Scout
+#: statistics, Adams et al. 2022; Popp et al. 2024).
 CLUMP_SCOUT_COUNTS: tuple[float, ...] = (5175, 8329, 3573, 1602, 710, 376, 137, 47, 7)
 
 
@@ -55,30 +72,28 @@ class ImageConfig:
 
 
 @dataclass(frozen=True)
-class PSFConfig:
+class PSFConfig(PSFShape):
     """Point-spread function, one per image (mildly chromatic).
 
     Attributes
     ----------
-    profile : {"moffat", "kolmogorov"}
+    profile : {"moffat", "kolmogorov", "gaussian"}
         PSF shape.
     moffat_beta : float
         Moffat index (SDSS PSFs are close to beta ~ 3.5 in the core).
     fwhm_mean, fwhm_sd, fwhm_min, fwhm_max : float
         r-band FWHM in arcsec ~ Normal(mean, sd) clipped to [min, max] (SDSS seeing 1.0-2.0",
         typical 1.4").
-    fwhm_factor_g, fwhm_factor_i : float
-        g- and i-band FWHM relative to r (seeing ~ lambda^-0.2: 1.05 and 0.97).
+    band_factor : {band: float}
+        FWHM of band b = r-band FWHM * factor[b] (seeing ~ lambda^-0.2: g 1.05, i 0.97; r is
+        the reference, 1).
     """
 
-    profile: Literal["moffat", "kolmogorov"] = "moffat"
-    moffat_beta: float = 3.5
     fwhm_mean: float = 1.4
     fwhm_sd: float = 0.15
     fwhm_min: float = 1.0
     fwhm_max: float = 2.0
-    fwhm_factor_g: float = 1.05
-    fwhm_factor_i: float = 0.97
+    band_factor: PerBand = field(default_factory=lambda: {"g": 1.05, "r": 1.0, "i": 0.97})
 
 
 @dataclass(frozen=True)
@@ -86,30 +101,27 @@ class NoiseConfig:
     """Sky-subtracted SDSS-like noise.
 
     The per-pixel variance in band b (nanomaggy^2) is
-    ``(sky_b + poisson * model_b) / gain_b + (read_noise / gain_b)^2`` with
-    ``sky_b = 10**(-0.4 * (sky_sb_b - 22.5)) * pixel_scale**2`` nanomaggy per pixel; the noise is
+    ``(sky_b + poisson * model_b) / gain[b] + (read_noise / gain[b])^2`` with
+    ``sky_b = 10**(-0.4 * (sky_sb[b] - 22.5)) * pixel_scale**2`` nanomaggy per pixel; the noise is
     drawn as a Gaussian with that variance (sky counts are hundreds of electrons per pixel, where
     the Gaussian limit of the Poisson law is exact to well under a percent). With the defaults the
     sky-only sigma is about 0.016 / 0.024 / 0.038 nanomaggy per pixel in g / r / i.
 
     Attributes
     ----------
-    sky_sb_g, sky_sb_r, sky_sb_i : float
-        Dark-time SDSS sky surface brightness, mag/arcsec^2.
-    gain_g, gain_r, gain_i : float
-        Electrons per nanomaggy (detector gain x counts per nanomaggy of a ~54 s SDSS exposure).
+    sky_sb : {band: float}
+        Dark-time SDSS sky surface brightness per band, mag/arcsec^2.
+    gain : {band: float}
+        Electrons per nanomaggy per band (detector gain x counts per nanomaggy of a ~54 s SDSS
+        exposure).
     read_noise : float
         Read noise plus dark current, electrons per pixel.
     poisson : bool
         Add the shot noise of the sources (host and objects) to the sky noise.
     """
 
-    sky_sb_g: float = 22.1
-    sky_sb_r: float = 21.2
-    sky_sb_i: float = 20.5
-    gain_g: float = 900.0
-    gain_r: float = 900.0
-    gain_i: float = 680.0
+    sky_sb: PerBand = field(default_factory=lambda: {"g": 22.1, "r": 21.2, "i": 20.5})
+    gain: PerBand = field(default_factory=lambda: {"g": 900.0, "r": 900.0, "i": 680.0})
     read_noise: float = 5.0
     poisson: bool = True
 
@@ -325,29 +337,63 @@ class ClumpSimConfig:
     scene: SceneConfig = field(default_factory=SceneConfig)
 
 
-#: Top-level key of a saved ``config.yaml`` that records the run (seed, n); ignored on load.
-RUN_KEY = "_run_"
-
-
-def _check(cond: bool, where: str, key: str, problem: str) -> None:
-    if not cond:
-        raise ConfigError(f"{where}: {key}: {problem}")
+def _rules() -> list[Rule]:
+    return [
+        *at_least(8, "image.width", "image.height"),
+        *positive("image.pixel_scale"),
+        *band_names("image.bands", SIM_BANDS),
+        *rule(
+            "image.ra_range",
+            ok=lambda r, _: 0.0 <= r[0] <= r[1] <= 360.0,
+            problem=lambda r: f"must be an ordered range inside [0, 360] deg, got {list(r)}",
+        ),
+        *rule(
+            "image.dec_range",
+            ok=lambda r, _: -90.0 <= r[0] <= r[1] <= 90.0,
+            problem=lambda r: f"must be an ordered range inside [-90, 90] deg, got {list(r)}",
+        ),
+        *psf_rules(),
+        *positive("psf.fwhm_mean", "psf.fwhm_min", "psf.fwhm_max"),
+        *non_negative("psf.fwhm_sd"),
+        *per_band("psf.band_factor", bands=SIM_BANDS),
+        *rule(
+            "psf.band_factor",
+            ok=lambda f, _: f["r"] == 1.0,
+            problem="the r band is the reference: its factor must be 1",
+        ),
+        *per_band("noise.sky_sb", bands=SIM_BANDS, minimum=-math.inf),
+        *per_band("noise.gain", bands=SIM_BANDS),
+        *non_negative("noise.read_noise"),
+        *positive("host.hlr_median", "host.hlr_min", "host.hlr_max", "host.bulge_trunc"),
+        *positive("host.bulge_hlr_ratio_min", "host.bulge_hlr_ratio_max"),
+        *non_negative("host.hlr_sigma", "host.offset_sd"),
+        *fraction("host.bulge_fraction_min", "host.bulge_fraction_max"),
+        *in_range(0.05, 1.0, "host.axis_ratio_min", "host.bulge_axis_ratio_min"),
+        *positive("clumps.flux_ratio_min", "clumps.flux_ratio_max", "clumps.r_max"),
+        *non_negative("clumps.fwhm_min", "clumps.fwhm_max", "clumps.r_min"),
+        *fraction("odd_clumps.star_fraction"),
+        *positive("odd_clumps.star_flux_ratio_*", "odd_clumps.galaxy_flux_ratio_*"),
+        *positive("odd_clumps.galaxy_hlr_min", "odd_clumps.galaxy_hlr_max"),
+        *non_negative("odd_clumps.star_ri_scatter"),
+        *rule(
+            "odd_clumps.galaxy_sersic_n",
+            ok=lambda ns, _: len(ns) > 0 and all(0.3 <= n <= 6.2 for n in ns),
+            problem=lambda ns: f"needs Sersic indices in [0.3, 6.2], got {list(ns)}",
+        ),
+        *in_range(0.05, 1.0, "odd_clumps.galaxy_axis_ratio_min"),
+        *positive("box.fwhm_multiple", "box.min_side", "box.max_side"),
+        *non_negative("box.scatter"),
+        *fraction("scene.empty_fraction", "scene.odd_fraction"),
+        *non_negative("scene.min_separation"),
+        *weights("scene.count_weights"),
+        *at_least(1, "scene.max_tries"),
+        *ordered("*_min", "*.min_*", "*_min_*"),
+    ]
 
 
 def validate_sim_config(cfg: ClumpSimConfig, *, where: str = "config") -> ClumpSimConfig:
-    """Check ranges and consistency of a :class:`ClumpSimConfig`.
-
-    Parameters
-    ----------
-    cfg : ClumpSimConfig
-        Config to check.
-    where : str
-        Prefix of error messages (usually the YAML path).
-
-    Returns
-    -------
-    ClumpSimConfig
-        ``cfg`` itself, for chaining.
+    """Check ranges and consistency of a :class:`ClumpSimConfig` (the rules of
+    :mod:`clumpdet.sim.validate`); return ``cfg``.
 
     Raises
     ------
@@ -356,119 +402,7 @@ def validate_sim_config(cfg: ClumpSimConfig, *, where: str = "config") -> ClumpS
     """
     if not isinstance(cfg, ClumpSimConfig):
         raise ConfigError(f"{where}: expected a ClumpSimConfig, got {type(cfg).__name__}")
-
-    def positive(group: str, *names: str) -> None:
-        for n in names:
-            v = getattr(getattr(cfg, group), n)
-            _check(math.isfinite(v) and v > 0, where, f"{group}.{n}", f"must be > 0, got {v!r}")
-
-    def non_negative(group: str, *names: str) -> None:
-        for n in names:
-            v = getattr(getattr(cfg, group), n)
-            _check(math.isfinite(v) and v >= 0, where, f"{group}.{n}", f"must be >= 0, got {v!r}")
-
-    def fraction(group: str, *names: str) -> None:
-        for n in names:
-            v = getattr(getattr(cfg, group), n)
-            _check(0.0 <= v <= 1.0, where, f"{group}.{n}", f"must be in [0, 1], got {v!r}")
-
-    def ordered(group: str, lo: str, hi: str) -> None:
-        a, b = getattr(getattr(cfg, group), lo), getattr(getattr(cfg, group), hi)
-        _check(
-            a <= b, where, f"{group}.{lo}", f"range inverted: {lo}={a!r} > {hi}={b!r} in {group}"
-        )
-
-    im = cfg.image
-    _check(im.width >= 8, where, "image.width", f"must be >= 8 pixels, got {im.width!r}")
-    _check(im.height >= 8, where, "image.height", f"must be >= 8 pixels, got {im.height!r}")
-    positive("image", "pixel_scale")
-    _check(len(im.bands) > 0, where, "image.bands", "must name at least one band")
-    bad = [b for b in im.bands if b not in SIM_BANDS]
-    _check(not bad, where, "image.bands", f"unknown band(s) {bad}; choose from {list(SIM_BANDS)}")
-    _check(
-        len(set(im.bands)) == len(im.bands), where, "image.bands", f"duplicates in {list(im.bands)}"
-    )
-    for name, (lo, hi), lim in (("ra_range", im.ra_range, 360.0), ("dec_range", im.dec_range, 90)):
-        _check(lo <= hi, where, f"image.{name}", f"range inverted: {lo!r} > {hi!r}")
-        low = 0.0 if name == "ra_range" else -90.0
-        _check(
-            low <= lo and hi <= lim, where, f"image.{name}", f"must lie in [{low:g}, {lim:g}] deg"
-        )
-
-    positive("psf", "moffat_beta", "fwhm_mean", "fwhm_min", "fwhm_max")
-    positive("psf", "fwhm_factor_g", "fwhm_factor_i")
-    non_negative("psf", "fwhm_sd")
-    ordered("psf", "fwhm_min", "fwhm_max")
-    _check(cfg.psf.moffat_beta > 1.1, where, "psf.moffat_beta", "must be > 1.1 (finite flux)")
-
-    positive("noise", "gain_g", "gain_r", "gain_i")
-    non_negative("noise", "read_noise")
-
-    positive("host", "hlr_median", "hlr_min", "hlr_max", "bulge_trunc")
-    positive("host", "bulge_hlr_ratio_min", "bulge_hlr_ratio_max")
-    non_negative("host", "hlr_sigma", "offset_sd")
-    ordered("host", "hlr_min", "hlr_max")
-    ordered("host", "mu_e_min", "mu_e_max")
-    fraction("host", "bulge_fraction_min", "bulge_fraction_max")
-    ordered("host", "bulge_fraction_min", "bulge_fraction_max")
-    ordered("host", "bulge_hlr_ratio_min", "bulge_hlr_ratio_max")
-    for n in ("axis_ratio_min", "bulge_axis_ratio_min"):
-        v = getattr(cfg.host, n)
-        _check(0.05 <= v <= 1.0, where, f"host.{n}", f"must be in [0.05, 1], got {v!r}")
-    for lo, hi in (("disk_gr_min", "disk_gr_max"), ("disk_ri_min", "disk_ri_max")):
-        ordered("host", lo, hi)
-    for lo, hi in (("bulge_gr_min", "bulge_gr_max"), ("bulge_ri_min", "bulge_ri_max")):
-        ordered("host", lo, hi)
-
-    positive("clumps", "flux_ratio_min", "flux_ratio_max", "r_max")
-    non_negative("clumps", "fwhm_min", "fwhm_max", "r_min")
-    for lo, hi in (("flux_ratio_min", "flux_ratio_max"), ("fwhm_min", "fwhm_max")):
-        ordered("clumps", lo, hi)
-    for lo, hi in (("gr_min", "gr_max"), ("ri_min", "ri_max"), ("r_min", "r_max")):
-        ordered("clumps", lo, hi)
-
-    oc = "odd_clumps"
-    fraction(oc, "star_fraction")
-    positive(oc, "star_flux_ratio_min", "star_flux_ratio_max")
-    positive(oc, "galaxy_flux_ratio_min", "galaxy_flux_ratio_max", "galaxy_hlr_min")
-    positive(oc, "galaxy_hlr_max")
-    non_negative(oc, "star_ri_scatter")
-    for lo, hi in (
-        ("star_flux_ratio_min", "star_flux_ratio_max"),
-        ("star_gr_min", "star_gr_max"),
-        ("galaxy_flux_ratio_min", "galaxy_flux_ratio_max"),
-        ("galaxy_hlr_min", "galaxy_hlr_max"),
-        ("galaxy_gr_min", "galaxy_gr_max"),
-        ("galaxy_ri_min", "galaxy_ri_max"),
-    ):
-        ordered(oc, lo, hi)
-    ns = cfg.odd_clumps.galaxy_sersic_n
-    _check(len(ns) > 0, where, f"{oc}.galaxy_sersic_n", "must list at least one index")
-    _check(
-        all(0.3 <= n <= 6.2 for n in ns),
-        where,
-        f"{oc}.galaxy_sersic_n",
-        f"Sersic indices must be in [0.3, 6.2], got {list(ns)}",
-    )
-    v = cfg.odd_clumps.galaxy_axis_ratio_min
-    _check(0.05 <= v <= 1.0, where, f"{oc}.galaxy_axis_ratio_min", f"must be in [0.05, 1], got {v}")
-
-    positive("box", "fwhm_multiple", "min_side", "max_side")
-    non_negative("box", "scatter")
-    ordered("box", "min_side", "max_side")
-
-    fraction("scene", "empty_fraction", "odd_fraction")
-    non_negative("scene", "min_separation")
-    w = cfg.scene.count_weights
-    _check(len(w) > 0, where, "scene.count_weights", "must list at least one weight")
-    _check(
-        all(math.isfinite(x) and x >= 0 for x in w) and sum(w) > 0,
-        where,
-        "scene.count_weights",
-        f"weights must be >= 0 with a positive sum, got {list(w)}",
-    )
-    _check(cfg.scene.max_tries >= 1, where, "scene.max_tries", "must be >= 1")
-    return cfg
+    return validate(cfg, _rules(), where=where)
 
 
 def load_sim_config(
@@ -483,15 +417,14 @@ def load_sim_config(
         simulation can be passed back: its ``_run_`` block (seed, n) is ignored. Default: the
         built-in defaults (identical to ``configs/sim/clumps_sdss.yaml``).
     overrides : iterable of "key=value" strings, or a nested mapping
-        Applied last, e.g. ``["noise.sky_sb_r=21.5", "scene.empty_fraction=0.9"]``.
+        Applied last, e.g. ``["noise.sky_sb.r=21.5", "scene.empty_fraction=0.9"]``.
 
     Raises
     ------
     ConfigError
         On a missing file, unknown keys, wrong types or invalid ranges (the message names the key).
     """
-    cfg = load_config(ClumpSimConfig, path, overrides, ignore_keys=(RUN_KEY,))
-    return validate_sim_config(cfg, where=str(path) if path is not None else "config")
+    return load_sim_yaml(ClumpSimConfig, path, overrides, _rules())
 
 
 def sim_config_fields() -> list[str]:

@@ -16,11 +16,27 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from clumpdet.config import load_config
 from clumpdet.errors import ConfigError
-from clumpdet.sim.config import RUN_KEY
+from clumpdet.sim.optics import PerBand, PSFShape
+from clumpdet.sim.validate import (
+    Rule,
+    at_least,
+    band_names,
+    fraction,
+    has_keys,
+    in_range,
+    load_sim_yaml,
+    non_negative,
+    one_of,
+    ordered,
+    per_band,
+    positive,
+    psf_rules,
+    rule,
+    validate,
+)
 
 #: Bands the field simulator models; any non-empty subset may be written out.
 FIELD_BANDS: tuple[str, ...] = ("g", "r", "i", "z")
@@ -57,7 +73,7 @@ class FieldImageConfig:
 
 
 @dataclass(frozen=True)
-class FieldPSFConfig:
+class FieldPSFConfig(PSFShape):
     """PSF: one per image, mildly chromatic.
 
     Attributes
@@ -72,13 +88,11 @@ class FieldPSFConfig:
         FWHM of band b = reference FWHM * factor[b] (seeing improves to the red).
     """
 
-    profile: Literal["moffat", "kolmogorov", "gaussian"] = "moffat"
-    moffat_beta: float = 3.5
     fwhm_mean: float = 1.0
     fwhm_sd: float = 0.15
     fwhm_min: float = 0.7
     fwhm_max: float = 1.5
-    band_factor: dict[str, float] = field(
+    band_factor: PerBand = field(
         default_factory=lambda: {"g": 1.08, "r": 1.0, "i": 0.96, "z": 0.93}
     )
 
@@ -102,7 +116,7 @@ class FieldNoiseConfig:
         Add the sources' shot noise.
     """
 
-    depth_5sigma: dict[str, float] = field(
+    depth_5sigma: PerBand = field(
         default_factory=lambda: {"g": 24.3, "r": 24.0, "i": 23.5, "z": 23.0}
     )
     gain: float = 3000.0
@@ -186,7 +200,7 @@ class StarPopulationConfig:
 
 
 @dataclass(frozen=True)
-class PairConfig:
+class FieldPairConfig:
     """Designed close pairs (the deblending test), added on top of the field population.
 
     Attributes
@@ -213,7 +227,7 @@ class FieldTruthConfig:
     """How the truth (boxes, masks, labels) is defined.
 
     Every object is drawn noiselessly into its own stamp; boxes and masks come from its
-    reference-band stamp (see :mod:`clumpdet.sim.fields`).
+    reference-band stamp (see :mod:`clumpdet.sim.fields.scene`).
 
     Attributes
     ----------
@@ -260,78 +274,55 @@ class FieldSimConfig:
     noise: FieldNoiseConfig = field(default_factory=FieldNoiseConfig)
     galaxies: GalaxyPopulationConfig = field(default_factory=GalaxyPopulationConfig)
     stars: StarPopulationConfig = field(default_factory=StarPopulationConfig)
-    pairs: PairConfig = field(default_factory=PairConfig)
+    pairs: FieldPairConfig = field(default_factory=FieldPairConfig)
     truth: FieldTruthConfig = field(default_factory=FieldTruthConfig)
 
 
-def _fail(where: str, key: str, problem: str) -> None:
-    raise ConfigError(f"{where}: {key}: {problem}")
+def _rules() -> list[Rule]:
+    return [
+        *at_least(16, "image.width", "image.height"),
+        *positive("image.pixel_scale"),
+        *band_names("image.bands", FIELD_BANDS),
+        *one_of("truth.reference_band", FIELD_BANDS),
+        *psf_rules(),
+        *positive("psf.fwhm_min", "psf.fwhm_max"),
+        *non_negative("psf.fwhm_sd"),
+        *per_band("psf.band_factor", bands=FIELD_BANDS),
+        *per_band("noise.depth_5sigma", bands=FIELD_BANDS, minimum=-math.inf),
+        *positive("noise.gain"),
+        *non_negative("galaxies.density", "stars.density"),
+        *ordered("galaxies.mag_min", "stars.mag_min", strict=True),
+        *positive("galaxies.hlr_min", "galaxies.hlr_max"),
+        *fraction("galaxies.bulge_fraction_max"),
+        *in_range(0.0, 1.0, "galaxies.axis_ratio_min", closed="right"),
+        *has_keys("galaxies.colour_mean", "galaxies.colour_sd", keys=("g-r", "r-i", "i-z")),
+        *fraction("pairs.fraction", "pairs.galaxy_fraction"),
+        *positive("pairs.sep_min_fwhm"),
+        *non_negative("pairs.delta_mag_max"),
+        *in_range(0.5, 1.0, "truth.box_flux_fraction", closed="neither"),
+        *non_negative("truth.label_snr"),
+        *positive("truth.iso_nsigma", "truth.min_box_px", "truth.stamp_hlr"),
+        *in_range(0.0, 1.0, "truth.mask_peak_fraction", closed="neither"),
+        *rule(
+            "truth.stamp_fwhm",
+            ok=lambda v, _: v > 1,
+            problem=lambda v: f"must be > 1, got {v!r}",
+        ),
+        *ordered("*_min", "*_min_*"),
+    ]
 
 
 def validate_field_config(cfg: FieldSimConfig, *, where: str = "config") -> FieldSimConfig:
-    """Check ranges and band names; return ``cfg`` unchanged.
+    """Check ranges and band names (the rules of :mod:`clumpdet.sim.validate`); return ``cfg``.
 
     Raises
     ------
     ConfigError
         Naming the offending key.
     """
-    im = cfg.image
-    if im.width < 16 or im.height < 16:
-        _fail(where, "image.width/height", f"must be >= 16 px, got {im.width} x {im.height}")
-    if im.pixel_scale <= 0:
-        _fail(where, "image.pixel_scale", "must be > 0")
-    if not im.bands or len(set(im.bands)) != len(im.bands):
-        _fail(where, "image.bands", f"must be non-empty and unique, got {list(im.bands)}")
-    for b in im.bands:
-        if b not in FIELD_BANDS:
-            _fail(where, "image.bands", f"unknown band {b!r}; modelled bands: {list(FIELD_BANDS)}")
-    if cfg.truth.reference_band not in FIELD_BANDS:
-        _fail(where, "truth.reference_band", f"must be one of {list(FIELD_BANDS)}")
-    p = cfg.psf
-    if p.profile not in ("moffat", "kolmogorov", "gaussian"):
-        _fail(where, "psf.profile", "must be moffat, kolmogorov or gaussian")
-    if not 0 < p.fwhm_min <= p.fwhm_max or p.fwhm_sd < 0:
-        _fail(where, "psf.fwhm_min/fwhm_max/fwhm_sd", "need 0 < fwhm_min <= fwhm_max, sd >= 0")
-    if p.profile == "moffat" and p.moffat_beta <= 1.1:
-        _fail(where, "psf.moffat_beta", "must be > 1.1 (finite flux)")
-    for b in FIELD_BANDS:
-        if p.band_factor.get(b, 0) <= 0:
-            _fail(where, "psf.band_factor", f"needs a positive factor for band {b!r}")
-        if b not in cfg.noise.depth_5sigma:
-            _fail(where, "noise.depth_5sigma", f"needs a depth for band {b!r}")
-    if cfg.noise.gain <= 0:
-        _fail(where, "noise.gain", "must be > 0")
-    for name, pop in (("galaxies", cfg.galaxies), ("stars", cfg.stars)):
-        if pop.density < 0:
-            _fail(where, f"{name}.density", "must be >= 0")
-        if pop.mag_min >= pop.mag_max:
-            _fail(where, f"{name}.mag_min", "must be < mag_max")
-    g = cfg.galaxies
-    if not 0 < g.hlr_min <= g.hlr_max:
-        _fail(where, "galaxies.hlr_min/hlr_max", "need 0 < hlr_min <= hlr_max")
-    if not 0 <= g.bulge_fraction_max <= 1:
-        _fail(where, "galaxies.bulge_fraction_max", "must be in [0, 1]")
-    if not 0 < g.axis_ratio_min <= 1:
-        _fail(where, "galaxies.axis_ratio_min", "must be in (0, 1]")
-    for k in ("g-r", "r-i", "i-z"):
-        if k not in g.colour_mean or k not in g.colour_sd:
-            _fail(where, "galaxies.colour_mean/colour_sd", f"need a {k!r} entry")
-    pr = cfg.pairs
-    if not 0 <= pr.fraction <= 1 or not 0 <= pr.galaxy_fraction <= 1:
-        _fail(where, "pairs.fraction/galaxy_fraction", "must be in [0, 1]")
-    if not 0 < pr.sep_min_fwhm <= pr.sep_max_fwhm or pr.delta_mag_max < 0:
-        _fail(where, "pairs.sep_min_fwhm/sep_max_fwhm", "need 0 < min <= max, delta_mag_max >= 0")
-    t = cfg.truth
-    if not 0.5 < t.box_flux_fraction < 1:
-        _fail(where, "truth.box_flux_fraction", "must be in (0.5, 1)")
-    if t.label_snr < 0 or t.iso_nsigma <= 0 or t.min_box_px <= 0:
-        _fail(where, "truth", "label_snr >= 0, iso_nsigma > 0 and min_box_px > 0 are required")
-    if not 0 < t.mask_peak_fraction < 1:
-        _fail(where, "truth.mask_peak_fraction", "must be in (0, 1)")
-    if math.isnan(t.stamp_fwhm) or t.stamp_fwhm <= 1 or t.stamp_hlr <= 0:
-        _fail(where, "truth.stamp_fwhm/stamp_hlr", "stamp_fwhm > 1 and stamp_hlr > 0")
-    return cfg
+    if not isinstance(cfg, FieldSimConfig):
+        raise ConfigError(f"{where}: expected a FieldSimConfig, got {type(cfg).__name__}")
+    return validate(cfg, _rules(), where=where)
 
 
 def load_field_config(
@@ -352,5 +343,4 @@ def load_field_config(
     ConfigError
         On a missing file, unknown keys, wrong types or invalid ranges.
     """
-    cfg = load_config(FieldSimConfig, path, overrides, ignore_keys=(RUN_KEY,))
-    return validate_field_config(cfg, where=str(path) if path is not None else "config")
+    return load_sim_yaml(FieldSimConfig, path, overrides, _rules())

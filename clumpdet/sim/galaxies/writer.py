@@ -10,7 +10,7 @@ Layout of ``out`` (built under a temporary name, renamed on success)::
                                 count_Class1.1 .. count_Class11.6 (vote counts), n_volunteers,
                                 spheroid,disk,irregular,point_source,unclassifiable (CANDELS-like)
     params.csv    id + the true parameters of every image (same columns for every row)
-    config.yaml   resolved config plus a ``_run_`` block (task, seed, n, bands, unit, version)
+    config.yaml   resolved config plus a ``_run_`` block (kind, seed, n, bands, unit, version)
 
 Row ``i`` of the CSVs (``id == i``) belongs to ``images[i]``.
 """
@@ -19,29 +19,22 @@ from __future__ import annotations
 
 import csv
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from clumpdet.errors import ConfigError
-from clumpdet.parallel import parallel_map
-from clumpdet.sim.common import (
-    check_run_args,
-    image_seed,
-    save_run_config,
-)
-from clumpdet.sim.galaxies import (
-    CANDELS_NAMES,
-    FOUR_CLASS_NAMES,
-    MERGER_LABEL,
-    simulate_galaxy_scene,
-)
-from clumpdet.sim.galaxy_config import (
+from clumpdet.sim.common import image_seed
+from clumpdet.sim.galaxies.config import (
     task_config_class,
     task_of_config,
     validate_galaxy_sim_config,
 )
+from clumpdet.sim.galaxies.scene import FOUR_CLASS_NAMES, MERGER_LABEL, simulate_galaxy_scene
+from clumpdet.sim.galaxies.votes import CANDELS_NAMES
+from clumpdet.sim.run import check_run_args, map_images, save_run_config
 from clumpdet.utils import atomic_dir
 
 
@@ -75,9 +68,10 @@ def _label_row(task: str, scene: Any) -> list[Any]:
     ]
 
 
-def _render(job: tuple[str, Any, int, int]) -> tuple[np.ndarray, list[Any], dict[str, Any]]:
+def _render(
+    index: int, *, task: str, cfg: Any, seed: int
+) -> tuple[np.ndarray, list[Any], dict[str, Any]]:
     """Worker: simulate image ``index`` of a run; returns (image, label row, params)."""
-    task, cfg, seed, index = job
     sc = simulate_galaxy_scene(task=task, config=cfg, seed=image_seed(seed, index), image_id=index)
     if task == "morphology":
         # the fractions are written from the exact counts / N (tree sums exact in float64)
@@ -107,7 +101,7 @@ def simulate_galaxies(
     Parameters
     ----------
     task : {"mergers", "four_class", "morphology"}
-        Which simulator (:mod:`clumpdet.sim.galaxies`).
+        Which simulator (:mod:`clumpdet.sim.galaxies.scene`).
     n : int
         Number of images (>= 1).
     seed : int
@@ -155,9 +149,9 @@ def simulate_galaxies(
         )
         labels: list[list[Any]] = []
         params: list[dict[str, Any]] = []
-        jobs = [(task, cfg, int(seed), i) for i in range(n)]
-        results = parallel_map(
-            _render, jobs, workers=workers, progress=progress, desc=f"simulate {task}"
+        worker = partial(_render, task=task, cfg=cfg, seed=int(seed))
+        results = map_images(
+            worker, n=n, workers=workers, progress=progress, desc=f"simulate {task}"
         )
         for i, (img, row, par) in enumerate(results):
             images[i] = img
@@ -178,6 +172,6 @@ def simulate_galaxies(
             for i, par in enumerate(params):
                 w.writerow([i, *(_fmt(par.get(k, "")) for k in keys)])
         save_run_config(
-            cfg, tmp / "config.yaml", seed=seed, n=n, task=task, bands=list(im.bands), unit=im.unit
+            cfg, tmp / "config.yaml", kind=task, seed=seed, n=n, bands=list(im.bands), unit=im.unit
         )
     return out

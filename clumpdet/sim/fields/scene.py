@@ -1,7 +1,7 @@
 """Blended survey fields: stars and bulge+disk galaxies with exact per-object truth (GalSim).
 
 One scene is a sky-subtracted ``(C, H, W)`` tile (or mosaic) in nanomaggies with a TAN WCS. The
-population (configured in :class:`clumpdet.sim.field_config.FieldSimConfig`):
+population (configured in :class:`clumpdet.sim.fields.config.FieldSimConfig`):
 
 - galaxies at ``galaxies.density`` per arcmin^2 (default 30) with ``dN/dm ~ 10**(0.33 m)`` down to
   r = 25.5, below the 5-sigma depth (r = 24), so the faintest sit in the noise; an exponential
@@ -51,7 +51,7 @@ from clumpdet.sim.common import (
     stamp_slices,
     substream,
 )
-from clumpdet.sim.field_config import FIELD_BANDS, FieldSimConfig, validate_field_config
+from clumpdet.sim.fields.config import FIELD_BANDS, FieldSimConfig, validate_field_config
 
 #: Category ids of the field data sets.
 STAR, GALAXY = 1, 2

@@ -14,22 +14,44 @@ galaxy's disk half-light radius); fluxes in the image flux unit of the task (mic
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from clumpdet.config import deep_merge, from_dict, parse_overrides, read_yaml
+from clumpdet.config import read_yaml
 from clumpdet.errors import ConfigError
-from clumpdet.sim.config import RUN_KEY as _RUN_KEY
+from clumpdet.sim.optics import PerBand, PSFShape
+from clumpdet.sim.run import RUN_KEY
+from clumpdet.sim.validate import (
+    Rule,
+    at_least,
+    band_names,
+    finite,
+    fraction,
+    in_range,
+    load_sim_yaml,
+    ordered,
+    per_band,
+    positive,
+    psf_rules,
+    rule,
+    validate,
+    weights,
+)
 
-#: Tasks of :func:`clumpdet.sim.simulate_galaxies`.
-GalaxyTask = Literal["mergers", "four_class", "morphology"]
-GALAXY_TASKS: tuple[str, ...] = ("mergers", "four_class", "morphology")
+#: Default bands of the merger task (DeepMerge: HST F814W, JWST F356W, HST F160W).
+HST_JWST_BANDS: tuple[str, ...] = ("F814W", "F356W", "F160W")
+#: Bands of the SDSS-like tasks (four_class, morphology).
+SDSS_BANDS: tuple[str, ...] = ("g", "r", "i")
 
-#: Top-level key of a saved ``config.yaml`` that records the run (task, seed, n); ignored on load.
-RUN_KEY = _RUN_KEY
+
+def _hst_jwst(*values: float) -> PerBand:
+    return dict(zip(HST_JWST_BANDS, values))
+
+
+def _sdss(*values: float) -> PerBand:
+    return dict(zip(SDSS_BANDS, values))
 
 
 @dataclass(frozen=True)
@@ -43,7 +65,7 @@ class GalaxyImageConfig:
     pixel_scale : float
         Arcsec per pixel.
     bands : tuple of str
-        Band names, bluest first (their number sets the length of every per-band tuple).
+        Band names, bluest first (every per-band mapping needs a value for each).
     unit : str
         Unit string of the image values (written to ``config.yaml``; e.g. ``uJy/arcsec2``).
     surface_brightness : bool
@@ -56,14 +78,14 @@ class GalaxyImageConfig:
     width: int = 75
     height: int = 75
     pixel_scale: float = 0.1875
-    bands: tuple[str, ...] = ("F814W", "F356W", "F160W")
+    bands: tuple[str, ...] = HST_JWST_BANDS
     unit: str = "uJy/arcsec2"
     surface_brightness: bool = True
     oversample: int = 3
 
 
 @dataclass(frozen=True)
-class GalaxyPSFConfig:
+class GalaxyPSFConfig(PSFShape):
     """One PSF per band.
 
     Attributes
@@ -72,13 +94,12 @@ class GalaxyPSFConfig:
         Shape.
     moffat_beta : float
         Moffat index.
-    fwhm : tuple of float
+    fwhm : {band: float}
         FWHM per band, arcsec.
     """
 
-    profile: Literal["moffat", "kolmogorov", "gaussian"] = "moffat"
     moffat_beta: float = 3.0
-    fwhm: tuple[float, ...] = (0.09, 0.14, 0.18)
+    fwhm: PerBand = field(default_factory=lambda: _hst_jwst(0.09, 0.14, 0.18))
 
 
 @dataclass(frozen=True)
@@ -92,18 +113,18 @@ class GalaxyNoiseConfig:
     ----------
     enabled : bool
         False gives noiseless ("pristine", DeepMerge) images; True the "noisy" variant.
-    sky_sigma : tuple of float
+    sky_sigma : {band: float}
         Sky noise sigma per pixel per band, image units.
     poisson : bool
         Add the shot noise of the sources.
-    gain : tuple of float
+    gain : {band: float}
         Counts per image unit per band (shot noise).
     """
 
     enabled: bool = True
-    sky_sigma: tuple[float, ...] = (0.15, 0.2, 0.15)
+    sky_sigma: PerBand = field(default_factory=lambda: _hst_jwst(0.15, 0.2, 0.15))
     poisson: bool = True
-    gain: tuple[float, ...] = (300.0, 300.0, 300.0)
+    gain: PerBand = field(default_factory=lambda: _hst_jwst(300.0, 300.0, 300.0))
 
 
 @dataclass(frozen=True)
@@ -124,7 +145,7 @@ class PopulationConfig:
         Bulge / disk half-light radius, uniform.
     bulge_sersic_n : float
         Bulge Sersic index.
-    disk_sed, bulge_sed, young_sed : tuple of float
+    disk_sed, bulge_sed, young_sed : {band: float}
         Flux per band relative to the first band of disks, bulges and star-forming features
         (tails, rings, clumps, arms).
     sed_scatter : float
@@ -143,15 +164,15 @@ class PopulationConfig:
     bulge_hlr_ratio_min: float = 0.2
     bulge_hlr_ratio_max: float = 0.5
     bulge_sersic_n: float = 3.0
-    disk_sed: tuple[float, ...] = (1.0, 1.6, 1.5)
-    bulge_sed: tuple[float, ...] = (1.0, 2.6, 2.1)
-    young_sed: tuple[float, ...] = (1.0, 0.9, 1.0)
+    disk_sed: PerBand = field(default_factory=lambda: _hst_jwst(1.0, 1.6, 1.5))
+    bulge_sed: PerBand = field(default_factory=lambda: _hst_jwst(1.0, 2.6, 2.1))
+    young_sed: PerBand = field(default_factory=lambda: _hst_jwst(1.0, 0.9, 1.0))
     sed_scatter: float = 0.1
     offset_sd: float = 0.1
 
 
 @dataclass(frozen=True)
-class PairConfig:
+class MergerPairConfig:
     """Merging pairs (positives) and chance projections (hard negatives).
 
     Merging pairs: a secondary galaxy at projected separation ``s`` from the primary, both
@@ -387,7 +408,7 @@ class MorphologySceneConfig:
 class VotesConfig:
     """Simulated volunteers that turn the true parameters into vote counts and fractions.
 
-    See :mod:`clumpdet.sim.galaxies` (section "Synthetic labels") for the explicit mapping.
+    See :mod:`clumpdet.sim.galaxies.scene` (section "Synthetic labels") for the explicit mapping.
 
     Attributes
     ----------
@@ -423,7 +444,7 @@ def _sdss_image(width: int, height: int) -> GalaxyImageConfig:
         width=width,
         height=height,
         pixel_scale=0.396,
-        bands=("g", "r", "i"),
+        bands=SDSS_BANDS,
         unit="nanomaggy",
         surface_brightness=False,
         oversample=2,
@@ -431,12 +452,15 @@ def _sdss_image(width: int, height: int) -> GalaxyImageConfig:
 
 
 def _sdss_psf() -> GalaxyPSFConfig:
-    return GalaxyPSFConfig(profile="moffat", moffat_beta=3.5, fwhm=(1.45, 1.4, 1.35))
+    return GalaxyPSFConfig(profile="moffat", moffat_beta=3.5, fwhm=_sdss(1.45, 1.4, 1.35))
 
 
 def _sdss_noise() -> GalaxyNoiseConfig:
     return GalaxyNoiseConfig(
-        enabled=True, sky_sigma=(0.016, 0.024, 0.038), poisson=True, gain=(900.0, 900.0, 680.0)
+        enabled=True,
+        sky_sigma=_sdss(0.016, 0.024, 0.038),
+        poisson=True,
+        gain=_sdss(900.0, 900.0, 680.0),
     )
 
 
@@ -454,9 +478,9 @@ def _sdss_population(
         bulge_hlr_ratio_min=0.15,
         bulge_hlr_ratio_max=0.35,
         bulge_sersic_n=3.0,
-        disk_sed=(0.7, 1.0, 1.25),
-        bulge_sed=(0.45, 1.0, 1.45),
-        young_sed=(0.95, 1.0, 1.05),
+        disk_sed=_sdss(0.7, 1.0, 1.25),
+        bulge_sed=_sdss(0.45, 1.0, 1.45),
+        young_sed=_sdss(0.95, 1.0, 1.05),
         sed_scatter=0.08,
         offset_sd=0.4,
     )
@@ -470,7 +494,7 @@ class MergerSimConfig:
     psf: GalaxyPSFConfig = field(default_factory=GalaxyPSFConfig)
     noise: GalaxyNoiseConfig = field(default_factory=GalaxyNoiseConfig)
     population: PopulationConfig = field(default_factory=PopulationConfig)
-    pair: PairConfig = field(default_factory=PairConfig)
+    pair: MergerPairConfig = field(default_factory=MergerPairConfig)
     scene: MergerSceneConfig = field(default_factory=MergerSceneConfig)
 
 
@@ -484,7 +508,7 @@ class FourClassSimConfig:
     population: PopulationConfig = field(
         default_factory=lambda: _sdss_population(100.0, 1000.0, 4.0, 10.0)
     )
-    pair: PairConfig = field(default_factory=PairConfig)
+    pair: MergerPairConfig = field(default_factory=MergerPairConfig)
     arms: ArmsConfig = field(default_factory=ArmsConfig)
     ring: RingConfig = field(default_factory=RingConfig)
     irregular: IrregularConfig = field(default_factory=IrregularConfig)
@@ -501,7 +525,7 @@ class MorphologySimConfig:
     population: PopulationConfig = field(
         default_factory=lambda: _sdss_population(60.0, 600.0, 2.5, 6.0)
     )
-    pair: PairConfig = field(default_factory=PairConfig)
+    pair: MergerPairConfig = field(default_factory=MergerPairConfig)
     arms: ArmsConfig = field(default_factory=ArmsConfig)
     ring: RingConfig = field(default_factory=RingConfig)
     irregular: IrregularConfig = field(default_factory=IrregularConfig)
@@ -509,9 +533,7 @@ class MorphologySimConfig:
     votes: VotesConfig = field(default_factory=VotesConfig)
 
 
-GalaxySimConfig = MergerSimConfig | FourClassSimConfig | MorphologySimConfig
-
-#: Config class of each task.
+#: Config class of each task of :func:`clumpdet.sim.simulate_galaxies`.
 TASK_CONFIGS: dict[str, type] = {
     "mergers": MergerSimConfig,
     "four_class": FourClassSimConfig,
@@ -522,7 +544,9 @@ TASK_CONFIGS: dict[str, type] = {
 def task_config_class(task: str) -> type:
     """Config dataclass of ``task``; ConfigError naming the valid tasks otherwise."""
     if task not in TASK_CONFIGS:
-        raise ConfigError(f"task: unknown galaxy simulation task {task!r}; choose: {GALAXY_TASKS}")
+        raise ConfigError(
+            f"task: unknown galaxy simulation task {task!r}; choose: {tuple(TASK_CONFIGS)}"
+        )
     return TASK_CONFIGS[task]
 
 
@@ -531,14 +555,16 @@ def task_of_config(cfg: Any) -> str:
     for name, cls in TASK_CONFIGS.items():
         if isinstance(cfg, cls):
             return name
-    raise ConfigError(f"config: expected one of {GALAXY_TASKS} configs, got {type(cfg).__name__}")
+    raise ConfigError(
+        f"config: expected one of {tuple(TASK_CONFIGS)} configs, got {type(cfg).__name__}"
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # validation
 
 #: Fields that must be > 0 wherever they occur.
-_POSITIVE = {
+_POSITIVE = (
     "pixel_scale",
     "moffat_beta",
     "flux_min",
@@ -565,18 +591,9 @@ _POSITIVE = {
     "edge_on_width",
     "pitch_min",
     "edge_on_axis_ratio_max",
-}
-#: Per-band tuples (length = number of bands, entries > 0, except sky_sigma >= 0).
-_PER_BAND = {"fwhm", "sky_sigma", "gain", "disk_sed", "bulge_sed", "young_sed"}
-#: Non-negative weight tuples with a positive sum, and their required lengths (None = any).
-_WEIGHTS = {
-    "count_weights": 5,
-    "class_weights": 4,
-    "other_weights": 3,
-    "odd_weights": 7,
-}
+)
 #: Fields in [0, 1] besides names containing "probability" or "fraction".
-_UNIT = {
+_UNIT = (
     "floor",
     "amplitude_min",
     "amplitude_max",
@@ -595,20 +612,58 @@ _UNIT = {
     "elliptical_axis_ratio_min",
     "edge_on_axis_ratio",
     "bar_axis_ratio_max",
-}
+)
 
 
-def _fail(where: str, key: str, problem: str) -> None:
-    raise ConfigError(f"{where}: {key}: {problem}")
+def _image_bands(cfg: Any) -> tuple[str, ...]:
+    return tuple(cfg.image.bands)
+
+
+def _rules(task: str) -> list[Rule]:
+    """Rules (by field name, in every group): finite numbers; ``x_min <= x_max``; sizes, fluxes
+    and widths > 0; probabilities, fractions, amplitudes and axis ratios in [0, 1]; per-band
+    mappings (``fwhm``, ``sky_sigma``, ``gain``, ``*_sed``) with a value for every band; weight
+    tuples non-negative with a positive sum and the right length; counts >= 0."""
+    every = [f"*.{name}" for name in _POSITIVE]
+    rules = [
+        *band_names("image.bands"),
+        *at_least(16, "image.width", "image.height"),
+        *in_range(1, 8, "image.oversample"),
+        *psf_rules(),
+        *finite("*"),
+        *per_band("psf.fwhm", "noise.gain", "population.*_sed", bands=_image_bands),
+        *per_band("noise.sky_sigma", bands=_image_bands, strict=False),
+        *weights("*.count_weights", length=5),
+        *weights("*.class_weights", length=4),
+        *weights("*.other_weights", length=3),
+        *weights("*.odd_weights", length=7),
+        *positive(*every),
+        *fraction(*(f"*.{name}" for name in _UNIT), "*probability*", "*fraction*"),
+        *ordered("*_min"),
+        *rule(
+            "*",
+            ok=lambda v, _: not isinstance(v, int) or isinstance(v, bool) or v >= 0,
+            problem=lambda v: f"must be >= 0, got {v!r}",
+        ),
+        *at_least(1, "pair.max_tails"),
+    ]
+    if task in ("four_class", "morphology"):
+        rules += [
+            *at_least(1, "irregular.clumps_min"),
+            *rule(
+                "arms.amplitude_max",
+                ok=lambda v, _: v <= 1.0,
+                problem="must be <= 1 (non-negative light)",
+            ),
+        ]
+    if task == "morphology":
+        rules += at_least(1, "votes.volunteers_min", "votes.candels_classifiers")
+    return rules
 
 
 def validate_galaxy_sim_config(cfg: Any, *, where: str = "config") -> Any:
-    """Check ranges and consistency of a galaxy-simulation config.
-
-    Rules (by field name, in every group): ``x_min <= x_max``; sizes, fluxes and widths > 0;
-    probabilities, fractions, amplitudes and axis ratios in [0, 1]; per-band tuples
-    (``fwhm``, ``sky_sigma``, ``gain``, ``*_sed``) have one entry per band; weight tuples are
-    non-negative with a positive sum and the right length.
+    """Check ranges and consistency of a galaxy-simulation config (the rules of
+    :mod:`clumpdet.sim.validate`, listed in ``_rules``).
 
     Returns
     -------
@@ -619,62 +674,7 @@ def validate_galaxy_sim_config(cfg: Any, *, where: str = "config") -> Any:
     ConfigError
         Naming the offending key, e.g. ``pair.separation_min``.
     """
-    task_of_config(cfg)
-    nb = len(cfg.image.bands)
-    if nb < 1:
-        _fail(where, "image.bands", "must name at least one band")
-    if len(set(cfg.image.bands)) != nb:
-        _fail(where, "image.bands", f"duplicates in {list(cfg.image.bands)}")
-    for name in ("width", "height"):
-        v = getattr(cfg.image, name)
-        if v < 16:
-            _fail(where, f"image.{name}", f"must be >= 16 pixels, got {v!r}")
-    if not 1 <= cfg.image.oversample <= 8:
-        _fail(where, "image.oversample", f"must be in [1, 8], got {cfg.image.oversample!r}")
-    if cfg.psf.moffat_beta <= 1.1:
-        _fail(where, "psf.moffat_beta", "must be > 1.1 (finite flux)")
-    for group in dataclasses.fields(cfg):
-        sect = getattr(cfg, group.name)
-        for f in dataclasses.fields(sect):
-            key, v = f"{group.name}.{f.name}", getattr(sect, f.name)
-            if isinstance(v, float) and not math.isfinite(v):
-                _fail(where, key, f"must be finite, got {v!r}")
-            if f.name in _PER_BAND:
-                if len(v) != nb:
-                    _fail(where, key, f"needs one value per band ({nb}), got {len(v)}")
-                lo_ok = all(x >= 0 for x in v) if f.name == "sky_sigma" else all(x > 0 for x in v)
-                if not lo_ok or not all(math.isfinite(x) for x in v):
-                    _fail(where, key, f"values must be finite and > 0, got {list(v)}")
-            if f.name in _WEIGHTS:
-                want = _WEIGHTS[f.name]
-                if len(v) != want:
-                    _fail(where, key, f"needs {want} weights, got {len(v)}")
-                if not (all(math.isfinite(x) and x >= 0 for x in v) and sum(v) > 0):
-                    _fail(where, key, f"weights must be >= 0 with a positive sum, got {list(v)}")
-            if f.name in _POSITIVE and not v > 0:
-                _fail(where, key, f"must be > 0, got {v!r}")
-            unit = f.name in _UNIT or "probability" in f.name or "fraction" in f.name
-            if unit and isinstance(v, (int, float)) and not 0.0 <= v <= 1.0:
-                _fail(where, key, f"must be in [0, 1], got {v!r}")
-            if f.name.endswith("_min"):
-                hi_name = f.name[:-4] + "_max"
-                if hasattr(sect, hi_name) and v > getattr(sect, hi_name):
-                    hi = getattr(sect, hi_name)
-                    _fail(where, key, f"range inverted: {f.name}={v!r} > {hi_name}={hi!r}")
-            if isinstance(v, int) and not isinstance(v, bool) and v < 0:
-                _fail(where, key, f"must be >= 0, got {v!r}")
-    if isinstance(cfg, (FourClassSimConfig, MorphologySimConfig)):
-        if cfg.irregular.clumps_min < 1:
-            _fail(where, "irregular.clumps_min", "must be >= 1")
-        if cfg.arms.amplitude_max > 1.0:
-            _fail(where, "arms.amplitude_max", "must be <= 1 (non-negative light)")
-    if cfg.pair.max_tails < 1:
-        _fail(where, "pair.max_tails", "must be >= 1")
-    if isinstance(cfg, MorphologySimConfig) and cfg.votes.volunteers_min < 1:
-        _fail(where, "votes.volunteers_min", "must be >= 1")
-    if isinstance(cfg, MorphologySimConfig) and cfg.votes.candels_classifiers < 1:
-        _fail(where, "votes.candels_classifiers", "must be >= 1")
-    return cfg
+    return validate(cfg, _rules(task_of_config(cfg)), where=where)
 
 
 def load_galaxy_sim_config(
@@ -705,14 +705,10 @@ def load_galaxy_sim_config(
         On an unknown task, a missing file, unknown keys, wrong types or invalid ranges.
     """
     cls = task_config_class(task)
-    data: dict[str, Any] = read_yaml(path) if path is not None else {}
-    run = data.pop(RUN_KEY, None)
-    where = str(path) if path is not None else "config"
-    if isinstance(run, Mapping) and run.get("task", task) != task:
-        raise ConfigError(f"{where}: written for task {run.get('task')!r}, not {task!r}")
-    over = parse_overrides(overrides) if not isinstance(overrides, Mapping) else dict(overrides)
-    cfg = from_dict(cls, deep_merge(data, over), where=where)
-    return validate_galaxy_sim_config(cfg, where=where)
+    run = (read_yaml(path) if path is not None else {}).get(RUN_KEY)
+    if isinstance(run, Mapping) and run.get("kind", task) != task:
+        raise ConfigError(f"{path}: written for task {run.get('kind')!r}, not {task!r}")
+    return load_sim_yaml(cls, path, overrides, _rules(task))
 
 
 def galaxy_config_fields(task: str) -> list[str]:

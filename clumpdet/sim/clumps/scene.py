@@ -50,13 +50,13 @@ from astropy.wcs import WCS
 from scipy.signal import fftconvolve
 
 from clumpdet.data.fits import make_wcs
+from clumpdet.sim.clumps.config import SIM_BANDS, ClumpSimConfig, validate_sim_config
 from clumpdet.sim.common import (
     GSPARAMS,
     add_gaussian_noise,
     as_seed_sequence,
     draw_unit,
     galsim_seed,
-    image_seed,
     loguniform,
     psf_kernel,
     psf_profile,
@@ -64,18 +64,6 @@ from clumpdet.sim.common import (
     stamp_slices,
     substream,
 )
-from clumpdet.sim.config import SIM_BANDS, ClumpSimConfig, validate_sim_config
-
-# Re-exported from :mod:`clumpdet.sim.common` (public names of this module before the move).
-__all__ = [
-    "KIND_LABELS",
-    "ClumpScene",
-    "HostTruth",
-    "SimObject",
-    "as_seed_sequence",
-    "image_seed",
-    "simulate_clump_scene",
-]
 
 #: Label (COCO category id) of each object kind.
 KIND_LABELS: dict[str, int] = {"clump": 1, "star": 2, "background_galaxy": 2}
@@ -375,7 +363,7 @@ def _place(
 def _draw_parameters(cfg: ClumpSimConfig, rng: np.random.Generator) -> _Params:
     p = cfg.psf
     fwhm_r = float(np.clip(rng.normal(p.fwhm_mean, p.fwhm_sd), p.fwhm_min, p.fwhm_max))
-    fwhm = {"g": fwhm_r * p.fwhm_factor_g, "r": fwhm_r, "i": fwhm_r * p.fwhm_factor_i}
+    fwhm = {b: fwhm_r * p.band_factor[b] for b in SIM_BANDS}
     host = _draw_host(cfg, rng)
     ra = float(rng.uniform(*cfg.image.ra_range))
     dec = float(rng.uniform(*cfg.image.dec_range))
@@ -524,8 +512,7 @@ def _simulate(
 
     # -- noise (GalSim RNG), per-pixel variance, S/N
     nz = cfg.noise
-    gains = {"g": nz.gain_g, "r": nz.gain_r, "i": nz.gain_i}
-    sky_sb = {"g": nz.sky_sb_g, "r": nz.sky_sb_r, "i": nz.sky_sb_i}
+    gains, sky_sb = nz.gain, nz.sky_sb
     gauss = galsim.GaussianDeviate(galsim.BaseDeviate(noise_seed))
     image = {}
     sky_sigma = {}

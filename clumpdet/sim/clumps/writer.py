@@ -6,34 +6,29 @@ Layout of ``out`` (docs/conventions.md)::
     annotations.json         COCO; categories clump / odd_clump; per annotation flux_ratio, snr,
                              flux {band: nanomaggies}, kind
     labels.csv               local_ids,label,x1,y1,x2,y2 (local_ids = COCO image id)
-    config.yaml              resolved ClumpSimConfig plus a ``_run_`` block (seed, n, version)
+    config.yaml              resolved ClumpSimConfig plus a ``_run_`` block (kind, seed, n, version)
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from clumpdet import __version__
-from clumpdet.data.coco import CLUMP_CATEGORIES, write_coco
-from clumpdet.data.fits import write_image_fits
+from clumpdet.data.coco import CLUMP_CATEGORIES
 from clumpdet.data.labels import write_labels_csv
-from clumpdet.parallel import parallel_map
-from clumpdet.sim.clumps import ClumpScene, simulate_clump_scene
-from clumpdet.sim.common import (
+from clumpdet.sim.clumps.config import ClumpSimConfig, validate_sim_config
+from clumpdet.sim.clumps.scene import ClumpScene, simulate_clump_scene
+from clumpdet.sim.run import (
     check_run_args,
-    coco_info,
-    image_seed,
-    save_run_config,
+    map_images,
+    render_detection_image,
+    write_detection_set,
 )
-from clumpdet.sim.config import ClumpSimConfig, validate_sim_config
-from clumpdet.utils import atomic_dir
 
-
-def image_file_name(index: int) -> str:
-    """Relative path of image ``index`` inside a simulation directory."""
-    return f"images/{index:06d}.fits"
+#: Comment of the FITS ``NOBJ`` card.
+_NOBJ = "number of labelled objects (truth boxes)"
 
 
 def scene_records(
@@ -101,39 +96,6 @@ def scene_records(
     return image, anns
 
 
-def _fits_header(scene: ClumpScene, seed: int) -> dict[str, Any]:
-    hdr: dict[str, Any] = {
-        "PSFFWHM": (round(scene.psf_fwhm, 5), "r-band PSF FWHM (arcsec)"),
-    }
-    for b, v in scene.psf_fwhm_bands.items():
-        hdr[f"PSFFWHM{b.upper()}"] = (round(v, 5), f"{b}-band PSF FWHM (arcsec)")
-    for b, v in scene.noise_sigma.items():
-        hdr[f"NOISE_{b.upper()}"] = (float(v), f"{b} sky noise sigma per pixel (nanomaggy)")
-    hdr["IMAGEID"] = (int(scene.image_id), "COCO image id")
-    hdr["SIMSEED"] = (int(seed), "master seed of the simulation run")
-    hdr["NOBJ"] = (len(scene.objects), "number of labelled objects (truth boxes)")
-    hdr["ORIGIN"] = f"clumpdet {__version__} (GalSim)"
-    return hdr
-
-
-def _render(task: tuple[ClumpSimConfig, int, int, str | None]) -> tuple[dict, list[dict]]:
-    """Worker: simulate image ``index`` (and write its FITS when ``root`` is given)."""
-    cfg, seed, index, root = task
-    scene = simulate_clump_scene(config=cfg, seed=image_seed(seed, index), image_id=index)
-    name = image_file_name(index)
-    if root is not None:
-        write_image_fits(
-            Path(root) / name,
-            scene.image,
-            bands=scene.bands,
-            wcs=scene.wcs,
-            unit="nanomaggy",
-            pixel_scale=scene.pixel_scale,
-            header=_fits_header(scene, seed),
-        )
-    return scene_records(scene, file_name=name)
-
-
 def iter_scene_records(
     *,
     n: int,
@@ -141,9 +103,9 @@ def iter_scene_records(
     config: ClumpSimConfig | None = None,
     workers: int | None = None,
     progress: bool = True,
-    root: str | Path | None = None,
 ) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
-    """Simulate images ``0 .. n-1`` of a run and yield their COCO records in order.
+    """Simulate images ``0 .. n-1`` of a run in memory and yield their COCO records in order
+    (the records :func:`simulate_clumps` writes, without the files).
 
     Parameters
     ----------
@@ -155,15 +117,20 @@ def iter_scene_records(
         Processes; default ``os.cpu_count()``; 1 runs in this process. Output does not depend on it.
     progress : bool
         Show a tqdm bar.
-    root : path, optional
-        When given, each image's FITS is written to ``root / images/NNNNNN.fits``.
     """
     cfg = validate_sim_config(config if config is not None else ClumpSimConfig())
     workers = check_run_args(n=n, seed=seed, workers=workers)
-    tasks = [(cfg, int(seed), i, None if root is None else str(root)) for i in range(n)]
-    yield from parallel_map(
-        _render, tasks, workers=workers, progress=progress, desc="simulate clumps"
+    worker = partial(
+        render_detection_image,
+        simulate_scene=simulate_clump_scene,
+        records=scene_records,
+        config=cfg,
+        seed=int(seed),
+        root=None,
+        psf_band="r",
+        objects=_NOBJ,
     )
+    yield from map_images(worker, n=n, workers=workers, progress=progress, desc="simulate clumps")
 
 
 def simulate_clumps(
@@ -213,28 +180,30 @@ def simulate_clumps(
         ``out`` exists and is not empty and ``overwrite`` is false.
     """
     cfg = validate_sim_config(config if config is not None else ClumpSimConfig())
-    check_run_args(n=n, seed=seed, workers=workers)
-    out = Path(out)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        (tmp / "images").mkdir()
-        images, annotations, rows = [], [], []
-        for image, anns in iter_scene_records(
-            n=n, seed=seed, config=cfg, workers=workers, progress=progress, root=tmp
-        ):
-            images.append(image)
-            for a in anns:
-                a = {"id": len(annotations) + 1, **a}
-                annotations.append(a)
-                x, y, bw, bh = a["bbox"]
-                rows.append((a["image_id"], a["category_id"], x, y, x + bw, y + bh))
-        info = coco_info("clumpdet simulated clumpy galaxies (GalSim)", seed=seed, n=n)
-        write_coco(
-            tmp / "annotations.json",
-            images=images,
-            annotations=annotations,
-            categories=CLUMP_CATEGORIES,
-            info=info,
-        )
-        write_labels_csv(tmp / "labels.csv", rows)
-        save_run_config(cfg, tmp / "config.yaml", seed=seed, n=n)
-    return out
+    return write_detection_set(
+        out,
+        kind="clumps",
+        config=cfg,
+        n=n,
+        seed=seed,
+        workers=workers,
+        overwrite=overwrite,
+        progress=progress,
+        simulate_scene=simulate_clump_scene,
+        records=scene_records,
+        categories=CLUMP_CATEGORIES,
+        description="clumpdet simulated clumpy galaxies (GalSim)",
+        psf_band="r",
+        objects=_NOBJ,
+        tables=_write_labels,
+    )
+
+
+def _write_labels(root: Path, per_image: list[tuple[list[dict[str, Any]], Any]]) -> None:
+    """``labels.csv``: one ``local_ids,label,x1,y1,x2,y2`` row per annotation."""
+    rows = []
+    for anns, _ in per_image:
+        for a in anns:
+            x, y, bw, bh = a["bbox"]
+            rows.append((a["image_id"], a["category_id"], x, y, x + bw, y + bh))
+    write_labels_csv(root / "labels.csv", rows)
