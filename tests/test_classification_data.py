@@ -35,7 +35,7 @@ from clumpdet.data.classification import (
 )
 from clumpdet.data.preprocessing import Preprocessing
 from clumpdet.errors import ConfigError, InputError
-from clumpdet.models import gz_tree
+from clumpdet.tasks import gz_tree
 
 # ------------------------------------------------------------------------------ writers
 

@@ -31,7 +31,7 @@ import dataclasses
 import math
 import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,18 +43,11 @@ from torch.utils.data import Dataset
 from clumpdet.data.images import NanPolicy, read_image
 from clumpdet.data.preprocessing import Preprocessing
 from clumpdet.errors import ConfigError, InputError
-from clumpdet.models import gz_tree
+from clumpdet.tasks import TASKS, Task, get_task, gz_tree
+from clumpdet.tasks.base import RowName, array_row
+from clumpdet.tasks.candels import CANDELS_LABELS
+from clumpdet.tasks.four_class import FOUR_CLASS_LABELS
 
-#: Tasks a :class:`ClassificationData` can hold.
-TASKS: tuple[str, ...] = ("merger", "gz_votes", "candels", "four_class")
-#: Label names of the CANDELS morphology task (Huertas-Company et al. 2015), in column order.
-CANDELS_LABELS: tuple[str, ...] = (
-    "spheroid",
-    "disk",
-    "irregular",
-    "point_source",
-    "unclassifiable",
-)
 #: Accepted CSV column names (case-insensitive) for each CANDELS label, tried in order.
 CANDELS_ALIASES: dict[str, tuple[str, ...]] = {
     "spheroid": ("spheroid", "f_spheroid", "f_sph"),
@@ -63,8 +56,6 @@ CANDELS_ALIASES: dict[str, tuple[str, ...]] = {
     "point_source": ("point_source", "f_ps", "ps", "f_point_source"),
     "unclassifiable": ("unclassifiable", "f_unc", "unc", "f_unclassifiable"),
 }
-#: Classes of the four-class Galaxy Zoo task, in one-hot column order.
-FOUR_CLASS_LABELS: tuple[str, ...] = ("normal", "ringed", "merger", "other")
 #: DeepMerge HLSP filters (3-filter and HST-only 2-filter versions).
 DEEPMERGE_BANDS: tuple[str, ...] = ("F814W", "F356W", "F160W")
 DEEPMERGE_BANDS_HST: tuple[str, ...] = ("F814W", "F160W")
@@ -269,10 +260,10 @@ class ClassificationData:
         h5py dataset). Read items with :meth:`image`, which returns native float32.
     labels : ndarray, float32, shape (N, K)
         ``merger``: (N, 1) 0/1; ``four_class``: one-hot (N, 4); ``gz_votes``: cumulative vote
-        fractions (N, 37) in :data:`clumpdet.models.gz_tree.ANSWER_NAMES` order; ``candels``:
+        fractions (N, 37) in :data:`clumpdet.tasks.gz_tree.ANSWER_NAMES` order; ``candels``:
         (N, 5) vote fractions.
     task : str
-        One of :data:`TASKS`.
+        A registered task (:data:`clumpdet.tasks.TASKS`).
     label_names : tuple of str
         K names.
     bands : tuple of str
@@ -296,7 +287,9 @@ class ClassificationData:
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
-            raise ConfigError(f"unknown classification task {self.task!r}; choose from {TASKS}")
+            raise ConfigError(
+                f"unknown classification task {self.task!r}; registered: {', '.join(TASKS)}"
+            )
         src = self._source_text()
         labels = np.asarray(self.labels, dtype=np.float32)
         if labels.ndim == 1:
@@ -365,28 +358,18 @@ class ClassificationData:
             counts=None if self.counts is None else self.counts[idx],
         )
 
-    def class_index(self) -> np.ndarray:
-        """int64 (N,) class of each row, for stratified splits.
+    @property
+    def task_spec(self) -> Task:
+        """The :class:`~clumpdet.tasks.Task` of these labels (outputs named ``label_names``)."""
+        return get_task(self.task, label_names=self.label_names)
 
-        ``merger``: the 0/1 label; ``four_class``: the one-hot index; vote tasks: the answer with
+    def class_index(self) -> np.ndarray:
+        """int64 (N,) class of each row (:meth:`Task.class_index`), for stratified splits.
+
+        Binary tasks: the 0/1 label; one-hot tasks: the class index; vote tasks: the answer with
         the largest fraction (for ``gz_votes``, of Q1: smooth / features / star).
         """
-        if self.task == "merger":
-            return (self.labels[:, 0] > 0.5).astype(np.int64)
-        if self.task == "gz_votes":
-            return self.labels[:, gz_tree.question_slices()[1]].argmax(axis=1).astype(np.int64)
-        return self.labels.argmax(axis=1).astype(np.int64)
-
-
-# --------------------------------------------------------------------------------------------
-# Label checks
-# --------------------------------------------------------------------------------------------
-
-RowName = Callable[[int], str]
-
-
-def _array_row(i: int) -> str:
-    return f"row {i}"
+        return self.task_spec.class_index(self.labels)
 
 
 def _csv_rows(ids: Sequence[Any], id_column: str, lines: Sequence[int] | None = None) -> RowName:
@@ -406,52 +389,8 @@ def _check_labels(
     row: RowName,
     tol: float | None = 0.05,
 ) -> None:
-    """Raise InputError on NaN, out-of-range, non-binary, non-one-hot or tree-inconsistent rows."""
-    bad = ~np.isfinite(labels)
-    if bad.any():
-        r, c = np.argwhere(bad)[0]
-        n = int(bad.any(axis=1).sum())
-        raise InputError(
-            source, f"{row(int(r))}: label {names[c]} is {labels[r, c]} ({n} row(s) with NaN/inf)"
-        )
-    if task == "merger":
-        wrong = ~np.isin(labels[:, 0], (0.0, 1.0))
-        if wrong.any():
-            r = int(np.argmax(wrong))
-            raise InputError(
-                source,
-                f"{row(r)}: merger label is {labels[r, 0]:g}, expected 0 or 1 "
-                f"({int(wrong.sum())} such row(s))",
-            )
-        return
-    if task == "four_class":
-        ok = np.isin(labels, (0.0, 1.0)).all(axis=1) & (labels.sum(axis=1) == 1)
-        if not ok.all():
-            r = int(np.argmin(ok))
-            raise InputError(
-                source,
-                f"{row(r)}: label {labels[r].tolist()} is not one-hot over {tuple(names)} "
-                f"({int((~ok).sum())} such row(s))",
-            )
-        return
-    outside = (labels < 0) | (labels > 1 + 1e-6)
-    if outside.any():
-        r, c = np.argwhere(outside)[0]
-        raise InputError(
-            source, f"{row(int(r))}: vote fraction {names[c]} = {labels[r, c]:g} is outside [0, 1]"
-        )
-    if task == "gz_votes" and tol is not None:
-        issues = gz_tree.check_tree_consistency(labels, tol)
-        if issues:
-            r, q, expected, actual = issues[0]
-            parent = gz_tree.QUESTIONS[q - 1].parent or "1 (root question)"
-            n_rows = len({i[0] for i in issues})
-            raise InputError(
-                source,
-                f"{row(r)}: vote fractions inconsistent with the Galaxy Zoo tree: question {q} "
-                f"({gz_tree.QUESTIONS[q - 1].text}) answers sum to {actual:.3f} but parent "
-                f"{parent} is {expected:.3f} (tolerance {tol}; {n_rows} row(s) affected)",
-            )
+    """Raise InputError on labels that ``task`` (outputs ``names``) cannot use."""
+    get_task(task, label_names=names).check_labels(labels, source=source, row=row, tol=tol)
 
 
 # --------------------------------------------------------------------------------------------
@@ -482,7 +421,7 @@ def _binary_labels(raw: np.ndarray, source: Path) -> np.ndarray:
     if lab.dtype.kind not in "biuf":
         raise InputError(source, f"labels must be numbers 0/1, got dtype {lab.dtype}")
     out = lab.astype(np.float32)[:, None]
-    _check_labels(out, task="merger", names=("merger",), source=source, row=_array_row)
+    _check_labels(out, task="merger", names=("merger",), source=source, row=array_row)
     return out
 
 
@@ -711,7 +650,7 @@ def read_gz_kaggle(
         Folder of ``<GalaxyID>.jpg`` (424x424 RGB).
     tol : float or None
         Allowed difference between a question's sum and its parent answer
-        (:func:`clumpdet.models.gz_tree.check_tree_consistency`); ``None`` skips the check.
+        (:func:`clumpdet.tasks.gz_tree.check_tree_consistency`); ``None`` skips the check.
     missing : {"raise", "drop"}
         Missing image files are an error (default) or dropped with a warning.
 
@@ -775,9 +714,9 @@ def read_gz2(
 
     The 37 ``*_debiased`` columns (Hart et al. 2016) are *per-question* fractions. Each
     question's answers are renormalised to sum to 1 (or left at 0 when nobody answered it) and
-    multiplied by the parent answer (:func:`clumpdet.models.gz_tree.normalise`), giving
-    Kaggle-style cumulative fractions in :data:`~clumpdet.models.gz_tree.ANSWER_NAMES` order
-    (GZ2 task ``tNN`` is Kaggle ``ClassNN``; see :data:`~clumpdet.models.gz_tree.GZ2_COLUMNS`).
+    multiplied by the parent answer (:func:`clumpdet.tasks.gz_tree.normalise`), giving
+    Kaggle-style cumulative fractions in :data:`~clumpdet.tasks.gz_tree.ANSWER_NAMES` order
+    (GZ2 task ``tNN`` is Kaggle ``ClassNN``; see :data:`~clumpdet.tasks.gz_tree.GZ2_COLUMNS`).
 
     Parameters
     ----------
@@ -962,7 +901,7 @@ def read_four_class_npz(
         labels = raw.astype(np.float32)
     else:
         raise InputError(path, f"{lk!r}: expected one-hot labels (N, 4), got shape {raw.shape}")
-    _check_labels(labels, task="four_class", names=FOUR_CLASS_LABELS, source=path, row=_array_row)
+    _check_labels(labels, task="four_class", names=FOUR_CLASS_LABELS, source=path, row=array_row)
     scale = 1.0 / 255.0 if images.dtype == np.uint8 else None
     view = ArrayImages(images, channels_last=_channels_last(images.shape), scale=scale)
     return ClassificationData(
@@ -1002,8 +941,6 @@ def _folder_data(
     _check_unique(ids, csv_path, id_column)
     row = _csv_rows(id_text, id_column)
     labels = _float_block(df, label_columns, csv_path, row)
-    if task == "merger" and labels.shape[1] != 1:
-        raise ConfigError(f"task 'merger' takes one label column, got {list(label_columns)}")
     _check_labels(labels, task=task, names=label_names, source=csv_path, row=row)
     try:
         names = [image_pattern.format(id=i) for i in id_text]
@@ -1139,7 +1076,7 @@ def read_image_folder(
     image_pattern : str
         File name pattern, e.g. ``"{id}.png"``.
     task : str
-        One of :data:`TASKS`; label names are the column names.
+        A registered task (:data:`clumpdet.tasks.TASKS`); label names are the column names.
     nan_policy, missing
         As for :func:`read_candels_csv`.
 
@@ -1155,16 +1092,10 @@ def read_image_folder(
     ConfigError
         Unknown task, wrong number of label columns, bad pattern.
     """
-    if task not in TASKS:
-        raise ConfigError(f"unknown classification task {task!r}; choose from {TASKS}")
     label_columns = [str(c) for c in label_columns]
     if not label_columns:
         raise ConfigError("read_image_folder: label_columns must not be empty")
-    expected = {"merger": 1, "four_class": 4, "gz_votes": gz_tree.N_ANSWERS, "candels": 5}[task]
-    if len(label_columns) != expected:
-        raise ConfigError(
-            f"task {task!r} needs {expected} label column(s), got {len(label_columns)}"
-        )
+    get_task(task, label_names=label_columns)  # checks the task and the number of columns
     csv_path = _need_file(csv_path, "label file")
     images_dir = _need_dir(images_dir)
     df = _read_csv(csv_path, str_columns=(id_column,))

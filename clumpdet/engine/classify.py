@@ -31,12 +31,8 @@ from clumpdet.config import from_dict, save_config, to_dict
 from clumpdet.data.preprocessing import Preprocessing
 from clumpdet.engine.config import TrainerConfig
 from clumpdet.errors import CheckpointError, ConfigError
-from clumpdet.models.classifier import (
-    ClassifierConfig,
-    build_classifier,
-    label_names,
-    predict_from_outputs,
-)
+from clumpdet.models.classifier import ClassifierConfig, build_classifier
+from clumpdet.tasks import Task, label_names, predict_from_outputs
 from clumpdet.utils import atomic_path, atomic_write, load_torch_file
 
 CLASSIFIER_FORMAT = "clumpdet-classifier"
@@ -121,41 +117,13 @@ class ClassifierTrainConfig:
             raise ConfigError("data.split: give three fractions (train, val, test) summing to 1")
 
 
-def task_loss(
-    task: str,
-    outputs: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    dirichlet: bool = False,
-    counts: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The training loss of ``task`` on raw outputs ``(B, K)`` and targets ``(B, K)``.
-
-    merger: binary cross-entropy on the logit; four_class: cross-entropy on the class index;
-    candels: MSE of the softmax fractions; gz_votes: MSE of the decision-tree-normalised fractions
-    (Dieleman), or the Dirichlet-multinomial negative log-likelihood of the vote counts (Zoobot).
-    """
-    if task == "merger":
-        return nn.functional.binary_cross_entropy_with_logits(outputs, target)
-    if task == "four_class":
-        return nn.functional.cross_entropy(outputs, target.argmax(dim=1))
-    if task == "gz_votes" and dirichlet:
-        from clumpdet.models.losses import dirichlet_multinomial_loss
-
-        if counts is None:
-            raise ConfigError("model.dirichlet: the Dirichlet loss needs vote counts in the data")
-        return dirichlet_multinomial_loss(outputs, counts)
-    pred = predict_from_outputs(task, outputs)
-    return nn.functional.mse_loss(pred, target)
-
-
 class ClassifierModule(L.LightningModule):
     """LightningModule for one classification task."""
 
     def __init__(self, config: ClassifierTrainConfig, *, in_chans: int, image_size: int) -> None:
         super().__init__()
         self.config = config
-        self.task = config.model.task
+        self.task: Task = config.model.build_task()
         self.model = build_classifier(config=config.model, in_chans=in_chans, image_size=image_size)
         self._val: list[tuple[np.ndarray, np.ndarray]] = []
 
@@ -166,7 +134,7 @@ class ClassifierModule(L.LightningModule):
         x, y = batch[0], batch[1]
         counts = batch[2] if len(batch) > 2 else None
         out = self.model(x)
-        loss = task_loss(self.task, out, y, dirichlet=self.config.model.dirichlet, counts=counts)
+        loss = self.task.loss(out, y, dirichlet=self.config.model.dirichlet, counts=counts)
         return loss, out
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -187,7 +155,7 @@ class ClassifierModule(L.LightningModule):
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, out = self._step(batch)
         self.log("val/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(batch[0]))
-        pred = predict_from_outputs(self.task, out, dirichlet=self.config.model.dirichlet)
+        pred = self.task.predict(out, dirichlet=self.config.model.dirichlet)
         self._val.append((batch[1].cpu().numpy(), pred.detach().cpu().numpy()))
 
     def on_validation_epoch_end(self) -> None:
@@ -195,7 +163,7 @@ class ClassifierModule(L.LightningModule):
             return
         y = np.concatenate([v[0] for v in self._val])
         p = np.concatenate([v[1] for v in self._val])
-        for k, v in headline_metrics(self.task, y, p).items():
+        for k, v in self.task.headline_metrics(y, p).items():
             self.log(f"val/{k}", v)
 
     def configure_optimizers(self):
@@ -234,59 +202,6 @@ def parameter_groups(model: nn.Module, *, lr: float, layer_decay: float | None) 
     rest = [p for p in trainable if id(p) not in seen]
     out.append({"params": rest, "lr": lr})
     return out
-
-
-def headline_metrics(task: str, y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """The few numbers logged every epoch (accuracy/AUC or RMSE)."""
-    from clumpdet.evaluation.classification import binary_metrics, multiclass_metrics
-
-    if task == "merger":
-        m = binary_metrics(y[:, 0], p[:, 0])
-        return {"accuracy": m["accuracy"], "auc": _finite(m["auc"])}
-    if task == "four_class":
-        m = multiclass_metrics(y.argmax(1), p, class_names=label_names(task))
-        return {"accuracy": m["accuracy"], "auc": _finite(m["auc"])}
-    return {"rmse": float(np.sqrt(np.mean((p - y) ** 2)))}
-
-
-def _finite(v: float) -> float:
-    return 0.0 if v is None or not math.isfinite(v) else float(v)
-
-
-def evaluate_classifier(
-    task: str, y: np.ndarray, p: np.ndarray, *, out: Path | None
-) -> dict[str, Any]:
-    """Full metrics (and PNGs in ``out``) for targets ``y`` and predictions ``p`` (N, K)."""
-    from clumpdet.evaluation import classification as C
-
-    names = list(label_names(task))
-    if task == "merger":
-        m = C.binary_metrics(y[:, 0], p[:, 0])
-        if out is not None:
-            fpr, tpr, _ = C.roc_curve(y[:, 0], p[:, 0])
-            C.plot_roc({"merger": (fpr, tpr, m["auc"])}, out / "roc.png")
-            cm = np.asarray(m["confusion"], float)
-            cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-            C.plot_confusion(cm, ["non-merger", "merger"], out / "confusion.png")
-    elif task == "four_class":
-        m = C.multiclass_metrics(y.argmax(1), p, class_names=names)
-        if out is not None:
-            curves = {}
-            for i, n in enumerate(names):
-                fpr, tpr, _ = C.roc_curve(y.argmax(1) == i, p[:, i])
-                curves[n] = (fpr, tpr, m["per_class"][n]["auc"])
-            C.plot_roc(curves, out / "roc.png")
-            C.plot_confusion(np.asarray(m["confusion_normalised"]), names, out / "confusion.png")
-    else:
-        groups = None
-        if task == "gz_votes":
-            from clumpdet.models.gz_tree import question_slices
-
-            groups = [(f"Q{q}", sl) for q, sl in question_slices().items()]
-        m = C.vote_fraction_metrics(y, p, names=names, groups=groups)
-        if out is not None:
-            C.plot_group_rmse(m["per_group"], out / "rmse_per_question.png")
-    return m
 
 
 def save_classifier_checkpoint(
@@ -416,10 +331,15 @@ def train_classifier(
     if t.threads:
         torch.set_num_threads(t.threads)
     L.seed_everything(t.seed, workers=True, verbose=False)
-    save_config(config, out / "config.yaml")
     splits = make_classification_splits(
-        config.data, task=config.model.task, out=out, return_counts=config.model.dirichlet
+        config.data,
+        task=config.model.build_task(),
+        out=out,
+        return_counts=config.model.dirichlet,
     )
+    if splits.task.names_from_data:
+        config.model.label_names = splits.task.label_names
+    save_config(config, out / "config.yaml")
     module = ClassifierModule(
         config, in_chans=splits.preprocessing.n_bands, image_size=splits.image_size
     )
@@ -460,7 +380,7 @@ def train_classifier(
         dirichlet=config.model.dirichlet,
         tta=config.tta,
     )
-    metrics = evaluate_classifier(config.model.task, y, p, out=out)
+    metrics = splits.task.evaluate(y, p, out=out)
     from clumpdet.evaluation.classification import plot_feature_maps
 
     first = next(iter(test_dl))[0][:3]
@@ -496,20 +416,12 @@ def train_classifier(
     return path
 
 
-#: Which simulated set serves each task.
-SIM_TASK = {
-    "merger": "mergers",
-    "four_class": "four_class",
-    "gz_votes": "morphology",
-    "candels": "morphology",
-}
-
-
-def read_sim_dir(path: str | Path, *, task: str):
+def read_sim_dir(path: str | Path, *, task: Task):
     """Read a folder written by ``clumpdet simulate mergers|four_class|morphology``.
 
     ``images.npy`` (N, C, H, W) is memory-mapped; ``labels.csv`` holds the task's columns
-    (morphology also ``count_<answer>`` vote counts for the Dirichlet loss).
+    (:meth:`Task.sim_columns`; morphology also ``count_<answer>`` vote counts for the Dirichlet
+    loss, :meth:`Task.count_columns`).
     """
     import pandas as pd
     import yaml
@@ -522,14 +434,15 @@ def read_sim_dir(path: str | Path, *, task: str):
         if not (path / name).is_file():
             raise InputError(path / name, "not found; is this a `clumpdet simulate` folder?")
     df = pd.read_csv(path / "labels.csv")
-    names = list(label_names(task))
-    cols = ["MergerLabel"] if task == "merger" else names
+    cols = list(task.sim_columns())
     missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise InputError(path / "labels.csv", f"missing columns for task {task}: {missing[:5]}")
+    if missing or not cols:
+        raise InputError(
+            path / "labels.csv", f"missing columns for task {task.name}: {missing[:5]}"
+        )
     counts = None
-    count_cols = [f"count_{c}" for c in names]
-    if task == "gz_votes" and all(c in df.columns for c in count_cols):
+    count_cols = list(task.count_columns())
+    if count_cols and all(c in df.columns for c in count_cols):
         counts = df[count_cols].to_numpy(np.float32)
     bands: tuple[str, ...] = ()
     cfg_file = path / "config.yaml"
@@ -542,8 +455,8 @@ def read_sim_dir(path: str | Path, *, task: str):
     return ClassificationData(
         images=images,
         labels=df[cols].to_numpy(np.float32),
-        task=task,
-        label_names=tuple(names),
+        task=task.name,
+        label_names=task.label_names or tuple(cols),
         bands=bands,
         ids=df[df.columns[0]].to_numpy(),
         source=path,
@@ -560,19 +473,25 @@ class ClassificationSplits:
     test: Any
     preprocessing: Preprocessing
     image_size: int
+    task: Task
 
 
-def load_classification_data(cfg: ClassifierDataConfig, *, task: str, out: Path):
+def load_classification_data(cfg: ClassifierDataConfig, *, task: Task, out: Path):
     """The labelled set named by ``cfg`` (simulated into ``out/data`` when asked)."""
-    from clumpdet.data.classification import load_data
+    from clumpdet.data.classification import SOURCES, load_data
 
+    if cfg.source == "simulate" and task.simulator is None:
+        raise ConfigError(
+            f"data.source: task {task.name!r} has no simulator; read real data instead "
+            f"(data.source: {', '.join(SOURCES)})"
+        )
     if cfg.source == "simulate":
         from clumpdet.sim import simulate_galaxies
 
-        target = out / "data" / SIM_TASK[task]
+        target = out / "data" / task.simulator
         if not (target / "labels.csv").is_file():
             simulate_galaxies(
-                task=SIM_TASK[task],
+                task=task.simulator,
                 n=cfg.simulate_n,
                 seed=cfg.simulate_seed,
                 out=target,
@@ -582,6 +501,8 @@ def load_classification_data(cfg: ClassifierDataConfig, *, task: str, out: Path)
     if cfg.source == "sim_dir":
         if cfg.path is None:
             raise ConfigError("data.path: give the simulated folder for source: sim_dir")
+        if task.names_from_data and cfg.label_columns:
+            task = task.with_label_names(cfg.label_columns)
         return read_sim_dir(cfg.path, task=task)
     return load_data(
         source=cfg.source,
@@ -590,12 +511,12 @@ def load_classification_data(cfg: ClassifierDataConfig, *, task: str, out: Path)
         images_dir=cfg.images_dir,
         mapping=cfg.mapping,
         label_columns=cfg.label_columns or None,
-        task=task,
+        task=task.name,
     )
 
 
 def make_classification_splits(
-    cfg: ClassifierDataConfig, *, task: str, out: Path, return_counts: bool = False
+    cfg: ClassifierDataConfig, *, task: Task, out: Path, return_counts: bool = False
 ) -> ClassificationSplits:
     """Load, split (stratified for classes), fit normalisation on train, build the datasets."""
     from clumpdet.data.classification import (
@@ -605,7 +526,8 @@ def make_classification_splits(
     )
 
     data = load_classification_data(cfg, task=task, out=out)
-    strat = data.class_index() if task in ("merger", "four_class") else np.zeros(len(data), int)
+    task = data.task_spec
+    strat = task.class_index(data.labels) if task.stratify else np.zeros(len(data), int)
     tr, va, te = stratified_split(strat, fractions=cfg.split, seed=0)
     if cfg.max_train is not None:
         tr = tr[: cfg.max_train]
@@ -623,4 +545,4 @@ def make_classification_splits(
     train = ClassificationDataset(data.subset(tr), augmentation=aug, **kw)
     val = ClassificationDataset(data.subset(va), **kw)
     test = ClassificationDataset(data.subset(te), **kw)
-    return ClassificationSplits(train, val, test, pre, int(train.image_size[0]))
+    return ClassificationSplits(train, val, test, pre, int(train.image_size[0]), task)
