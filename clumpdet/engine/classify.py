@@ -40,30 +40,56 @@ CLASSIFIER_FORMAT = "clumpdet-classifier"
 
 @dataclass
 class ClassifierDataConfig:
-    """Where the labelled galaxies come from (see :func:`clumpdet.data.classification.load_data`).
+    """Where the labelled galaxies come from (see :func:`clumpdet.data.readers.load_data`).
 
     Attributes
     ----------
     source : str
-        ``simulate`` (clumpdet's own simulated task data, the offline default), ``sim_dir`` (a
-        folder written by ``clumpdet simulate mergers|four_class|morphology``),
-        ``deepmerge_fits``, ``deepmerge_npy``, ``gz_kaggle``, ``gz2``, ``four_class_npz``,
-        ``candels`` or ``folder``.
+        ``simulate`` (clumpdet's own simulated task data, the offline default) or a
+        :data:`clumpdet.data.readers.SOURCES` name: ``sim_dir`` (a folder written by
+        ``clumpdet simulate mergers|four_class|morphology``), ``deepmerge_fits``,
+        ``deepmerge_npy``, ``gz_kaggle``, ``gz2``, ``four_class_npz``, ``candels`` or
+        ``folder``.
     path, labels, images_dir, mapping : str or None
         Files of the source (e.g. the HLSP FITS; the Kaggle CSV + image folder; hart16 CSV +
         filename mapping + image folder).
     label_columns : tuple of str
-        Label columns for ``folder`` / ``candels``.
+        Label columns for ``folder`` / ``candels`` (their names also name the outputs of the
+        ``binary`` and ``multiclass`` tasks).
+    id_column : str or None
+        Id column of the label CSV (default ``id`` for ``folder``, ``ID`` for ``candels``).
+    image_pattern : str or None
+        Image file name of a galaxy, ``{id}`` standing for its id (default ``{id}`` for
+        ``folder``, ``{id}.fits`` for ``candels``); with ``image_bands`` the name of one band's
+        file, using ``{band}`` too (``{id}_{band}.fits``).
+    image_bands : tuple of str
+        One single-band file per galaxy and band (real CANDELS stamps: ``[h, j, v, z]``): the
+        values of ``{band}`` in ``image_pattern``, which also name the bands.
+    missing : {"error", "drop"}
+        Galaxies of the catalogue whose image file is missing: an error, or dropped (with one
+        warning saying how many).
     simulate_n, simulate_seed : int
         Size and seed of the simulated set for ``source: simulate``.
     split : tuple of float
         Train / validation / test fractions (stratified for classes).
+    split_seed : int or None
+        Seed of the random split (default: ``trainer.seed``).
+    split_column : str or None
+        Explicit split: a label-table column of ``train``/``val``/``test`` per galaxy
+        (``folder``, ``candels``, ``sim_dir``); ``split`` and ``split_seed`` are then unused.
+    test_ids : str or None
+        Explicit test set: a text file of galaxy ids, one per line; the other galaxies are
+        split into train and validation in the ratio of ``split``.
     bands, stretch, stretch_params
         Preprocessing (stored in the checkpoint). Empty ``bands`` keeps the file's bands.
     center_crop, resize : int or None
         Square centre crop, then resize (Dieleman: crop then downsample to 45 px).
     rotate, flips, zoom : bool, bool, float
         Galaxy augmentation: arbitrary rotations, flips, +-zoom scale jitter. No colour jitter.
+    cache : bool
+        Keep decoded, preprocessed images in memory after their first read, already reduced to
+        the crop (plus a margin for rotations) and the resize scale, so JPEGs are decoded once
+        rather than every epoch (each DataLoader worker keeps its own copy).
     max_train : int or None
         Use only the first N training galaxies (learning curves).
     """
@@ -74,9 +100,16 @@ class ClassifierDataConfig:
     images_dir: str | None = None
     mapping: str | None = None
     label_columns: tuple[str, ...] = ()
+    id_column: str | None = None
+    image_pattern: str | None = None
+    image_bands: tuple[str, ...] = ()
+    missing: Literal["error", "drop"] = "error"
     simulate_n: int = 600
     simulate_seed: int = 0
     split: tuple[float, ...] = (0.7, 0.1, 0.2)
+    split_seed: int | None = None
+    split_column: str | None = None
+    test_ids: str | None = None
     bands: tuple[str, ...] = ()
     stretch: str = "asinh"
     stretch_params: dict[str, Any] = field(default_factory=dict)
@@ -85,8 +118,20 @@ class ClassifierDataConfig:
     rotate: bool = True
     flips: bool = True
     zoom: float = 0.1
+    cache: bool = True
     max_train: int | None = None
     num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        from clumpdet.data.readers import SOURCES
+
+        if self.source != "simulate" and self.source not in SOURCES:
+            raise ConfigError(
+                f"source: unknown data source {self.source!r}; choose simulate, "
+                f"{', '.join(SOURCES)}"
+            )
+        if self.split_column is not None and self.test_ids is not None:
+            raise ConfigError("split_column, test_ids: give one explicit split, not both")
 
 
 @dataclass
@@ -335,6 +380,7 @@ def train_classifier(
         config.data,
         task=config.model.build_task(),
         out=out,
+        seed=t.seed,
         return_counts=config.model.dirichlet,
     )
     if splits.task.names_from_data:
@@ -416,54 +462,6 @@ def train_classifier(
     return path
 
 
-def read_sim_dir(path: str | Path, *, task: Task):
-    """Read a folder written by ``clumpdet simulate mergers|four_class|morphology``.
-
-    ``images.npy`` (N, C, H, W) is memory-mapped; ``labels.csv`` holds the task's columns
-    (:meth:`Task.sim_columns`; morphology also ``count_<answer>`` vote counts for the Dirichlet
-    loss, :meth:`Task.count_columns`).
-    """
-    import pandas as pd
-    import yaml
-
-    from clumpdet.data.classification import ClassificationData, MappedArray
-    from clumpdet.errors import InputError
-
-    path = Path(path)
-    for name in ("images.npy", "labels.csv"):
-        if not (path / name).is_file():
-            raise InputError(path / name, "not found; is this a `clumpdet simulate` folder?")
-    df = pd.read_csv(path / "labels.csv")
-    cols = list(task.sim_columns())
-    missing = [c for c in cols if c not in df.columns]
-    if missing or not cols:
-        raise InputError(
-            path / "labels.csv", f"missing columns for task {task.name}: {missing[:5]}"
-        )
-    counts = None
-    count_cols = list(task.count_columns())
-    if count_cols and all(c in df.columns for c in count_cols):
-        counts = df[count_cols].to_numpy(np.float32)
-    bands: tuple[str, ...] = ()
-    cfg_file = path / "config.yaml"
-    if cfg_file.is_file():
-        cfg = yaml.safe_load(cfg_file.read_text()) or {}
-        bands = tuple((cfg.get("image") or {}).get("bands") or ())
-    images = MappedArray(path / "images.npy", kind="npy")
-    if not bands:
-        bands = tuple(f"band{i + 1}" for i in range(images.shape[1]))
-    return ClassificationData(
-        images=images,
-        labels=df[cols].to_numpy(np.float32),
-        task=task.name,
-        label_names=task.label_names or tuple(cols),
-        bands=bands,
-        ids=df[df.columns[0]].to_numpy(),
-        source=path,
-        counts=counts,
-    )
-
-
 @dataclass
 class ClassificationSplits:
     """Train / validation / test datasets with the preprocessing they share."""
@@ -478,7 +476,7 @@ class ClassificationSplits:
 
 def load_classification_data(cfg: ClassifierDataConfig, *, task: Task, out: Path):
     """The labelled set named by ``cfg`` (simulated into ``out/data`` when asked)."""
-    from clumpdet.data.classification import SOURCES, load_data
+    from clumpdet.data.readers import SOURCES, load_data, read_sim_dir
 
     if cfg.source == "simulate" and task.simulator is None:
         raise ConfigError(
@@ -497,38 +495,73 @@ def load_classification_data(cfg: ClassifierDataConfig, *, task: Task, out: Path
                 out=target,
                 overwrite=True,
             )
-        return read_sim_dir(target, task=task)
-    if cfg.source == "sim_dir":
-        if cfg.path is None:
-            raise ConfigError("data.path: give the simulated folder for source: sim_dir")
-        if task.names_from_data and cfg.label_columns:
-            task = task.with_label_names(cfg.label_columns)
-        return read_sim_dir(cfg.path, task=task)
+        return read_sim_dir(target, task=task, split_column=cfg.split_column)
     return load_data(
         source=cfg.source,
         path=cfg.path,
         labels=cfg.labels,
         images_dir=cfg.images_dir,
         mapping=cfg.mapping,
-        label_columns=cfg.label_columns or None,
+        label_columns=cfg.label_columns,
         task=task.name,
+        id_column=cfg.id_column,
+        image_pattern=cfg.image_pattern,
+        image_bands=cfg.image_bands,
+        missing=cfg.missing,
+        split_column=cfg.split_column,
     )
 
 
-def make_classification_splits(
-    cfg: ClassifierDataConfig, *, task: Task, out: Path, return_counts: bool = False
-) -> ClassificationSplits:
-    """Load, split (stratified for classes), fit normalisation on train, build the datasets."""
-    from clumpdet.data.classification import (
-        ClassificationDataset,
-        GalaxyAugmentation,
+def split_rows(
+    data, cfg: ClassifierDataConfig, *, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train / val / test row indices of ``data`` (a ``ClassificationData``).
+
+    Explicit (``cfg.split_column``, ``cfg.test_ids``) or random with the ``cfg.split``
+    fractions, stratified for class tasks and seeded by ``cfg.split_seed`` (default ``seed``,
+    the trainer's).
+    """
+    from clumpdet.data.splits import (
+        assigned_split,
+        read_id_list,
+        split_by_test_ids,
         stratified_split,
     )
 
-    data = load_classification_data(cfg, task=task, out=out)
     task = data.task_spec
-    strat = task.class_index(data.labels) if task.stratify else np.zeros(len(data), int)
-    tr, va, te = stratified_split(strat, fractions=cfg.split, seed=0)
+    strata = task.class_index(data.labels) if task.stratify else np.zeros(len(data), int)
+    split_seed = seed if cfg.split_seed is None else cfg.split_seed
+    if cfg.split_column is not None:
+        return assigned_split(data.split)
+    if cfg.test_ids is not None:
+        return split_by_test_ids(
+            data.ids,
+            read_id_list(cfg.test_ids),
+            strata,
+            fractions=cfg.split,
+            seed=split_seed,
+            source=cfg.test_ids,
+        )
+    return stratified_split(strata, fractions=cfg.split, seed=split_seed)
+
+
+def make_classification_splits(
+    cfg: ClassifierDataConfig,
+    *,
+    task: Task,
+    out: Path,
+    seed: int = 0,
+    return_counts: bool = False,
+) -> ClassificationSplits:
+    """Load, split (:func:`split_rows`), fit normalisation on train, build the datasets.
+
+    The returned :attr:`ClassificationSplits.task` is ``task`` with the label names of the
+    data (for the ``binary`` and ``multiclass`` tasks, named by their data).
+    """
+    from clumpdet.data.galaxy_dataset import ClassificationDataset, GalaxyAugmentation
+
+    data = load_classification_data(cfg, task=task, out=out)
+    tr, va, te = split_rows(data, cfg, seed=seed)
     if cfg.max_train is not None:
         tr = tr[: cfg.max_train]
     bands = cfg.bands or data.bands
@@ -541,8 +574,10 @@ def make_classification_splits(
         center_crop=cfg.center_crop,
         resize=cfg.resize,
         return_counts=return_counts,
+        cache=cfg.cache,
     )
     train = ClassificationDataset(data.subset(tr), augmentation=aug, **kw)
     val = ClassificationDataset(data.subset(va), **kw)
     test = ClassificationDataset(data.subset(te), **kw)
+    task = data.task_spec if task.names_from_data else task
     return ClassificationSplits(train, val, test, pre, int(train.image_size[0]), task)

@@ -203,7 +203,9 @@ def pretrain_backbone(config: PretrainConfig, *, out: str | Path) -> Path:
     splits = []
     for i, spec in enumerate(config.tasks):
         spec.data.resize = config.image_size
-        s = make_classification_splits(spec.data, task=get_task(spec.task), out=out / f"task{i}")
+        s = make_classification_splits(
+            spec.data, task=get_task(spec.task), out=out / f"task{i}", seed=t.seed
+        )
         splits.append(s)
     tasks = [s.task for s in splits]
     k_max = max(t.n_outputs for t in tasks)
