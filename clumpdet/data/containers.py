@@ -213,10 +213,13 @@ class FileImages:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         if fixed and not self._told[0]:
             self._told[0] = True
-            what = " ".join(str(fixed[0].message).split())
-            if len(what) > 160:
-                what = what[:157] + "..."
+            texts = [" ".join(str(w.message).split()) for w in fixed]
+            boilerplate = ("Verification reported errors", "zero-based indexing")
+            texts = [t for t in texts if not any(b in t for b in boilerplate)] or texts
             name = path if isinstance(path, Path) else path[0]
+            what = texts[0].removeprefix(f"{name}: ")
+            if len(what) > 200:
+                what = what[:197] + "..."
             warnings.warn(
                 f"{name}: astropy fixed a non-standard FITS header ({what}); the pixels are read "
                 "as usual and such header warnings are not repeated for the other files",

@@ -164,10 +164,7 @@ class ClassificationDataset(Dataset):
         self._cache: dict[int, np.ndarray] = {}
         shifts = augmentation is not None and augmentation.shift > 0
         self._reduced = cache and self.center_crop is not None and not shifts
-        # cached images are already at the final scale (the crop becomes `resize` pixels)
-        self._prescaled = (
-            self._reduced and self.resize is not None and self.resize < self.center_crop
-        )
+        self._scaled: set[int] = set()  # cached at the final scale: the crop is `resize` px
         self._by_name = True
         if preprocessing is not None:
             if all(b in data.bands for b in preprocessing.bands):
@@ -217,41 +214,61 @@ class ClassificationDataset(Dataset):
             img = prep(src) if self.standardise else prep.stretch_only(src)
         img = np.ascontiguousarray(img, dtype=np.float32)
         if self.cache:
-            img = self._reduce(img)
+            img = self._reduce(img, index)
             self._cache[index] = img
         return img
 
-    def _reduce(self, img: np.ndarray) -> np.ndarray:
-        """The part of ``img`` (C, H, W) the items need, at the final scale (for the cache)."""
+    def _reduce(self, img: np.ndarray, index: int) -> np.ndarray:
+        """The part of ``img`` (C, H, W) the items need, at the final scale (for the cache).
+
+        The kept square is the crop plus a margin that holds it after any rotation and zoom of
+        the augmentation. With ``resize`` below the crop it is resampled by exactly
+        ``resize / center_crop``, the margin being a whole number of pixels at both scales, so
+        the final centre crop of ``resize`` pixels covers exactly the uncached crop.
+        """
         if not self._reduced:
             return img
         s = int(self.center_crop)  # type: ignore[arg-type]
+        h, w = img.shape[1:]
         aug = self.augmentation
         reach = 1.0
         if aug is not None:
             reach = (math.sqrt(2.0) if aug.rotate else 1.0) * (1.0 + aug.zoom)
-        m = math.ceil(s * reach) + 2
-        h, w = img.shape[1:]
-        mh, mw = min(h, m), min(w, m)
-        mh, mw = mh + (h - mh) % 2, mw + (w - mw) % 2  # same centre pixel as the full image
-        top, left = (h - mh) // 2, (w - mw) // 2
-        x = torch.from_numpy(np.array(img[:, top : top + mh, left : left + mw]))
-        if self._prescaled:
-            r = int(self.resize)  # type: ignore[arg-type]
-            side = (max(1, round(mh * r / s)), max(1, round(mw * r / s)))
+        need = math.ceil(s * (reach - 1.0) / 2.0) + 1  # margin, original pixels
+        top, left = (h - s) // 2, (w - s) // 2  # the uncached crop's corner
+        r = self.resize
+        if r is not None and r < s and h >= s and w >= s:
+            g = math.gcd(s, r)
+            s1, r1 = s // g, r // g  # a margin of k * s1 px becomes k * r1 px exactly
+            fits = min(top, left, h - top - s, w - left - s) // s1
+            k = min(math.ceil(need / s1), fits)
+            pad = k * s1
+            x = torch.from_numpy(
+                np.array(img[:, top - pad : top + s + pad, left - pad : left + s + pad])
+            )
+            side = r + 2 * k * r1
             x = torch.nn.functional.interpolate(
-                x.unsqueeze(0), size=side, mode="bilinear", align_corners=False, antialias=True
-            )[0]
-        return np.ascontiguousarray(x.numpy(), dtype=np.float32)
+                x.unsqueeze(0), size=(side, side), mode="bilinear", align_corners=False,
+                antialias=True,
+            )[0]  # fmt: skip
+            self._scaled.add(index)
+            return np.ascontiguousarray(x.numpy(), dtype=np.float32)
+        ph = min(need, max(0, top), max(0, h - top - s))
+        pw = min(need, max(0, left), max(0, w - left - s))
+        y0, x0 = max(0, top) - ph, max(0, left) - pw
+        return np.ascontiguousarray(
+            img[:, y0 : y0 + min(h, s) + 2 * ph, x0 : x0 + min(w, s) + 2 * pw], dtype=np.float32
+        )
 
     def load_image(self, index: int) -> torch.Tensor:
         """Image ``index`` preprocessed, cropped and resized, without augmentation."""
-        return self._finish(torch.from_numpy(np.array(self._raw(index), copy=True)))
+        x = torch.from_numpy(np.array(self._raw(index), copy=True))
+        return self._finish(x, scaled=index in self._scaled)
 
-    def _finish(self, x: torch.Tensor) -> torch.Tensor:
+    def _finish(self, x: torch.Tensor, *, scaled: bool = False) -> torch.Tensor:
         if self.center_crop is not None:
             h, w = x.shape[1:]
-            s = self.resize if self._prescaled else self.center_crop
+            s = self.resize if scaled else self.center_crop
             top, left = max(0, (h - s) // 2), max(0, (w - s) // 2)
             x = x[:, top : top + s, left : left + s]
         if self.resize is not None and tuple(x.shape[1:]) != (self.resize, self.resize):
@@ -276,7 +293,7 @@ class ClassificationDataset(Dataset):
         if self.augmentation is not None:
             self._seed_worker()
             x = self.augmentation(x, generator=self._generator)
-        x = self._finish(x)
+        x = self._finish(x, scaled=index in self._scaled)
         target = torch.from_numpy(np.array(self.data.labels[index], dtype=np.float32))
         if self.return_counts:
             counts = torch.from_numpy(np.array(self.data.counts[index], dtype=np.float32))

@@ -160,6 +160,13 @@ class ClassifierTrainConfig:
     def __post_init__(self) -> None:
         if not math.isclose(sum(self.data.split), 1.0, abs_tol=1e-6) or len(self.data.split) != 3:
             raise ConfigError("data.split: give three fractions (train, val, test) summing to 1")
+        task = self.model.build_task()
+        if self.data.source == "simulate" and task.simulator is None:
+            raise ConfigError(
+                f"data.source: task {task.name!r} has no simulator, so the default "
+                "data.source: simulate cannot serve it; read a labelled table instead (e.g. "
+                "data.source: folder with data.labels, data.images_dir, data.label_columns)"
+            )
 
 
 class ClassifierModule(L.LightningModule):
