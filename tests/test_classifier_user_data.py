@@ -170,6 +170,20 @@ def test_candels_per_band_stamps(tmp_path):
         image_bands=("h", "j", "v", "z"),
     )
     np.testing.assert_array_equal(same.labels, data.labels)
+    cfg = load_config(
+        ClassifierTrainConfig,
+        None,
+        [
+            "data.source=candels",
+            f"data.labels={tmp_path / 'candels.csv'}",
+            f"data.images_dir={tmp_path / 'stamps'}",
+            "data.image_pattern={id}_{band}.fits",
+            "data.image_bands=[h, j, v, z]",
+            "model.task=candels",
+        ],
+    )  # as `clumpdet train-classifier --set ...` builds it
+    from_cli = load_classification_data(cfg.data, task=get_task("candels"), out=tmp_path)
+    assert from_cli.bands == ("h", "j", "v", "z") and len(from_cli) == 3
     (tmp_path / "stamps" / "01000_z.fits").unlink()
     with pytest.raises(InputError, match=r"01000_z\.fits: image file not found \(1 of 3"):
         read_candels_csv(
@@ -244,6 +258,22 @@ def test_split_seed_follows_trainer_seed_and_explicit_splits(tmp_path):
         load_classification_data(by_column, task=task, out=tmp_path)
     with pytest.raises(ConfigError, match="one explicit split, not both"):
         load_config(ClassifierDataConfig, None, ["split_column=part", "test_ids=x.txt"])
+
+
+def test_train_classifier_splits_with_the_trainer_seed(tmp_path, monkeypatch):
+    import clumpdet.engine.classify as classify
+
+    seen = []
+
+    def stop(cfg, *, task, out, seed, return_counts):
+        seen.append(seed)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(classify, "make_classification_splits", stop)
+    cfg = load_config(ClassifierTrainConfig, None, ["trainer.seed=7"])
+    with pytest.raises(RuntimeError, match="stop here"):
+        train_classifier(cfg, out=tmp_path / "run")
+    assert seen == [7]
 
 
 def test_set_values_that_are_not_yaml_are_strings():

@@ -11,18 +11,24 @@ binary     1 logit for any 0/1 column, named by the data          none
 multiclass K logits for any K classes, named by the data          none
 ========== ===================================================== ==========================
 
-The Galaxy Zoo decision tree is :mod:`clumpdet.tasks.gz_tree`; the vote losses are
-:mod:`clumpdet.tasks.losses`.
+Adding a task is one module in this package holding a :class:`Task` subclass registered with
+``@TASKS.register("name")``: every module here is imported when the package is, so the task is
+then known to configs (``model.task``), readers and the trainer. The Galaxy Zoo decision tree is
+:mod:`clumpdet.tasks.gz_tree`; the vote losses are :mod:`clumpdet.tasks.losses`.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Sequence
 
 import torch
 
-from clumpdet.tasks import binary, candels, four_class, gz_votes, merger, multiclass  # noqa: F401
 from clumpdet.tasks.base import TASKS, Task, VoteFractionTask
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")  # registers the task it defines
 
 __all__ = [
     "TASKS",
