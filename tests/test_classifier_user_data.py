@@ -375,3 +375,6 @@ def test_cache_holds_decoded_images_at_the_crop_and_resize_scale():
     # same crop at the same scale; only the edge pixels differ (the cached resize sees the margin)
     torch.testing.assert_close(x[:, 1:-1, 1:-1], ref[:, 1:-1, 1:-1], atol=0.01, rtol=0.01)
     assert small[3][0].shape == (1, 10, 10)
+    whole = ClassificationDataset(data, resize=12, cache=True)
+    torch.testing.assert_close(whole[1][0], ClassificationDataset(data, resize=12)[1][0])
+    assert whole._cache[1].shape == (1, 12, 12)  # a square image without crop: stored resized

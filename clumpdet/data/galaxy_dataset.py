@@ -120,7 +120,8 @@ class ClassificationDataset(Dataset):
         Keep preprocessed images (before augmentation) in memory after their first read,
         reduced to what the items need: with ``center_crop``, the central square that still
         holds the crop after any rotation and zoom of ``augmentation``; with ``resize`` smaller
-        than that, scaled down by the final resize factor (so the final resize is a no-op).
+        than that (or than a square image without crop), scaled down by the final resize factor
+        (so the final resize is a no-op). Not reduced when ``augmentation`` shifts.
         Images are thus decoded once, not every epoch; items agree with uncached ones up to
         interpolation order.
     seed : int, optional
@@ -163,7 +164,7 @@ class ClassificationDataset(Dataset):
         self.cache = cache
         self._cache: dict[int, np.ndarray] = {}
         shifts = augmentation is not None and augmentation.shift > 0
-        self._reduced = cache and self.center_crop is not None and not shifts
+        self._reduced = cache and not shifts and (center_crop or resize) is not None
         self._scaled: set[int] = set()  # cached at the final scale: the crop is `resize` px
         self._by_name = True
         if preprocessing is not None:
@@ -224,19 +225,32 @@ class ClassificationDataset(Dataset):
         The kept square is the crop plus a margin that holds it after any rotation and zoom of
         the augmentation. With ``resize`` below the crop it is resampled by exactly
         ``resize / center_crop``, the margin being a whole number of pixels at both scales, so
-        the final centre crop of ``resize`` pixels covers exactly the uncached crop.
+        the final centre crop of ``resize`` pixels covers exactly the uncached crop. Without a
+        crop, a square image larger than ``resize`` is stored resized.
         """
         if not self._reduced:
             return img
-        s = int(self.center_crop)  # type: ignore[arg-type]
         h, w = img.shape[1:]
+        r = self.resize
+        if self.center_crop is None:  # a square image is resized whole: do it once
+            if r is None or h != w or r >= h:
+                return img
+            x = torch.nn.functional.interpolate(
+                torch.from_numpy(img).unsqueeze(0),
+                size=(r, r),
+                mode="bilinear",
+                align_corners=False,
+                antialias=True,
+            )[0]
+            self._scaled.add(index)
+            return np.ascontiguousarray(x.numpy(), dtype=np.float32)
+        s = int(self.center_crop)
         aug = self.augmentation
         reach = 1.0
         if aug is not None:
             reach = (math.sqrt(2.0) if aug.rotate else 1.0) * (1.0 + aug.zoom)
         need = math.ceil(s * (reach - 1.0) / 2.0) + 1  # margin, original pixels
         top, left = (h - s) // 2, (w - s) // 2  # the uncached crop's corner
-        r = self.resize
         if r is not None and r < s and h >= s and w >= s:
             g = math.gcd(s, r)
             s1, r1 = s // g, r // g  # a margin of k * s1 px becomes k * r1 px exactly
@@ -268,7 +282,7 @@ class ClassificationDataset(Dataset):
     def _finish(self, x: torch.Tensor, *, scaled: bool = False) -> torch.Tensor:
         if self.center_crop is not None:
             h, w = x.shape[1:]
-            s = self.resize if scaled else self.center_crop
+            s = self.resize if scaled else self.center_crop  # type: ignore[assignment]
             top, left = max(0, (h - s) // 2), max(0, (w - s) // 2)
             x = x[:, top : top + s, left : left + s]
         if self.resize is not None and tuple(x.shape[1:]) != (self.resize, self.resize):
