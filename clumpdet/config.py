@@ -143,8 +143,24 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return conv(cfg)
 
 
+def parse_override_value(raw: str) -> Any:
+    """The value of one ``--set key=value``: YAML, or the text itself where YAML does not fit.
+
+    ``1e-3``, ``true``, ``[1, 2]`` and ``{a: 1}`` parse as YAML. Text that is not valid YAML
+    (``{id}_h.fits``) and brace patterns without a ``key: value`` (``{id}``, ``{id}.fits``,
+    which YAML would read as a set-like mapping) are taken as strings.
+    """
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    if isinstance(value, dict) and ":" not in raw:
+        return raw
+    return value
+
+
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
-    """Turn ``["a.b=1", "c=[1, 2]"]`` into a nested dict; values are parsed as YAML."""
+    """Turn ``["a.b=1", "c=[1, 2]"]`` into a nested dict (values: :func:`parse_override_value`)."""
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
@@ -156,7 +172,7 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {item!r}: {p!r} is both a value and a section")
-        node[parts[-1]] = yaml.safe_load(raw)
+        node[parts[-1]] = parse_override_value(raw)
     return out
 
 

@@ -65,7 +65,7 @@ def write_task_dir(root, task, n=48, size=32, seed=0):
     """A tiny task folder in the `clumpdet simulate` layout, with a learnable signal."""
     import pandas as pd
 
-    from clumpdet.models.gz_tree import ANSWER_NAMES, normalise
+    from clumpdet.tasks.gz_tree import ANSWER_NAMES, normalise
 
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True)

@@ -1,6 +1,8 @@
 """Galaxy-classification readers, ClassificationData, the Dataset, augmentation and splits.
 
-Every file is written here in the exact published layout (FACTS.md section 3), small.
+Every file is written here, small, in the exact layout its source publishes: DeepMerge HLSP
+(Ciprijanovic et al. 2020), Galaxy Zoo Kaggle and GZ2 (Willett et al. 2013; Hart et al. 2016),
+the four-class set, CANDELS (Huertas-Company et al. 2015).
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ import torch
 from astropy.io import fits
 from PIL import Image
 
-from clumpdet.data.classification import (
+from clumpdet.data.containers import (
     ArrayImages,
     ClassificationData,
-    ClassificationDataset,
-    GalaxyAugmentation,
     MappedArray,
     is_memory_mapped,
+)
+from clumpdet.data.galaxy_dataset import ClassificationDataset, GalaxyAugmentation
+from clumpdet.data.preprocessing import Preprocessing
+from clumpdet.data.readers import (
     load_data,
     read_candels_csv,
     read_deepmerge_fits,
@@ -31,11 +35,10 @@ from clumpdet.data.classification import (
     read_gz2,
     read_gz_kaggle,
     read_image_folder,
-    stratified_split,
 )
-from clumpdet.data.preprocessing import Preprocessing
+from clumpdet.data.splits import stratified_split
 from clumpdet.errors import ConfigError, InputError
-from clumpdet.models import gz_tree
+from clumpdet.tasks import gz_tree
 
 # ------------------------------------------------------------------------------ writers
 

@@ -1,4 +1,4 @@
-"""Galaxy Zoo decision tree (clumpdet.models.gz_tree) and classification losses."""
+"""Galaxy Zoo decision tree (clumpdet.tasks.gz_tree) and classification losses."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from clumpdet.models import gz_tree
-from clumpdet.models.losses import (
+from clumpdet.tasks import gz_tree
+from clumpdet.tasks.losses import (
     dirichlet_multinomial_loss,
     dirichlet_multinomial_nll,
     vote_fraction_mse,

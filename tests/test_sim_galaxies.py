@@ -10,7 +10,6 @@ import pytest
 
 from clumpdet.config import read_yaml
 from clumpdet.errors import ConfigError, InputError
-from clumpdet.models.gz_tree import ANSWER_NAMES, QUESTIONS, parent_index, question_slices
 from clumpdet.sim import (
     FourClassSimConfig,
     MergerSimConfig,
@@ -22,6 +21,7 @@ from clumpdet.sim import (
     simulate_merger_scene,
 )
 from clumpdet.sim.galaxies.config import galaxy_config_fields
+from clumpdet.tasks.gz_tree import ANSWER_NAMES, QUESTIONS, parent_index, question_slices
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "sim"
 TASKS = ("mergers", "four_class", "morphology")

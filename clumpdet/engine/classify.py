@@ -31,12 +31,8 @@ from clumpdet.config import from_dict, save_config, to_dict
 from clumpdet.data.preprocessing import Preprocessing
 from clumpdet.engine.config import TrainerConfig
 from clumpdet.errors import CheckpointError, ConfigError
-from clumpdet.models.classifier import (
-    ClassifierConfig,
-    build_classifier,
-    label_names,
-    predict_from_outputs,
-)
+from clumpdet.models.classifier import ClassifierConfig, build_classifier
+from clumpdet.tasks import Task, label_names, predict_from_outputs
 from clumpdet.utils import atomic_path, atomic_write, load_torch_file
 
 CLASSIFIER_FORMAT = "clumpdet-classifier"
@@ -44,30 +40,56 @@ CLASSIFIER_FORMAT = "clumpdet-classifier"
 
 @dataclass
 class ClassifierDataConfig:
-    """Where the labelled galaxies come from (see :func:`clumpdet.data.classification.load_data`).
+    """Where the labelled galaxies come from (see :func:`clumpdet.data.readers.load_data`).
 
     Attributes
     ----------
     source : str
-        ``simulate`` (clumpdet's own simulated task data, the offline default), ``sim_dir`` (a
-        folder written by ``clumpdet simulate mergers|four_class|morphology``),
-        ``deepmerge_fits``, ``deepmerge_npy``, ``gz_kaggle``, ``gz2``, ``four_class_npz``,
-        ``candels`` or ``folder``.
+        ``simulate`` (clumpdet's own simulated task data, the offline default) or a
+        :data:`clumpdet.data.readers.SOURCES` name: ``sim_dir`` (a folder written by
+        ``clumpdet simulate mergers|four_class|morphology``), ``deepmerge_fits``,
+        ``deepmerge_npy``, ``gz_kaggle``, ``gz2``, ``four_class_npz``, ``candels`` or
+        ``folder``.
     path, labels, images_dir, mapping : str or None
         Files of the source (e.g. the HLSP FITS; the Kaggle CSV + image folder; hart16 CSV +
         filename mapping + image folder).
     label_columns : tuple of str
-        Label columns for ``folder`` / ``candels``.
+        Label columns for ``folder`` / ``candels`` (their names also name the outputs of the
+        ``binary`` and ``multiclass`` tasks).
+    id_column : str or None
+        Id column of the label CSV (default ``id`` for ``folder``, ``ID`` for ``candels``).
+    image_pattern : str or None
+        Image file name of a galaxy, ``{id}`` standing for its id (default ``{id}`` for
+        ``folder``, ``{id}.fits`` for ``candels``); with ``image_bands`` the name of one band's
+        file, using ``{band}`` too (``{id}_{band}.fits``).
+    image_bands : tuple of str
+        One single-band file per galaxy and band (real CANDELS stamps: ``[h, j, v, z]``): the
+        values of ``{band}`` in ``image_pattern``, which also name the bands.
+    missing : {"error", "drop"}
+        Galaxies of the catalogue whose image file is missing: an error, or dropped (with one
+        warning saying how many).
     simulate_n, simulate_seed : int
         Size and seed of the simulated set for ``source: simulate``.
     split : tuple of float
         Train / validation / test fractions (stratified for classes).
+    split_seed : int or None
+        Seed of the random split (default: ``trainer.seed``).
+    split_column : str or None
+        Explicit split: a label-table column of ``train``/``val``/``test`` per galaxy
+        (``folder``, ``candels``, ``sim_dir``); ``split`` and ``split_seed`` are then unused.
+    test_ids : str or None
+        Explicit test set: a text file of galaxy ids, one per line; the other galaxies are
+        split into train and validation in the ratio of ``split``.
     bands, stretch, stretch_params
         Preprocessing (stored in the checkpoint). Empty ``bands`` keeps the file's bands.
     center_crop, resize : int or None
         Square centre crop, then resize (Dieleman: crop then downsample to 45 px).
     rotate, flips, zoom : bool, bool, float
         Galaxy augmentation: arbitrary rotations, flips, +-zoom scale jitter. No colour jitter.
+    cache : bool
+        Keep decoded, preprocessed images in memory after their first read, already reduced to
+        the crop (plus a margin for rotations) and the resize scale, so JPEGs are decoded once
+        rather than every epoch (each DataLoader worker keeps its own copy).
     max_train : int or None
         Use only the first N training galaxies (learning curves).
     """
@@ -78,9 +100,16 @@ class ClassifierDataConfig:
     images_dir: str | None = None
     mapping: str | None = None
     label_columns: tuple[str, ...] = ()
+    id_column: str | None = None
+    image_pattern: str | None = None
+    image_bands: tuple[str, ...] = ()
+    missing: Literal["error", "drop"] = "error"
     simulate_n: int = 600
     simulate_seed: int = 0
     split: tuple[float, ...] = (0.7, 0.1, 0.2)
+    split_seed: int | None = None
+    split_column: str | None = None
+    test_ids: str | None = None
     bands: tuple[str, ...] = ()
     stretch: str = "asinh"
     stretch_params: dict[str, Any] = field(default_factory=dict)
@@ -89,8 +118,20 @@ class ClassifierDataConfig:
     rotate: bool = True
     flips: bool = True
     zoom: float = 0.1
+    cache: bool = True
     max_train: int | None = None
     num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        from clumpdet.data.readers import SOURCES
+
+        if self.source != "simulate" and self.source not in SOURCES:
+            raise ConfigError(
+                f"source: unknown data source {self.source!r}; choose simulate, "
+                f"{', '.join(SOURCES)}"
+            )
+        if self.split_column is not None and self.test_ids is not None:
+            raise ConfigError("split_column, test_ids: give one explicit split, not both")
 
 
 @dataclass
@@ -119,34 +160,13 @@ class ClassifierTrainConfig:
     def __post_init__(self) -> None:
         if not math.isclose(sum(self.data.split), 1.0, abs_tol=1e-6) or len(self.data.split) != 3:
             raise ConfigError("data.split: give three fractions (train, val, test) summing to 1")
-
-
-def task_loss(
-    task: str,
-    outputs: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    dirichlet: bool = False,
-    counts: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The training loss of ``task`` on raw outputs ``(B, K)`` and targets ``(B, K)``.
-
-    merger: binary cross-entropy on the logit; four_class: cross-entropy on the class index;
-    candels: MSE of the softmax fractions; gz_votes: MSE of the decision-tree-normalised fractions
-    (Dieleman), or the Dirichlet-multinomial negative log-likelihood of the vote counts (Zoobot).
-    """
-    if task == "merger":
-        return nn.functional.binary_cross_entropy_with_logits(outputs, target)
-    if task == "four_class":
-        return nn.functional.cross_entropy(outputs, target.argmax(dim=1))
-    if task == "gz_votes" and dirichlet:
-        from clumpdet.models.losses import dirichlet_multinomial_loss
-
-        if counts is None:
-            raise ConfigError("model.dirichlet: the Dirichlet loss needs vote counts in the data")
-        return dirichlet_multinomial_loss(outputs, counts)
-    pred = predict_from_outputs(task, outputs)
-    return nn.functional.mse_loss(pred, target)
+        task = self.model.build_task()
+        if self.data.source == "simulate" and task.simulator is None:
+            raise ConfigError(
+                f"data.source: task {task.name!r} has no simulator, so the default "
+                "data.source: simulate cannot serve it; read a labelled table instead (e.g. "
+                "data.source: folder with data.labels, data.images_dir, data.label_columns)"
+            )
 
 
 class ClassifierModule(L.LightningModule):
@@ -155,7 +175,7 @@ class ClassifierModule(L.LightningModule):
     def __init__(self, config: ClassifierTrainConfig, *, in_chans: int, image_size: int) -> None:
         super().__init__()
         self.config = config
-        self.task = config.model.task
+        self.task: Task = config.model.build_task()
         self.model = build_classifier(config=config.model, in_chans=in_chans, image_size=image_size)
         self._val: list[tuple[np.ndarray, np.ndarray]] = []
 
@@ -166,7 +186,7 @@ class ClassifierModule(L.LightningModule):
         x, y = batch[0], batch[1]
         counts = batch[2] if len(batch) > 2 else None
         out = self.model(x)
-        loss = task_loss(self.task, out, y, dirichlet=self.config.model.dirichlet, counts=counts)
+        loss = self.task.loss(out, y, dirichlet=self.config.model.dirichlet, counts=counts)
         return loss, out
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -187,7 +207,7 @@ class ClassifierModule(L.LightningModule):
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, out = self._step(batch)
         self.log("val/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(batch[0]))
-        pred = predict_from_outputs(self.task, out, dirichlet=self.config.model.dirichlet)
+        pred = self.task.predict(out, dirichlet=self.config.model.dirichlet)
         self._val.append((batch[1].cpu().numpy(), pred.detach().cpu().numpy()))
 
     def on_validation_epoch_end(self) -> None:
@@ -195,7 +215,7 @@ class ClassifierModule(L.LightningModule):
             return
         y = np.concatenate([v[0] for v in self._val])
         p = np.concatenate([v[1] for v in self._val])
-        for k, v in headline_metrics(self.task, y, p).items():
+        for k, v in self.task.headline_metrics(y, p).items():
             self.log(f"val/{k}", v)
 
     def configure_optimizers(self):
@@ -234,59 +254,6 @@ def parameter_groups(model: nn.Module, *, lr: float, layer_decay: float | None) 
     rest = [p for p in trainable if id(p) not in seen]
     out.append({"params": rest, "lr": lr})
     return out
-
-
-def headline_metrics(task: str, y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """The few numbers logged every epoch (accuracy/AUC or RMSE)."""
-    from clumpdet.evaluation.classification import binary_metrics, multiclass_metrics
-
-    if task == "merger":
-        m = binary_metrics(y[:, 0], p[:, 0])
-        return {"accuracy": m["accuracy"], "auc": _finite(m["auc"])}
-    if task == "four_class":
-        m = multiclass_metrics(y.argmax(1), p, class_names=label_names(task))
-        return {"accuracy": m["accuracy"], "auc": _finite(m["auc"])}
-    return {"rmse": float(np.sqrt(np.mean((p - y) ** 2)))}
-
-
-def _finite(v: float) -> float:
-    return 0.0 if v is None or not math.isfinite(v) else float(v)
-
-
-def evaluate_classifier(
-    task: str, y: np.ndarray, p: np.ndarray, *, out: Path | None
-) -> dict[str, Any]:
-    """Full metrics (and PNGs in ``out``) for targets ``y`` and predictions ``p`` (N, K)."""
-    from clumpdet.evaluation import classification as C
-
-    names = list(label_names(task))
-    if task == "merger":
-        m = C.binary_metrics(y[:, 0], p[:, 0])
-        if out is not None:
-            fpr, tpr, _ = C.roc_curve(y[:, 0], p[:, 0])
-            C.plot_roc({"merger": (fpr, tpr, m["auc"])}, out / "roc.png")
-            cm = np.asarray(m["confusion"], float)
-            cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-            C.plot_confusion(cm, ["non-merger", "merger"], out / "confusion.png")
-    elif task == "four_class":
-        m = C.multiclass_metrics(y.argmax(1), p, class_names=names)
-        if out is not None:
-            curves = {}
-            for i, n in enumerate(names):
-                fpr, tpr, _ = C.roc_curve(y.argmax(1) == i, p[:, i])
-                curves[n] = (fpr, tpr, m["per_class"][n]["auc"])
-            C.plot_roc(curves, out / "roc.png")
-            C.plot_confusion(np.asarray(m["confusion_normalised"]), names, out / "confusion.png")
-    else:
-        groups = None
-        if task == "gz_votes":
-            from clumpdet.models.gz_tree import question_slices
-
-            groups = [(f"Q{q}", sl) for q, sl in question_slices().items()]
-        m = C.vote_fraction_metrics(y, p, names=names, groups=groups)
-        if out is not None:
-            C.plot_group_rmse(m["per_group"], out / "rmse_per_question.png")
-    return m
 
 
 def save_classifier_checkpoint(
@@ -416,10 +383,16 @@ def train_classifier(
     if t.threads:
         torch.set_num_threads(t.threads)
     L.seed_everything(t.seed, workers=True, verbose=False)
-    save_config(config, out / "config.yaml")
     splits = make_classification_splits(
-        config.data, task=config.model.task, out=out, return_counts=config.model.dirichlet
+        config.data,
+        task=config.model.build_task(),
+        out=out,
+        seed=t.seed,
+        return_counts=config.model.dirichlet,
     )
+    if splits.task.names_from_data:
+        config.model.label_names = splits.task.label_names
+    save_config(config, out / "config.yaml")
     module = ClassifierModule(
         config, in_chans=splits.preprocessing.n_bands, image_size=splits.image_size
     )
@@ -460,7 +433,7 @@ def train_classifier(
         dirichlet=config.model.dirichlet,
         tta=config.tta,
     )
-    metrics = evaluate_classifier(config.model.task, y, p, out=out)
+    metrics = splits.task.evaluate(y, p, out=out)
     from clumpdet.evaluation.classification import plot_feature_maps
 
     first = next(iter(test_dl))[0][:3]
@@ -496,61 +469,6 @@ def train_classifier(
     return path
 
 
-#: Which simulated set serves each task.
-SIM_TASK = {
-    "merger": "mergers",
-    "four_class": "four_class",
-    "gz_votes": "morphology",
-    "candels": "morphology",
-}
-
-
-def read_sim_dir(path: str | Path, *, task: str):
-    """Read a folder written by ``clumpdet simulate mergers|four_class|morphology``.
-
-    ``images.npy`` (N, C, H, W) is memory-mapped; ``labels.csv`` holds the task's columns
-    (morphology also ``count_<answer>`` vote counts for the Dirichlet loss).
-    """
-    import pandas as pd
-    import yaml
-
-    from clumpdet.data.classification import ClassificationData, MappedArray
-    from clumpdet.errors import InputError
-
-    path = Path(path)
-    for name in ("images.npy", "labels.csv"):
-        if not (path / name).is_file():
-            raise InputError(path / name, "not found; is this a `clumpdet simulate` folder?")
-    df = pd.read_csv(path / "labels.csv")
-    names = list(label_names(task))
-    cols = ["MergerLabel"] if task == "merger" else names
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise InputError(path / "labels.csv", f"missing columns for task {task}: {missing[:5]}")
-    counts = None
-    count_cols = [f"count_{c}" for c in names]
-    if task == "gz_votes" and all(c in df.columns for c in count_cols):
-        counts = df[count_cols].to_numpy(np.float32)
-    bands: tuple[str, ...] = ()
-    cfg_file = path / "config.yaml"
-    if cfg_file.is_file():
-        cfg = yaml.safe_load(cfg_file.read_text()) or {}
-        bands = tuple((cfg.get("image") or {}).get("bands") or ())
-    images = MappedArray(path / "images.npy", kind="npy")
-    if not bands:
-        bands = tuple(f"band{i + 1}" for i in range(images.shape[1]))
-    return ClassificationData(
-        images=images,
-        labels=df[cols].to_numpy(np.float32),
-        task=task,
-        label_names=tuple(names),
-        bands=bands,
-        ids=df[df.columns[0]].to_numpy(),
-        source=path,
-        counts=counts,
-    )
-
-
 @dataclass
 class ClassificationSplits:
     """Train / validation / test datasets with the preprocessing they share."""
@@ -560,46 +478,90 @@ class ClassificationSplits:
     test: Any
     preprocessing: Preprocessing
     image_size: int
+    task: Task
 
 
-def load_classification_data(cfg: ClassifierDataConfig, *, task: str, out: Path):
+def load_classification_data(cfg: ClassifierDataConfig, *, task: Task, out: Path):
     """The labelled set named by ``cfg`` (simulated into ``out/data`` when asked)."""
-    from clumpdet.data.classification import load_data
+    from clumpdet.data.readers import SOURCES, load_data, read_sim_dir
 
+    if cfg.source == "simulate" and task.simulator is None:
+        raise ConfigError(
+            f"data.source: task {task.name!r} has no simulator; read real data instead "
+            f"(data.source: {', '.join(SOURCES)})"
+        )
     if cfg.source == "simulate":
         from clumpdet.sim.run import prepare_sets
 
-        kind = SIM_TASK[task]
+        kind = task.simulator
         sets = prepare_sets(kind, {kind: (cfg.simulate_n, cfg.simulate_seed)}, out=out / "data")
-        return read_sim_dir(sets[kind], task=task)
-    if cfg.source == "sim_dir":
-        if cfg.path is None:
-            raise ConfigError("data.path: give the simulated folder for source: sim_dir")
-        return read_sim_dir(cfg.path, task=task)
+        return read_sim_dir(sets[kind], task=task, split_column=cfg.split_column)
     return load_data(
         source=cfg.source,
         path=cfg.path,
         labels=cfg.labels,
         images_dir=cfg.images_dir,
         mapping=cfg.mapping,
-        label_columns=cfg.label_columns or None,
-        task=task,
+        label_columns=cfg.label_columns,
+        task=task.name,
+        id_column=cfg.id_column,
+        image_pattern=cfg.image_pattern,
+        image_bands=cfg.image_bands,
+        missing=cfg.missing,
+        split_column=cfg.split_column,
     )
 
 
-def make_classification_splits(
-    cfg: ClassifierDataConfig, *, task: str, out: Path, return_counts: bool = False
-) -> ClassificationSplits:
-    """Load, split (stratified for classes), fit normalisation on train, build the datasets."""
-    from clumpdet.data.classification import (
-        ClassificationDataset,
-        GalaxyAugmentation,
+def split_rows(
+    data, cfg: ClassifierDataConfig, *, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train / val / test row indices of ``data`` (a ``ClassificationData``).
+
+    Explicit (``cfg.split_column``, ``cfg.test_ids``) or random with the ``cfg.split``
+    fractions, stratified for class tasks and seeded by ``cfg.split_seed`` (default ``seed``,
+    the trainer's).
+    """
+    from clumpdet.data.splits import (
+        assigned_split,
+        read_id_list,
+        split_by_test_ids,
         stratified_split,
     )
 
+    task = data.task_spec
+    strata = task.class_index(data.labels) if task.stratify else np.zeros(len(data), int)
+    split_seed = seed if cfg.split_seed is None else cfg.split_seed
+    if cfg.split_column is not None:
+        return assigned_split(data.split)
+    if cfg.test_ids is not None:
+        return split_by_test_ids(
+            data.ids,
+            read_id_list(cfg.test_ids),
+            strata,
+            fractions=cfg.split,
+            seed=split_seed,
+            source=cfg.test_ids,
+        )
+    return stratified_split(strata, fractions=cfg.split, seed=split_seed)
+
+
+def make_classification_splits(
+    cfg: ClassifierDataConfig,
+    *,
+    task: Task,
+    out: Path,
+    seed: int = 0,
+    return_counts: bool = False,
+) -> ClassificationSplits:
+    """Load, split (:func:`split_rows`), fit normalisation on train, build the datasets.
+
+    The returned :attr:`ClassificationSplits.task` is ``task`` with the label names of the
+    data (for the ``binary`` and ``multiclass`` tasks, named by their data).
+    """
+    from clumpdet.data.galaxy_dataset import ClassificationDataset, GalaxyAugmentation
+
     data = load_classification_data(cfg, task=task, out=out)
-    strat = data.class_index() if task in ("merger", "four_class") else np.zeros(len(data), int)
-    tr, va, te = stratified_split(strat, fractions=cfg.split, seed=0)
+    tr, va, te = split_rows(data, cfg, seed=seed)
     if cfg.max_train is not None:
         tr = tr[: cfg.max_train]
     bands = cfg.bands or data.bands
@@ -612,8 +574,10 @@ def make_classification_splits(
         center_crop=cfg.center_crop,
         resize=cfg.resize,
         return_counts=return_counts,
+        cache=cfg.cache,
     )
     train = ClassificationDataset(data.subset(tr), augmentation=aug, **kw)
     val = ClassificationDataset(data.subset(va), **kw)
     test = ClassificationDataset(data.subset(te), **kw)
-    return ClassificationSplits(train, val, test, pre, int(train.image_size[0]))
+    task = data.task_spec if task.names_from_data else task
+    return ClassificationSplits(train, val, test, pre, int(train.image_size[0]), task)

@@ -29,15 +29,14 @@ from clumpdet.engine.checkpoint import restore_best_weights
 from clumpdet.engine.classify import (
     ClassifierDataConfig,
     ClassifierOptimConfig,
-    headline_metrics,
     make_classification_splits,
     parameter_groups,
-    task_loss,
 )
 from clumpdet.engine.config import TrainerConfig
 from clumpdet.errors import ConfigError
 from clumpdet.models.backbones import BackboneConfig, build_trunk, save_backbone_checkpoint
-from clumpdet.models.classifier import TaskHead, predict_from_outputs, task_outputs
+from clumpdet.models.classifier import TaskHead
+from clumpdet.tasks import TASKS, Task, get_task
 from clumpdet.utils import atomic_write
 
 
@@ -88,7 +87,10 @@ class PretrainConfig:
         if len(set(names)) != len(names):
             raise ConfigError(f"tasks: each task once, got {names}")
         for t in self.tasks:
-            task_outputs(t.task)
+            if t.task not in TASKS:
+                raise ConfigError(
+                    f"tasks: unknown task {t.task!r}; registered tasks: {', '.join(TASKS)}"
+                )
 
 
 class _Tagged(Dataset):
@@ -108,15 +110,20 @@ class _Tagged(Dataset):
 
 
 class MultiTaskModule(L.LightningModule):
-    """A shared trunk with one head per task; per-sample task masks select the loss terms."""
+    """A shared trunk with one head per task; per-sample task masks select the loss terms.
 
-    def __init__(self, config: PretrainConfig, *, in_chans: int) -> None:
+    ``tasks`` are the :class:`~clumpdet.tasks.Task` objects of ``config.tasks``, in order (with
+    the label names their data gave them).
+    """
+
+    def __init__(self, config: PretrainConfig, *, in_chans: int, tasks: list[Task]) -> None:
         super().__init__()
         self.config = config
+        self.tasks = tasks
         self.trunk = build_trunk(config.backbone, in_chans=in_chans)
         self.heads = nn.ModuleList(
-            TaskHead(self.trunk.channels[-1], task=t.task, dropout=config.dropout)
-            for t in config.tasks
+            TaskHead(self.trunk.channels[-1], n_out=t.n_outputs, dropout=config.dropout)
+            for t in tasks
         )
         self._val: dict[int, list] = {}
 
@@ -130,15 +137,14 @@ class MultiTaskModule(L.LightningModule):
         feats = self(x)
         total = feats.new_zeros(())
         per_task = {}
-        for k, (spec, head) in enumerate(zip(self.config.tasks, self.heads)):
+        for k, (spec, task, head) in enumerate(zip(self.config.tasks, self.tasks, self.heads)):
             mask = task_idx == k
             if not bool(mask.any()):
                 continue
-            n_out = task_outputs(spec.task)
             out = head(feats[mask])
-            target = y[mask][:, :n_out]
-            loss = task_loss(spec.task, out, target)
-            per_task[spec.task] = (loss, out, target)
+            target = y[mask][:, : task.n_outputs]
+            loss = task.loss(out, target)
+            per_task[k] = (loss, out, target)
             total = total + spec.weight * loss
         return total, per_task
 
@@ -160,18 +166,17 @@ class MultiTaskModule(L.LightningModule):
     def validation_step(self, batch, batch_idx: int) -> None:
         total, per_task = self._losses(batch)
         self.log("val/loss", total, prog_bar=True, on_epoch=True, batch_size=len(batch[0]))
-        for task, (_, out, target) in per_task.items():
-            pred = predict_from_outputs(task, out)
-            self._val.setdefault(task, []).append(
-                (target.cpu().numpy(), pred.detach().cpu().numpy())
-            )
+        for k, (_, out, target) in per_task.items():
+            pred = self.tasks[k].predict(out)
+            self._val.setdefault(k, []).append((target.cpu().numpy(), pred.detach().cpu().numpy()))
 
     def on_validation_epoch_end(self) -> None:
-        for task, rows in self._val.items():
+        for k, rows in self._val.items():
             y = np.concatenate([r[0] for r in rows])
             p = np.concatenate([r[1] for r in rows])
-            for k, v in headline_metrics(task, y, p).items():
-                self.log(f"val/{task}_{k}", v)
+            task = self.tasks[k]
+            for name, v in task.headline_metrics(y, p).items():
+                self.log(f"val/{self.config.tasks[k].task}_{name}", v)
 
     def configure_optimizers(self):
         o = self.config.optim
@@ -195,12 +200,15 @@ def pretrain_backbone(config: PretrainConfig, *, out: str | Path) -> Path:
     t = config.trainer
     L.seed_everything(t.seed, workers=True, verbose=False)
     save_config(config, out / "config.yaml")
-    k_max = max(task_outputs(s.task) for s in config.tasks)
     splits = []
     for i, spec in enumerate(config.tasks):
         spec.data.resize = config.image_size
-        s = make_classification_splits(spec.data, task=spec.task, out=out / f"task{i}")
+        s = make_classification_splits(
+            spec.data, task=get_task(spec.task), out=out / f"task{i}", seed=t.seed
+        )
         splits.append(s)
+    tasks = [s.task for s in splits]
+    k_max = max(t.n_outputs for t in tasks)
     n_chans = {s.preprocessing.n_bands for s in splits}
     if len(n_chans) != 1:
         raise ConfigError(f"tasks: all tasks need the same number of bands, got {sorted(n_chans)}")
@@ -209,7 +217,7 @@ def pretrain_backbone(config: PretrainConfig, *, out: str | Path) -> Path:
     bs = config.optim.batch_size
     train_dl = DataLoader(train, batch_size=bs, shuffle=True)
     val_dl = DataLoader(val, batch_size=bs, shuffle=False)
-    module = MultiTaskModule(config, in_chans=n_chans.pop())
+    module = MultiTaskModule(config, in_chans=n_chans.pop(), tasks=tasks)
     best = ModelCheckpoint(
         dirpath=out / "checkpoints", filename="best", monitor="val/loss", mode="min", save_last=True
     )

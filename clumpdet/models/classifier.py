@@ -1,21 +1,9 @@
 """Galaxy classifiers: any registered trunk + a task head, and the seed papers' small CNNs.
 
-Tasks and their heads (``HEADS`` registry):
-
-``merger``
-    One logit; ``sigmoid`` gives P(merger) (DeepMerge).
-``gz_votes``
-    37 Galaxy Zoo outputs passed through the decision tree
-    (:func:`clumpdet.models.gz_tree.normalise`): each question's answers are normalised and
-    multiplied by the parent answer, as in Dieleman et al. 2015. With ``dirichlet=True`` the
-    head instead outputs positive Dirichlet concentrations (Zoobot-style), whose per-question
-    means are the fractions.
-``candels``
-    5 vote fractions (softmax).
-``four_class``
-    4 logits (normal, ringed, merger, other); softmax + cross-entropy.
-
-Models (``CLASSIFIERS`` registry): ``trunk`` (a :class:`~clumpdet.models.backbones.Trunk` from the
+What a classifier predicts (outputs, loss, predictions, metrics) is its task, a
+:class:`clumpdet.tasks.Task` from the ``TASKS`` registry. This module holds the networks:
+:class:`TaskHead` (dropout + MLP; for tasks that support it, a Dirichlet-concentration head) and
+the ``CLASSIFIERS`` registry: ``trunk`` (a :class:`~clumpdet.models.backbones.Trunk` from the
 backbone registry + global pooling + head: the same trunks the detector uses), ``deepmerge_cnn``
 (Ciprijanovic et al. 2020, exact architecture) and ``dieleman_cnn`` (Dieleman et al. 2015-style,
 45x45 input, 4 convolutions, 2 dense layers).
@@ -23,7 +11,6 @@ backbone registry + global pooling + head: the same trunks the detector uses), `
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -32,24 +19,9 @@ from torch import nn
 from clumpdet.errors import ConfigError
 from clumpdet.models.backbones import BackboneConfig, Trunk, build_trunk
 from clumpdet.registry import Registry
+from clumpdet.tasks import TASKS, Task, get_task
 
-#: Output size and label names of each task.
-TASKS: dict[str, tuple[int, tuple[str, ...]]] = {
-    "merger": (1, ("merger",)),
-    "gz_votes": (37, ()),  # names from gz_tree.ANSWER_NAMES
-    "candels": (5, ("spheroid", "disk", "irregular", "point_source", "unclassifiable")),
-    "four_class": (4, ("normal", "ringed", "merger", "other")),
-}
-
-HEADS: Registry = Registry("head")
 CLASSIFIERS: Registry = Registry("classifier")
-
-
-def task_outputs(task: str) -> int:
-    """Number of outputs of ``task``; unknown tasks list the known ones."""
-    if task not in TASKS:
-        raise ConfigError(f"task: unknown {task!r}; choose one of {sorted(TASKS)}")
-    return TASKS[task][0]
 
 
 class TaskHead(nn.Module):
@@ -59,29 +31,27 @@ class TaskHead(nn.Module):
     ----------
     in_features : int
         Pooled feature width.
-    task : str
-        One of :data:`TASKS`.
+    n_out : int
+        Number of outputs K.
     hidden : int
         Hidden width (0: a single linear layer).
     dropout : float
         Dropout before each linear layer.
     dirichlet : bool
-        ``gz_votes`` only: output Dirichlet concentrations (softplus + 1) instead of fractions.
+        Output Dirichlet concentrations (softplus + 1) instead of logits.
     """
 
     def __init__(
         self,
         in_features: int,
         *,
-        task: str,
+        n_out: int,
         hidden: int = 0,
         dropout: float = 0.2,
         dirichlet: bool = False,
     ) -> None:
         super().__init__()
-        self.task = task
-        self.dirichlet = dirichlet and task == "gz_votes"
-        n_out = task_outputs(task)
+        self.dirichlet = dirichlet
         layers: list[nn.Module] = [nn.Dropout(dropout)]
         if hidden:
             layers += [nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout)]
@@ -97,28 +67,6 @@ class TaskHead(nn.Module):
         return out
 
 
-def predict_from_outputs(
-    task: str, outputs: torch.Tensor, *, dirichlet: bool = False
-) -> torch.Tensor:
-    """Turn raw head outputs into predictions: probabilities or vote fractions, shape (B, K)."""
-    if task == "merger":
-        return torch.sigmoid(outputs)
-    if task == "gz_votes":
-        from clumpdet.models.gz_tree import normalise
-
-        # concentrations are positive: normalise by their sum; logits: a softmax per question
-        return normalise(outputs, method="sum" if dirichlet else "softmax")
-    return torch.softmax(outputs, dim=1)
-
-
-@HEADS.register("mlp")
-def build_head(
-    *, in_features: int, task: str, hidden: int = 0, dropout: float = 0.2, dirichlet: bool = False
-) -> TaskHead:
-    """Dropout + (optional hidden layer) + linear head for ``task``."""
-    return TaskHead(in_features, task=task, hidden=hidden, dropout=dropout, dirichlet=dirichlet)
-
-
 @dataclass
 class ClassifierConfig:
     """Which classifier to build.
@@ -128,23 +76,45 @@ class ClassifierConfig:
     model : str
         ``trunk`` (backbone registry + head), ``deepmerge_cnn`` or ``dieleman_cnn``.
     task : str
-        ``merger``, ``gz_votes``, ``candels`` or ``four_class``.
+        A registered task (:data:`clumpdet.tasks.TASKS`): ``merger``, ``gz_votes``,
+        ``candels``, ``four_class``, ``binary``, ``multiclass`` ...
+    label_names : tuple of str
+        Output names of tasks named by their data (``binary``, ``multiclass``); filled in from
+        the data at training time, so that a checkpoint rebuilds the same head.
     backbone : BackboneConfig
         For ``model: trunk``; by default every stage is returned and the last one is pooled.
     hidden, dropout : int, float
         Head MLP.
     dirichlet : bool
-        Dirichlet-concentration head for ``gz_votes`` (needs vote counts to train).
+        Dirichlet-concentration head for tasks that support it (``gz_votes``; needs vote counts
+        to train).
     """
 
     model: str = "trunk"
     task: str = "merger"
+    label_names: tuple[str, ...] = ()
     backbone: BackboneConfig = field(
         default_factory=lambda: BackboneConfig(name="resnet18", out_indices=(4,))
     )
     hidden: int = 0
     dropout: float = 0.2
     dirichlet: bool = False
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ConfigError(
+                f"task: unknown task {self.task!r}; registered tasks: {', '.join(TASKS)}"
+            )
+        task = self.build_task()
+        if self.dirichlet and not task.supports_dirichlet:
+            with_head = [t for t in TASKS if TASKS.get(t).supports_dirichlet]
+            raise ConfigError(
+                f"dirichlet: task {self.task!r} has no Dirichlet head (only {', '.join(with_head)})"
+            )
+
+    def build_task(self) -> Task:
+        """The :class:`~clumpdet.tasks.Task` this config names, with its label names."""
+        return get_task(self.task, label_names=self.label_names)
 
 
 class TrunkClassifier(nn.Module):
@@ -169,7 +139,7 @@ class DeepMergeCNN(nn.Module):
 
     conv 8 (5x5) -> BN -> ReLU -> maxpool 2; conv 16 (3x3) -> BN -> ReLU -> maxpool 2;
     conv 32 (3x3) -> BN -> ReLU -> maxpool 2; dropout 0.5; dense 64 -> 32 -> 1 (sigmoid applied in
-    the loss / :func:`predict_from_outputs`).
+    the task's loss / prediction).
     """
 
     def __init__(self, *, in_chans: int = 3, image_size: int = 75, n_out: int = 1) -> None:
@@ -243,9 +213,9 @@ def _build_trunk_classifier(
     *, config: ClassifierConfig, in_chans: int, image_size: int
 ) -> nn.Module:
     trunk = build_trunk(config.backbone, in_chans=in_chans)
-    head = build_head(
-        in_features=trunk.channels[-1],
-        task=config.task,
+    head = TaskHead(
+        trunk.channels[-1],
+        n_out=config.build_task().n_outputs,
         hidden=config.hidden,
         dropout=config.dropout,
         dirichlet=config.dirichlet,
@@ -255,12 +225,14 @@ def _build_trunk_classifier(
 
 @CLASSIFIERS.register("deepmerge_cnn", help="DeepMerge CNN (Ciprijanovic et al. 2020), 75x75")
 def _build_deepmerge(*, config: ClassifierConfig, in_chans: int, image_size: int) -> nn.Module:
-    return DeepMergeCNN(in_chans=in_chans, image_size=image_size, n_out=task_outputs(config.task))
+    return DeepMergeCNN(
+        in_chans=in_chans, image_size=image_size, n_out=config.build_task().n_outputs
+    )
 
 
 @CLASSIFIERS.register("dieleman_cnn", help="Dieleman et al. 2015-style CNN, 45x45 input")
 def _build_dieleman(*, config: ClassifierConfig, in_chans: int, image_size: int) -> nn.Module:
-    model = DielemanCNN(in_chans=in_chans, n_out=task_outputs(config.task))
+    model = DielemanCNN(in_chans=in_chans, n_out=config.build_task().n_outputs)
     with torch.no_grad():  # materialise the lazy layer for this input size
         model.eval()(torch.zeros(1, in_chans, image_size, image_size))
     return model
@@ -273,24 +245,6 @@ def build_classifier(*, config: ClassifierConfig, in_chans: int, image_size: int
     -------
     nn.Module
         Maps ``(B, C, H, W)`` to raw outputs ``(B, K)``; turn them into probabilities or vote
-        fractions with :func:`predict_from_outputs`.
+        fractions with the task's :meth:`~clumpdet.tasks.Task.predict`.
     """
-    task_outputs(config.task)
-    if config.dirichlet and config.task != "gz_votes":
-        raise ConfigError("model.dirichlet: only the gz_votes task has a Dirichlet head")
     return CLASSIFIERS.get(config.model)(config=config, in_chans=in_chans, image_size=image_size)
-
-
-def list_classifiers() -> dict[str, str]:
-    """Registered classifier models with a one-line description."""
-    return CLASSIFIERS.describe()
-
-
-def label_names(task: str) -> Sequence[str]:
-    """Names of the task's outputs."""
-    if task == "gz_votes":
-        from clumpdet.models.gz_tree import ANSWER_NAMES
-
-        return tuple(ANSWER_NAMES)
-    task_outputs(task)
-    return TASKS[task][1]

@@ -33,6 +33,7 @@ def _register_timm(name: str, arch: str, help: str, *, offline_arch: str | None 
         weights: str = "none",
         out_indices: Sequence[int] = (1, 2, 3),
         trainable_stages: int = -1,
+        freeze_bn: bool = True,
     ) -> Trunk:
         # hub sources fetch their config even without weights: use the bare architecture then
         use_arch = arch if (weights == "hub" or offline_arch is None) else offline_arch
@@ -42,6 +43,7 @@ def _register_timm(name: str, arch: str, help: str, *, offline_arch: str | None 
             weights=weights,
             out_indices=out_indices,
             trainable_stages=trainable_stages,
+            freeze_bn=freeze_bn,
         )
 
     builder.__doc__ = help
@@ -85,6 +87,7 @@ def build_trunk(config: BackboneConfig, *, in_chans: int) -> Trunk:
         weights=config.weights,
         out_indices=config.out_indices,
         trainable_stages=config.trainable_stages,
+        freeze_bn=config.freeze_bn,
     )
     if name in BACKBONES:
         return BACKBONES.get(name)(**kwargs)
@@ -99,6 +102,7 @@ def build_trunk(config: BackboneConfig, *, in_chans: int) -> Trunk:
             in_chans=in_chans,
             out_indices=config.out_indices,
             trainable_stages=config.trainable_stages,
+            freeze_bn=config.freeze_bn,
         )
     BACKBONES.get(name)  # raises RegistryError listing the registered names
     raise AssertionError("unreachable")

@@ -69,12 +69,18 @@ class BackboneConfig:
     out_indices : tuple of int
         Feature stages fed to the FPN (timm indices; for ResNets 1, 2, 3, 4 are strides 4..32).
         Clumps are 9-28 px, so the default stops at stride 16.
+    freeze_bn : bool
+        Pretrained trunks (``weights`` other than ``none``, or a backbone checkpoint) keep their
+        BatchNorm statistics and affine parameters fixed (the default: detection batches are
+        tiny). ``false`` lets them train, as fine-tuning to a new survey usually needs. Frozen
+        stages (``trainable_stages``) always freeze theirs.
     """
 
     name: str = "resnet18"
     weights: str = "none"
     trainable_stages: int = -1
     out_indices: tuple[int, ...] = (1, 2, 3)
+    freeze_bn: bool = True
 
 
 class Trunk(nn.Module):
@@ -211,6 +217,7 @@ def build_timm_trunk(
     weights: str = "none",
     out_indices: Sequence[int] = (1, 2, 3),
     trainable_stages: int = -1,
+    freeze_bn: bool = True,
 ) -> Trunk:
     """Build a :class:`Trunk` from a timm architecture.
 
@@ -226,6 +233,8 @@ def build_timm_trunk(
         Feature stages to return.
     trainable_stages : int
         Top stages left trainable (0 frozen, -1 all).
+    freeze_bn : bool
+        Freeze the BatchNorm layers of pretrained weights (see :class:`BackboneConfig`).
     """
     if in_chans < 1:
         raise ConfigError(f"backbone: in_chans must be >= 1, got {in_chans}")
@@ -254,7 +263,7 @@ def build_timm_trunk(
         trunk = Trunk(body, arch=arch, in_chans=in_chans)
         pretrained_pre = load_trunk_weights(trunk, weights) or _imagenet_preprocessing(in_chans)
     trunk.pretrained_preprocessing = pretrained_pre
-    if weights != "none":
+    if weights != "none" and freeze_bn:
         # Pretrained statistics are meaningful: never update them with tiny detection batches.
         _freeze_bn(trunk.body)
     trunk.set_trainable_stages(trainable_stages)
@@ -312,6 +321,7 @@ def load_backbone_checkpoint(
     in_chans: int | None = None,
     out_indices: Sequence[int] = (1, 2, 3),
     trainable_stages: int = -1,
+    freeze_bn: bool = True,
 ) -> Trunk:
     """Build a trunk from a clumpdet backbone checkpoint (``weights_only`` loading).
 
@@ -321,7 +331,7 @@ def load_backbone_checkpoint(
         File written by :func:`save_backbone_checkpoint`.
     in_chans : int, optional
         Bands of the new data; the first conv is adapted if it differs from the checkpoint's.
-    out_indices, trainable_stages
+    out_indices, trainable_stages, freeze_bn
         As in :class:`BackboneConfig`.
     """
     path = Path(path)
@@ -339,7 +349,8 @@ def load_backbone_checkpoint(
     trunk = Trunk(body, arch=arch, in_chans=in_chans or int(obj["in_chans"]))
     load_trunk_weights(trunk, path)
     trunk.pretrained_preprocessing = dict(obj.get("preprocessing") or {}) or None
-    _freeze_bn(trunk.body)
+    if freeze_bn:
+        _freeze_bn(trunk.body)
     trunk.set_trainable_stages(trainable_stages)
     return trunk
 

@@ -147,7 +147,7 @@ def sample_votes(
     fractions : ndarray, shape (37,), float64
         ``counts / n_volunteers`` (cumulative: answers sum to the parent answer's fraction).
     """
-    from clumpdet.models.gz_tree import QUESTIONS, parent_index, question_slices
+    from clumpdet.tasks.gz_tree import QUESTIONS, parent_index, question_slices
 
     slices = question_slices()
     counts = np.zeros(37, dtype=np.int64)

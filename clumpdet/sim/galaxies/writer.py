@@ -45,7 +45,7 @@ def galaxy_label_columns(task: str) -> list[str]:
         return [MERGER_LABEL]
     if task == "four_class":
         return list(FOUR_CLASS_NAMES)
-    from clumpdet.models.gz_tree import ANSWER_NAMES
+    from clumpdet.tasks.gz_tree import ANSWER_NAMES
 
     return [
         *ANSWER_NAMES,

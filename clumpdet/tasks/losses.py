@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import torch
 
-from clumpdet.models.gz_tree import question_slices
+from clumpdet.tasks.gz_tree import question_slices
 
 
 def _sample_mask(mask: torch.Tensor | None, n: int, device: torch.device) -> torch.Tensor | None:
@@ -52,7 +52,7 @@ def vote_fraction_mse(
     Parameters
     ----------
     pred, target : Tensor, shape (N, K)
-        Vote fractions (e.g. the output of :func:`clumpdet.models.gz_tree.normalise`).
+        Vote fractions (e.g. the output of :func:`clumpdet.tasks.gz_tree.normalise`).
     mask : Tensor, shape (N,) or (N, K), optional
         1/True where the label is known. Masked-out entries (which may hold NaN) are ignored.
 

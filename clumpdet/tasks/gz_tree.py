@@ -19,7 +19,6 @@ arrays and (differentiably) on torch tensors.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -268,10 +267,3 @@ def check_tree_consistency(
         e, a = sums[c + 1]
         bad.append((r, c + 1, float(e[r]), float(a[r])))
     return bad
-
-
-def answer_labels(*, short: bool = False) -> Sequence[str]:
-    """Human-readable answer labels (``"Q1 smooth"``) or the Kaggle names (``short=True``)."""
-    if short:
-        return ANSWER_NAMES
-    return tuple(f"Q{q.number} {a}" for q in QUESTIONS for a in q.answers)
