@@ -102,3 +102,14 @@ def test_classifier_config_checks_task_and_dirichlet():
     cfg = ClassifierConfig(task="multiclass", label_names=("ring", "spiral", "smooth"))
     net = build_classifier(config=cfg, in_chans=1, image_size=32).eval()
     assert net(torch.rand(2, 1, 32, 32)).shape == (2, 3)
+
+
+def test_simulated_label_names_match_the_tasks() -> None:
+    """The galaxy simulators (torch-free) write the same label names the tasks train on."""
+    from clumpdet.sim.galaxies.scene import FOUR_CLASS_NAMES
+    from clumpdet.sim.galaxies.votes import CANDELS_NAMES
+    from clumpdet.tasks.candels import CANDELS_LABELS
+    from clumpdet.tasks.four_class import FOUR_CLASS_LABELS
+
+    assert tuple(FOUR_CLASS_NAMES) == tuple(FOUR_CLASS_LABELS)
+    assert tuple(CANDELS_NAMES) == tuple(CANDELS_LABELS)
