@@ -12,10 +12,10 @@ from astropy.table import Table
 from astropy.wcs import WCS
 from helpers import ThresholdDetector
 
+from clumpdet.checkpoints import DETECTOR_FORMAT, load_detector
 from clumpdet.cli import main
 from clumpdet.data.fits import make_wcs, write_image_fits
 from clumpdet.data.images import ImageData
-from clumpdet.engine.checkpoint import DETECTOR_FORMAT, load_detector_checkpoint
 from clumpdet.errors import CheckpointError, ConfigError, InputError
 from clumpdet.inference.predictor import Predictor, tile_starts
 
@@ -120,7 +120,7 @@ def test_catalogue_radec_matches_wcs(tiny_model, blob_data):
 
 
 def test_tiling_finds_border_clump_exactly_once(tiny_model):
-    bundle = load_detector_checkpoint(tiny_model)
+    bundle = load_detector(tiny_model)
     bundle.model = ThresholdDetector()
     pred = Predictor(bundle, tile_overlap=24, batch_size=4)
     _th, tw = bundle.image_size  # 64 x 64 tiles
@@ -152,11 +152,11 @@ def test_bad_checkpoints(tmp_path, blob_data):
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"\x80\x04garbage")
     with pytest.raises(CheckpointError, match="corrupt.pt: not a readable checkpoint"):
-        load_detector_checkpoint(corrupt)
+        load_detector(corrupt)
     other = tmp_path / "backbone.pt"
     torch.save({"format": "clumpdet-backbone", "state_dict": {}}, other)
     with pytest.raises(CheckpointError, match="is not a clumpdet detector checkpoint"):
-        load_detector_checkpoint(other)
+        load_detector(other)
     assert not (tmp_path / "c.fits").exists()
 
 
@@ -215,7 +215,7 @@ def test_resume_continues_from_last_checkpoint(tiny_model, blob_data, tmp_path):
             "trainer.progress_bar=false",
         ],
     )
-    cfg.model = load_detector_checkpoint(tiny_model).model_config
+    cfg.model = load_detector(tiny_model).model_config
     cfg.model.backbone.name = "resnet18"
     out = train_detector(cfg, out=tmp_path / "resumed", resume=last)
     log = pd.read_csv(tmp_path / "resumed" / "logs" / "metrics.csv")
@@ -256,8 +256,8 @@ def test_init_from_warm_starts_weights_and_rejects_other_shapes(tiny_model, blob
         f"init_from={tiny_model}",
     ]
     out = train_detector(load_config(TrainConfig, base, common), out=tmp_path / "warm")
-    before = load_detector_checkpoint(tiny_model).model.state_dict()
-    after = load_detector_checkpoint(out).model.state_dict()
+    before = load_detector(tiny_model).model.state_dict()
+    after = load_detector(out).model.state_dict()
     key = "roi_heads.box_predictor.cls_score.weight"
     assert torch.allclose(before[key], after[key], atol=1e-6)
     bad = load_config(TrainConfig, base, [*common, "model.class_names=[a, b, c]"])

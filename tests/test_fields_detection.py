@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from helpers import ThresholdDetector
 
+from clumpdet.checkpoints import load_detector
 from clumpdet.config import load_config
 from clumpdet.data.images import ImageData
 from clumpdet.data.preprocessing import Preprocessing
 from clumpdet.detections import Detections
-from clumpdet.engine.checkpoint import load_detector_checkpoint
 from clumpdet.engine.config import TrainConfig
 from clumpdet.engine.train import train_detector
 from clumpdet.errors import ConfigError
@@ -37,7 +37,7 @@ def test_tiled_mosaic_finds_each_source_once(tiny_model):
         None, ["image.width=300", "image.height=300", "galaxies.density=150", "pairs.fraction=0.3"]
     )
     scene = simulate_field_scene(config=cfg, seed=2)
-    bundle = load_detector_checkpoint(tiny_model)
+    bundle = load_detector(tiny_model)
     bundle.model = ThresholdDetector(threshold=0.12)  # ~5 sigma of the 3-band sum (nanomaggy)
     bundle.preprocessing = Preprocessing(bands=("g", "r", "z"), stretch="none")
     (tiled,) = _predictor(bundle, 128, 64).predict([scene.image])
@@ -94,7 +94,7 @@ def fields_model(tmp_path_factory) -> Path:
 
 
 def test_fields_config_trains_end_to_end(fields_model):
-    bundle = load_detector_checkpoint(fields_model)
+    bundle = load_detector(fields_model)
     assert bundle.class_names == ("star", "galaxy")
     assert bundle.preprocessing.bands == ("g", "r", "z")
 

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torchvision.ops import batched_nms
 
+from clumpdet.checkpoints import DetectorBundle, load_detector
 from clumpdet.data.images import ImageData, read_image
 from clumpdet.detections import Detections
-from clumpdet.engine.checkpoint import DetectorBundle, load_detector_checkpoint
 from clumpdet.errors import InputError
 
 _COLOUR_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -54,7 +54,7 @@ class Predictor:
     Parameters
     ----------
     bundle : DetectorBundle
-        A loaded checkpoint (:func:`clumpdet.engine.load_detector_checkpoint`).
+        A loaded checkpoint (:func:`clumpdet.checkpoints.load_detector`).
     batch_size : int
         Images (or tiles) per forward pass.
     tile_overlap : int
@@ -95,7 +95,7 @@ class Predictor:
     def from_checkpoint(cls, path: str | Path, **kwargs) -> Predictor:
         """Load ``path`` (a ``model.pt``) and build a predictor."""
         device = kwargs.get("device", "cpu")
-        return cls(load_detector_checkpoint(path, device=device), **kwargs)
+        return cls(load_detector(path, device=device), **kwargs)
 
     @property
     def bands(self) -> tuple[str, ...]:
