@@ -263,3 +263,47 @@ def test_init_from_warm_starts_weights_and_rejects_other_shapes(tiny_model, blob
     bad = load_config(TrainConfig, base, [*common, "model.class_names=[a, b, c]"])
     with pytest.raises(CheckpointError, match="init_from weights do not fit this model"):
         train_detector(bad, out=tmp_path / "bad")
+
+
+def test_predict_coco_equals_per_image_prediction(tiny_model, blob_data, tmp_path):
+    """One prediction path: predict_coco (chunked, batched) gives the detections of predicting
+    each image alone, and writes them as validated COCO results."""
+    from clumpdet.data.coco import load_coco, load_predictions
+    from clumpdet.data.images import read_image
+    from clumpdet.detections import coco_results
+
+    pred = Predictor.from_checkpoint(tiny_model, batch_size=2)
+    found = pred.predict_coco(blob_data["val"])
+    doc = load_coco(blob_data["val"])
+    assert found.image_ids == [int(im["id"]) for im in doc["images"]]
+    for im, det in zip(doc["images"], found.detections):
+        image = read_image(doc["_root"] / im["file_name"], bands=("g", "r", "i"))
+        (alone,) = pred.predict([image])
+        assert len(alone) == len(det)
+        np.testing.assert_allclose(det.boxes, alone.boxes, atol=1e-3)
+        np.testing.assert_allclose(det.scores, alone.scores, atol=1e-4)
+        np.testing.assert_array_equal(det.labels, alone.labels)
+    assert sum(len(d) for d in found.detections) > 0
+    out = found.write(tmp_path / "pred.json")
+    assert load_predictions(out, coco=doc) == coco_results(found.detections, found.image_ids)
+    images, dets = pred.predict_files([doc["_root"] / im["file_name"] for im in doc["images"]])
+    assert len(images) == len(dets) == len(doc["images"]) and images[0].wcs is not None
+    np.testing.assert_allclose(dets[0].boxes, found.detections[0].boxes, atol=1e-3)
+
+
+def test_stored_detection_kind_picks_catalogue_columns(tiny_model, blob_data, tmp_path):
+    """The catalogue columns follow the checkpoint's detection kind, not the class names."""
+    obj = torch.load(tiny_model, weights_only=True)
+    assert obj["detection_kind"] == "clumps"
+    obj["detection_kind"] = "sources"  # clump class names, but a source detector
+    sources = tmp_path / "sources.pt"
+    torch.save(obj, sources)
+    for ckpt, name in ((tiny_model, "clumps.csv"), (sources, "sources.csv")):
+        args = ["detect", str(ckpt), "--coco", str(blob_data["val"]), "--out", str(tmp_path / name)]
+        assert main(args) == 0
+    clumps = Table.read(tmp_path / "clumps.csv")
+    srcs = Table.read(tmp_path / "sources.csv")
+    assert len(clumps) == len(srcs) > 0
+    assert "clump_id" in clumps.colnames and "host_segment" in clumps.colnames
+    assert "source_id" in srcs.colnames and "clump_id" not in srcs.colnames
+    assert "host_segment" not in srcs.colnames and "flux_ratio" not in srcs.colnames

@@ -61,11 +61,13 @@ def test_source_catalogue_has_no_host_columns():
         data=np.ones((3, 40, 40), np.float32), bands=("g", "r", "z"), wcs=None, path=None
     )
     det = Detections(np.array([[10, 10, 20, 20]], np.float32), np.array([2]), np.array([0.9]))
-    t = build_catalogue([image], [det], class_names=("star", "galaxy"), host_columns=False)
+    t = build_catalogue([image], [det], class_names=("star", "galaxy"), detection_kind="sources")
     assert t["source_id"][0] == 1 and t["label_name"][0] == "galaxy"
     assert t["flux_r"][0] == pytest.approx(100.0)
     assert "host_segment" not in t.colnames and "flux_ratio" not in t.colnames
-    empty = build_catalogue([image], [Detections()], class_names=("star",), host_columns=False)
+    empty = build_catalogue(
+        [image], [Detections()], class_names=("star",), detection_kind="sources"
+    )
     assert len(empty) == 0 and "source_id" in empty.colnames
 
 

@@ -399,25 +399,9 @@ def _predict_test_set(checkpoint: Path, coco: str, out: Path) -> Path:
     Only the COCO results are needed to score a cell, so the catalogue (photometry, WCS) that
     :func:`clumpdet.inference.run.run_detection` also builds is skipped.
     """
-    from clumpdet.data.coco import load_coco
-    from clumpdet.data.images import read_image
-    from clumpdet.inference.catalogue import detections_to_coco_results
     from clumpdet.inference.predictor import Predictor
 
-    doc = load_coco(coco)
-    root = Path(doc["_root"])
-    predictor = Predictor.from_checkpoint(checkpoint)
-    ids = [int(im["id"]) for im in doc["images"]]
-    paths = [root / im["file_name"] for im in doc["images"]]
-    dets = []
-    for start in range(0, len(paths), 32):
-        part = [
-            read_image(p, bands=predictor.bands_for(p), nan_policy="median")
-            for p in paths[start : start + 32]
-        ]
-        dets.extend(predictor.predict(part))
-    _write_json(out, detections_to_coco_results(dets, ids))
-    return out
+    return Predictor.from_checkpoint(checkpoint).predict_coco(coco).write(out)
 
 
 def _run_detection_cell(
