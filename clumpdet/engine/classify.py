@@ -335,7 +335,9 @@ def train_classifier(
         num_sanity_val_steps=0,
         log_every_n_steps=t.log_every_n_steps,
     )
-    trainer.fit(module, train_dl, val_dl, ckpt_path=str(resume) if resume else None)
+    trainer.fit(
+        module, train_dl, val_dl, ckpt_path=str(resume) if resume else None, weights_only=True
+    )
     if not trainer.is_global_zero:
         return out / "classifier.pt"
     restore_best_weights(module, best)

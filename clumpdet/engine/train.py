@@ -4,7 +4,7 @@ resume, seeding, and the same config on CPU, one GPU or many (DDP).
 Run layout (``clumpdet train CONFIG --out RUNDIR``)::
 
     RUNDIR/config.yaml            resolved config
-    RUNDIR/checkpoints/last.ckpt  Lightning state for --resume (trusted: written by this run)
+    RUNDIR/checkpoints/last.ckpt  Lightning state for --resume (loaded with weights_only=True)
     RUNDIR/checkpoints/best.ckpt  best validation metric
     RUNDIR/model.pt               the best model as a clumpdet detector checkpoint (weights_only)
     RUNDIR/logs/metrics.csv       per-step / per-epoch log (Lightning CSVLogger)
