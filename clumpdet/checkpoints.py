@@ -34,9 +34,10 @@ header once (:func:`read_checkpoint`) and turns every problem into a one-line
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -357,8 +358,21 @@ class ClassifierBundle:
     sha256: str = ""
 
 
-def _incomplete(path: Path, exc: BaseException) -> CheckpointError:
-    return CheckpointError(path, f"checkpoint is incomplete or inconsistent ({exc})")
+@contextlib.contextmanager
+def _rebuilding(path: Path) -> Iterator[None]:
+    """Turn a missing key or a weight that does not fit into one CheckpointError."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise CheckpointError(path, f"checkpoint is incomplete or inconsistent ({exc})") from None
+
+
+def _provenance(obj: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """The ``meta``, ``path`` and ``sha256`` fields of a bundle."""
+    meta = {k: v for k, v in obj.items() if k != "state_dict"}
+    return {"meta": meta, "path": path, "sha256": file_sha256(path)}
 
 
 def load_detector(path: str | Path, *, device: str | torch.device = "cpu") -> DetectorBundle:
@@ -375,7 +389,7 @@ def load_detector(path: str | Path, *, device: str | torch.device = "cpu") -> De
 
     path = Path(path)
     obj = read_checkpoint(path, "detector")
-    try:
+    with _rebuilding(path):
         model_config = from_dict(DetectorConfig, obj["model_config"], where=f"{path}:model_config")
         model_config.detection_kind = obj["detection_kind"]
         preprocessing = Preprocessing.from_dict(obj["preprocessing"])
@@ -386,22 +400,17 @@ def load_detector(path: str | Path, *, device: str | torch.device = "cpu") -> De
             # a galaxy-checkpoint path or hub source: rebuild the bare timm architecture
             model_config.backbone.name = f"timm:{obj['backbone_arch']}"
         model = _rebuild_detector(model_config, preprocessing, obj["state_dict"])
-    except CheckpointError:
-        raise
-    except (KeyError, RuntimeError, ValueError) as exc:
-        raise _incomplete(path, exc) from None
-    model.to(device).eval()
+        class_names = tuple(obj["class_names"])
+        image_size = (int(obj["image_size"][0]), int(obj["image_size"][1]))
     return DetectorBundle(
-        model=model,
+        model=model.to(device).eval(),
         model_config=model_config,
         preprocessing=preprocessing,
-        class_names=tuple(obj["class_names"]),
-        image_size=(int(obj["image_size"][0]), int(obj["image_size"][1])),
+        class_names=class_names,
+        image_size=image_size,
         detection_kind=obj["detection_kind"],
         input=obj["input"],
-        meta={k: v for k, v in obj.items() if k != "state_dict"},
-        path=path,
-        sha256=file_sha256(path),
+        **_provenance(obj, path),
     )
 
 
@@ -441,28 +450,22 @@ def load_classifier(path: str | Path, *, device: str | torch.device = "cpu") -> 
 
     path = Path(path)
     obj = read_checkpoint(path, "classifier")
-    try:
+    with _rebuilding(path):
         cfg = from_dict(ClassifierConfig, obj["model_config"], where=f"{path}:model_config")
         cfg.backbone = dataclasses.replace(cfg.backbone, weights="none")
         pre = Preprocessing.from_dict(obj["preprocessing"])
         model = build_classifier(config=cfg, in_chans=pre.n_bands, image_size=obj["image_size"])
         model.load_state_dict(obj["state_dict"], strict=False)
-    except CheckpointError:
-        raise
-    except (KeyError, RuntimeError, ValueError) as exc:
-        raise _incomplete(path, exc) from None
-    model.to(device).eval()
+        task, image_size = str(obj["task"]), int(obj["image_size"])
     return ClassifierBundle(
-        model=model,
+        model=model.to(device).eval(),
         model_config=cfg,
         preprocessing=pre,
-        task=str(obj["task"]),
+        task=task,
         label_names=tuple(obj.get("label_names", ())),
-        image_size=int(obj["image_size"]),
+        image_size=image_size,
         input=obj["input"],
-        meta={k: v for k, v in obj.items() if k != "state_dict"},
-        path=path,
-        sha256=file_sha256(path),
+        **_provenance(obj, path),
     )
 
 
@@ -494,10 +497,8 @@ def load_backbone(
 
     path = Path(path)
     obj = read_checkpoint(path, "backbone")
-    try:
+    with _rebuilding(path):
         arch, stored_chans = str(obj["arch"]), int(obj["in_chans"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise _incomplete(path, exc) from None
     return build_timm_trunk(
         arch=arch,
         in_chans=in_chans or stored_chans,
