@@ -56,15 +56,16 @@ def run_detection(
     device: str = "cpu",
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Detect clumps in images and write a catalogue plus COCO results.
+    """Detect clumps (or sources) in images and write a catalogue plus COCO results.
 
     Parameters
     ----------
     checkpoint : path
         A detector checkpoint (``RUNDIR/model.pt``).
     out : path
-        Catalogue file; ``.fits``, ``.parquet`` or ``.csv``. COCO results (every detection down to
-        the model's ``min_score``, for AP) go to ``<stem>_coco.json`` beside it.
+        Catalogue file; ``.fits``, ``.parquet`` or ``.csv``; its columns follow the checkpoint's
+        detection kind. COCO results (every detection down to the model's ``min_score``, for
+        AP) go to ``<stem>_coco.json`` beside it (:func:`clumpdet.data.coco.write_predictions`).
     images : sequence of path, optional
         FITS/PNG/JPEG files. With ``coco`` too, their COCO image ids are looked up there.
     coco : path, optional
