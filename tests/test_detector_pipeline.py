@@ -307,3 +307,28 @@ def test_stored_detection_kind_picks_catalogue_columns(tiny_model, blob_data, tm
     assert "clump_id" in clumps.colnames and "host_segment" in clumps.colnames
     assert "source_id" in srcs.colnames and "clump_id" not in srcs.colnames
     assert "host_segment" not in srcs.colnames and "flux_ratio" not in srcs.colnames
+
+
+def test_input_of_another_kind_than_the_training_input_warns(tiny_model, blob_data, tmp_path):
+    import warnings
+
+    from PIL import Image
+
+    png = tmp_path / "cutout.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(png)
+    fits_file = blob_data["val"].parent / "images" / "0000.fits"
+    pred = Predictor.from_checkpoint(tiny_model)
+    assert pred.bundle.input["kind"] == "fits"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert pred.read(fits_file).bands == ("g", "r", "i")  # the training kind: silent
+    with pytest.warns(UserWarning, match="cutout.png: the model was trained on fits images"):
+        assert pred.read(png).shape == (3, 64, 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pred.read(png)  # once per predictor
+    pred.bundle.input = {"kind": "unknown", "unit": ""}
+    pred._warned_input = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pred.read(png)  # nothing to compare with

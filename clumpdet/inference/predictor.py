@@ -90,6 +90,7 @@ class Predictor:
         self.tile_overlap = int(tile_overlap)
         self.edge_margin = float(edge_margin)
         self.device = torch.device(device)
+        self._warned_input = False
         self.model = bundle.model.to(self.device).eval()
         if self.device.type == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -213,10 +214,26 @@ class Predictor:
 
         FITS files have the model's bands picked by name; PNG/JPEG cutouts keep their R, G, B
         planes, matched to the model's bands by count. NaN/inf pixels are replaced by the
-        band median (:data:`NAN_POLICY`).
+        band median (:data:`NAN_POLICY`). A file of another kind than the model's training
+        input (a PNG for a FITS-trained model, or the reverse; ``DetectorBundle.input``) gives a
+        ``UserWarning`` (once per predictor).
         """
-        bands = None if Path(path).suffix.lower() in RASTER_SUFFIXES else self.bands
-        return read_image(path, bands=bands, nan_policy=NAN_POLICY)
+        raster = Path(path).suffix.lower() in RASTER_SUFFIXES
+        trained = self.bundle.input
+        mismatch = trained["kind"] != "unknown" and raster != (trained["kind"] in ("png", "jpeg"))
+        if mismatch and not self._warned_input:
+            import warnings
+
+            self._warned_input = True
+
+            unit = f", {trained['unit']}" if trained["unit"] else ""
+            warnings.warn(
+                f"{path}: the model was trained on {trained['kind']} images{unit}; "
+                "its detections on other input are not calibrated",
+                UserWarning,
+                stacklevel=2,
+            )
+        return read_image(path, bands=None if raster else self.bands, nan_policy=NAN_POLICY)
 
     def iter_files(
         self, paths: Sequence[str | Path], *, progress: bool = False
