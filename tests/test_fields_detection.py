@@ -97,7 +97,7 @@ def fields_model(tmp_path_factory) -> Path:
 
 def test_fields_config_trains_end_to_end(fields_model):
     bundle = load_detector(fields_model)
-    assert bundle.class_names == ("star", "galaxy")
+    assert bundle.class_names == ("star", "galaxy") and bundle.detection_kind == "sources"
     assert bundle.preprocessing.bands == ("g", "r", "z")
 
 
