@@ -25,7 +25,7 @@ _LAZY = {
     "find_clumps": "clumpdet.baselines",
     "run_classical_baseline": "clumpdet.baselines",
     "Predictor": "clumpdet.inference.predictor",
-    "load_detector_checkpoint": "clumpdet.engine",
+    "load_detector": "clumpdet.checkpoints",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,3 +36,37 @@ class Detections:
         """The detections with ``score >= threshold``."""
         keep = self.scores >= threshold
         return Detections(self.boxes[keep], self.labels[keep], self.scores[keep])
+
+
+def coco_results(
+    detections: Sequence[Detections], image_ids: Sequence[int]
+) -> list[dict[str, Any]]:
+    """COCO results records for every detection (write them with ``write_predictions``).
+
+    Parameters
+    ----------
+    detections : sequence of Detections
+        One per image.
+    image_ids : sequence of int
+        The COCO image id of each.
+
+    Returns
+    -------
+    list of dict
+        ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}`` (pixels, plain floats).
+    """
+    if len(detections) != len(image_ids):
+        raise ValueError(f"{len(detections)} detections for {len(image_ids)} image ids")
+    out = []
+    for iid, det in zip(image_ids, detections):
+        for box, lab, sc in zip(det.boxes, det.labels, det.scores):
+            x1, y1, x2, y2 = (float(v) for v in box)
+            out.append(
+                {
+                    "image_id": int(iid),
+                    "category_id": int(lab),
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "score": float(sc),
+                }
+            )
+    return out

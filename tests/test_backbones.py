@@ -11,8 +11,6 @@ from clumpdet.models.backbones import (
     build_timm_trunk,
     build_trunk,
     list_backbones,
-    load_backbone_checkpoint,
-    save_backbone_checkpoint,
 )
 from clumpdet.models.detector import DetectorConfig, build_detector
 
@@ -133,30 +131,6 @@ def test_offline_imagenet_request_fails_clearly(monkeypatch):
     monkeypatch.setattr(tvm.ResNet18_Weights.IMAGENET1K_V1.__class__, "get_state_dict", no_network)
     with pytest.raises(CheckpointError, match="weights: /path/to/file"):
         build_trunk(BackboneConfig(name="resnet18", weights="imagenet"), in_chans=3)
-
-
-def test_galaxy_backbone_checkpoint_round_trip(tmp_path):
-    """A trunk saved as a backbone checkpoint loads by path, with its preprocessing."""
-    torch.manual_seed(2)
-    trunk = build_timm_trunk(arch="resnet18", in_chans=3, out_indices=(1, 2, 3, 4))
-    pre = {
-        "bands": ["g", "r", "i"],
-        "stretch": "asinh",
-        "stretch_params": {},
-        "mean": [0.1, 0.2, 0.3],
-        "std": [1.0, 1.1, 1.2],
-    }
-    path = save_backbone_checkpoint(
-        tmp_path / "galaxy.pt", trunk, preprocessing=pre, source={"task": "gz_votes"}
-    )
-    loaded = build_trunk(BackboneConfig(name=str(path), trainable_stages=2), in_chans=3)
-    assert loaded.pretrained_preprocessing == pre
-    key = "layer3.1.conv2.weight"
-    assert torch.equal(loaded.body.state_dict()[key], trunk.body.state_dict()[key])
-    assert loaded.strides == [4, 8, 16]
-    with pytest.raises(CheckpointError, match="not a clumpdet backbone checkpoint"):
-        torch.save({"a": torch.zeros(1)}, tmp_path / "plain.pt")
-        load_backbone_checkpoint(tmp_path / "plain.pt")
 
 
 def test_class_agnostic_nms_leaves_no_cross_class_duplicates():

@@ -9,13 +9,9 @@ import pytest
 import torch
 from helpers import write_task_dir
 
+from clumpdet.checkpoints import load_classifier
 from clumpdet.config import load_config
-from clumpdet.engine.classify import (
-    ClassifierTrainConfig,
-    load_classifier_checkpoint,
-    predict_arrays,
-    train_classifier,
-)
+from clumpdet.engine.classify import ClassifierTrainConfig, train_classifier
 from clumpdet.evaluation.classification import (
     binary_metrics,
     multiclass_metrics,
@@ -115,11 +111,11 @@ def test_tiny_training_run_per_task(task, model, extra, tmp_path):
     }
     assert (tmp_path / "run" / png[task]).stat().st_size > 5000
     assert (tmp_path / "run" / "feature_maps.png").stat().st_size > 5000
-    _net, meta = load_classifier_checkpoint(path)
-    assert meta["task"] == task and meta["preprocessing"]["bands"] == ["g", "r", "i"]
+    bundle = load_classifier(path)
+    assert bundle.task == task and bundle.meta["preprocessing"]["bands"] == ["g", "r", "i"]
     assert (tmp_path / "run" / "backbone.pt").is_file() == (model == "trunk")
     # an ensemble of the same checkpoint twice equals that checkpoint alone
-    from clumpdet.engine.classify import predict_with_checkpoints
+    from clumpdet.inference.classifier import predict_with_checkpoints
 
     imgs = np.load(data / "images.npy")[:4]
     one = predict_with_checkpoints([path], imgs)
@@ -145,7 +141,7 @@ def test_exported_backbone_loads_into_detector(tmp_path):
     )
     train_classifier(cfg, out=tmp_path / "run")
     exported = tmp_path / "run" / "backbone.pt"
-    classifier, _ = load_classifier_checkpoint(tmp_path / "run" / "classifier.pt")
+    classifier = load_classifier(tmp_path / "run" / "classifier.pt").model
     det = build_detector(
         config=DetectorConfig(backbone=BackboneConfig(name=str(exported), trainable_stages=2)),
         in_chans=3,
@@ -167,6 +163,8 @@ def test_tta_and_ensemble_average():
 
         def forward(self, x):
             return torch.full((len(x), 1), self.v)
+
+    from clumpdet.inference.classifier import predict_arrays
 
     loader = [(torch.zeros(3, 1, 4, 4), torch.zeros(3, 1))]
     _, p = predict_arrays([Const(0.0), Const(100.0)], loader, task="merger", tta=True)

@@ -15,10 +15,12 @@ from astropy.io import fits
 from helpers import write_task_dir
 from PIL import Image
 
+from clumpdet.checkpoints import save_checkpoint
 from clumpdet.cli import main
 from clumpdet.config import load_config, parse_overrides
 from clumpdet.data.containers import FileImages
 from clumpdet.data.galaxy_dataset import ClassificationDataset, GalaxyAugmentation
+from clumpdet.data.preprocessing import Preprocessing
 from clumpdet.data.readers import load_data, read_candels_csv, read_image_folder
 from clumpdet.engine.classify import (
     ClassifierDataConfig,
@@ -30,7 +32,7 @@ from clumpdet.engine.classify import (
     train_classifier,
 )
 from clumpdet.errors import ConfigError, InputError
-from clumpdet.models.backbones import BackboneConfig, build_trunk, save_backbone_checkpoint
+from clumpdet.models.backbones import BackboneConfig, build_trunk
 from clumpdet.tasks import get_task
 
 TINY = [
@@ -307,7 +309,9 @@ def test_bad_task_or_source_is_one_line(override, message, tmp_path, capsys):
 
 def test_freeze_bn_is_a_choice(tmp_path):
     scratch = build_trunk(BackboneConfig(name="resnet18"), in_chans=3)
-    path = save_backbone_checkpoint(tmp_path / "bb.pt", scratch, preprocessing={})
+    path = save_checkpoint(
+        tmp_path / "bb.pt", kind="backbone", model=scratch, preprocessing=Preprocessing()
+    )
 
     def batchnorms(trunk):
         return [m for m in trunk.modules() if isinstance(m, torch.nn.BatchNorm2d)]

@@ -287,3 +287,30 @@ def test_write_predictions_roundtrip_numpy_and_atomic(tmp_path: Path) -> None:
     with pytest.raises(TypeError):
         write_predictions(tmp_path / "odd" / "pred.json", odd)
     assert list((tmp_path / "odd").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "../secret.fits",
+        "images/../../secret.fits",
+        "images/..",
+        "/etc/passwd",
+        "\\\\server\\share\\x.fits",
+        "..\\secret.fits",
+        "C:\\data\\x.fits",
+        "c:x.fits",
+    ],
+)
+def test_file_name_outside_the_folder_is_refused(tmp_path: Path, bad: str) -> None:
+    """An annotation file cannot make the package read outside its folder."""
+    d = _doc()
+    d["images"][1]["file_name"] = bad
+    msg = _expect_error(_write(tmp_path, d), "images[1] (id 2): file_name")
+    assert repr(bad) in msg and "relative path inside the annotation file's folder" in msg
+
+
+def test_file_name_with_dots_inside_the_folder_is_fine(tmp_path: Path) -> None:
+    d = _doc()
+    d["images"][0]["file_name"] = "images/./a..b/..hidden.fits"
+    assert load_coco(_write(tmp_path, d))["images"][0]["file_name"].endswith("..hidden.fits")

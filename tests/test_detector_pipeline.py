@@ -12,10 +12,10 @@ from astropy.table import Table
 from astropy.wcs import WCS
 from helpers import ThresholdDetector
 
+from clumpdet.checkpoints import DETECTOR_FORMAT, load_detector
 from clumpdet.cli import main
 from clumpdet.data.fits import make_wcs, write_image_fits
 from clumpdet.data.images import ImageData
-from clumpdet.engine.checkpoint import DETECTOR_FORMAT, load_detector_checkpoint
 from clumpdet.errors import CheckpointError, ConfigError, InputError
 from clumpdet.inference.predictor import Predictor, tile_starts
 
@@ -120,7 +120,7 @@ def test_catalogue_radec_matches_wcs(tiny_model, blob_data):
 
 
 def test_tiling_finds_border_clump_exactly_once(tiny_model):
-    bundle = load_detector_checkpoint(tiny_model)
+    bundle = load_detector(tiny_model)
     bundle.model = ThresholdDetector()
     pred = Predictor(bundle, tile_overlap=24, batch_size=4)
     _th, tw = bundle.image_size  # 64 x 64 tiles
@@ -152,11 +152,11 @@ def test_bad_checkpoints(tmp_path, blob_data):
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"\x80\x04garbage")
     with pytest.raises(CheckpointError, match="corrupt.pt: not a readable checkpoint"):
-        load_detector_checkpoint(corrupt)
+        load_detector(corrupt)
     other = tmp_path / "backbone.pt"
     torch.save({"format": "clumpdet-backbone", "state_dict": {}}, other)
     with pytest.raises(CheckpointError, match="is not a clumpdet detector checkpoint"):
-        load_detector_checkpoint(other)
+        load_detector(other)
     assert not (tmp_path / "c.fits").exists()
 
 
@@ -215,7 +215,7 @@ def test_resume_continues_from_last_checkpoint(tiny_model, blob_data, tmp_path):
             "trainer.progress_bar=false",
         ],
     )
-    cfg.model = load_detector_checkpoint(tiny_model).model_config
+    cfg.model = load_detector(tiny_model).model_config
     cfg.model.backbone.name = "resnet18"
     out = train_detector(cfg, out=tmp_path / "resumed", resume=last)
     log = pd.read_csv(tmp_path / "resumed" / "logs" / "metrics.csv")
@@ -256,10 +256,79 @@ def test_init_from_warm_starts_weights_and_rejects_other_shapes(tiny_model, blob
         f"init_from={tiny_model}",
     ]
     out = train_detector(load_config(TrainConfig, base, common), out=tmp_path / "warm")
-    before = load_detector_checkpoint(tiny_model).model.state_dict()
-    after = load_detector_checkpoint(out).model.state_dict()
+    before = load_detector(tiny_model).model.state_dict()
+    after = load_detector(out).model.state_dict()
     key = "roi_heads.box_predictor.cls_score.weight"
     assert torch.allclose(before[key], after[key], atol=1e-6)
     bad = load_config(TrainConfig, base, [*common, "model.class_names=[a, b, c]"])
     with pytest.raises(CheckpointError, match="init_from weights do not fit this model"):
         train_detector(bad, out=tmp_path / "bad")
+
+
+def test_predict_coco_equals_per_image_prediction(tiny_model, blob_data, tmp_path):
+    """One prediction path: predict_coco (chunked, batched) gives the detections of predicting
+    each image alone, and writes them as validated COCO results."""
+    from clumpdet.data.coco import load_coco, load_predictions
+    from clumpdet.data.images import read_image
+    from clumpdet.detections import coco_results
+
+    pred = Predictor.from_checkpoint(tiny_model, batch_size=2)
+    found = pred.predict_coco(blob_data["val"])
+    doc = load_coco(blob_data["val"])
+    assert found.image_ids == [int(im["id"]) for im in doc["images"]]
+    for im, det in zip(doc["images"], found.detections):
+        image = read_image(doc["_root"] / im["file_name"], bands=("g", "r", "i"))
+        (alone,) = pred.predict([image])
+        assert len(alone) == len(det)
+        np.testing.assert_allclose(det.boxes, alone.boxes, atol=1e-3)
+        np.testing.assert_allclose(det.scores, alone.scores, atol=1e-4)
+        np.testing.assert_array_equal(det.labels, alone.labels)
+    assert sum(len(d) for d in found.detections) > 0
+    out = found.write(tmp_path / "pred.json")
+    assert load_predictions(out, coco=doc) == coco_results(found.detections, found.image_ids)
+    images, dets = pred.predict_files([doc["_root"] / im["file_name"] for im in doc["images"]])
+    assert len(images) == len(dets) == len(doc["images"]) and images[0].wcs is not None
+    np.testing.assert_allclose(dets[0].boxes, found.detections[0].boxes, atol=1e-3)
+
+
+def test_stored_detection_kind_picks_catalogue_columns(tiny_model, blob_data, tmp_path):
+    """The catalogue columns follow the checkpoint's detection kind, not the class names."""
+    obj = torch.load(tiny_model, weights_only=True)
+    assert obj["detection_kind"] == "clumps"
+    obj["detection_kind"] = "sources"  # clump class names, but a source detector
+    sources = tmp_path / "sources.pt"
+    torch.save(obj, sources)
+    for ckpt, name in ((tiny_model, "clumps.csv"), (sources, "sources.csv")):
+        args = ["detect", str(ckpt), "--coco", str(blob_data["val"]), "--out", str(tmp_path / name)]
+        assert main(args) == 0
+    clumps = Table.read(tmp_path / "clumps.csv")
+    srcs = Table.read(tmp_path / "sources.csv")
+    assert len(clumps) == len(srcs) > 0
+    assert "clump_id" in clumps.colnames and "host_segment" in clumps.colnames
+    assert "source_id" in srcs.colnames and "clump_id" not in srcs.colnames
+    assert "host_segment" not in srcs.colnames and "flux_ratio" not in srcs.colnames
+
+
+def test_input_of_another_kind_than_the_training_input_warns(tiny_model, blob_data, tmp_path):
+    import warnings
+
+    from PIL import Image
+
+    png = tmp_path / "cutout.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(png)
+    fits_file = blob_data["val"].parent / "images" / "0000.fits"
+    pred = Predictor.from_checkpoint(tiny_model)
+    assert pred.bundle.input["kind"] == "fits"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert pred.read(fits_file).bands == ("g", "r", "i")  # the training kind: silent
+    with pytest.warns(UserWarning, match="cutout.png: the model was trained on fits images"):
+        assert pred.read(png).shape == (3, 64, 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pred.read(png)  # once per predictor
+    pred.bundle.input = {"kind": "unknown", "unit": ""}
+    pred._warned_input = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pred.read(png)  # nothing to compare with

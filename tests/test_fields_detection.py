@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from helpers import ThresholdDetector
 
+from clumpdet.checkpoints import load_detector
 from clumpdet.config import load_config
 from clumpdet.data.images import ImageData
 from clumpdet.data.preprocessing import Preprocessing
 from clumpdet.detections import Detections
-from clumpdet.engine.checkpoint import load_detector_checkpoint
 from clumpdet.engine.config import TrainConfig
 from clumpdet.engine.train import train_detector
 from clumpdet.errors import ConfigError
@@ -37,7 +37,7 @@ def test_tiled_mosaic_finds_each_source_once(tiny_model):
         None, ["image.width=300", "image.height=300", "galaxies.density=150", "pairs.fraction=0.3"]
     )
     scene = simulate_field_scene(config=cfg, seed=2)
-    bundle = load_detector_checkpoint(tiny_model)
+    bundle = load_detector(tiny_model)
     bundle.model = ThresholdDetector(threshold=0.12)  # ~5 sigma of the 3-band sum (nanomaggy)
     bundle.preprocessing = Preprocessing(bands=("g", "r", "z"), stretch="none")
     (tiled,) = _predictor(bundle, 128, 64).predict([scene.image])
@@ -61,11 +61,13 @@ def test_source_catalogue_has_no_host_columns():
         data=np.ones((3, 40, 40), np.float32), bands=("g", "r", "z"), wcs=None, path=None
     )
     det = Detections(np.array([[10, 10, 20, 20]], np.float32), np.array([2]), np.array([0.9]))
-    t = build_catalogue([image], [det], class_names=("star", "galaxy"), host_columns=False)
+    t = build_catalogue([image], [det], class_names=("star", "galaxy"), detection_kind="sources")
     assert t["source_id"][0] == 1 and t["label_name"][0] == "galaxy"
     assert t["flux_r"][0] == pytest.approx(100.0)
     assert "host_segment" not in t.colnames and "flux_ratio" not in t.colnames
-    empty = build_catalogue([image], [Detections()], class_names=("star",), host_columns=False)
+    empty = build_catalogue(
+        [image], [Detections()], class_names=("star",), detection_kind="sources"
+    )
     assert len(empty) == 0 and "source_id" in empty.colnames
 
 
@@ -94,8 +96,8 @@ def fields_model(tmp_path_factory) -> Path:
 
 
 def test_fields_config_trains_end_to_end(fields_model):
-    bundle = load_detector_checkpoint(fields_model)
-    assert bundle.class_names == ("star", "galaxy")
+    bundle = load_detector(fields_model)
+    assert bundle.class_names == ("star", "galaxy") and bundle.detection_kind == "sources"
     assert bundle.preprocessing.bands == ("g", "r", "z")
 
 

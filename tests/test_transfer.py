@@ -11,13 +11,9 @@ from helpers import write_blob_dataset
 
 from clumpdet.config import load_config
 from clumpdet.errors import ConfigError
-from clumpdet.experiments.transfer import (
-    RESULT_COLUMNS,
-    TransferConfig,
-    cell_id,
-    epochs_for_size,
-    run_transfer_grid,
-)
+from clumpdet.experiments.transfer import run_transfer_grid
+from clumpdet.experiments.transfer_config import TransferConfig, cell_id, epochs_for_size
+from clumpdet.experiments.transfer_report import RESULT_COLUMNS
 
 ROOT = Path(__file__).parents[1]
 SMALL_MODEL = [
@@ -203,3 +199,36 @@ def test_report_only_tabulates_finished_cells_without_training(grid, monkeypatch
     assert (df["status"] == "ok").sum() == 4
     assert set(df.loc[df["train_size"] == 32, "status"]) == {"not run yet"}
     assert "not run yet" in (out / "summary.md").read_text()
+
+
+def test_summary_tables_from_result_rows(tmp_path):
+    from clumpdet.experiments.transfer_report import CLASSIFICATION_COLUMNS, write_transfer_summary
+
+    det = pd.DataFrame(
+        [
+            {"cell_id": "a", "backbone": "scratch", "trainable": "all", "train_size": 8,
+             "seed": s, "status": "ok", "completeness": c, "purity": 0.5, "f1": 0.5,
+             "AP50": 0.4, "wall_s": 10.0}
+            for s, c in ((0, 0.6), (1, 0.8))
+        ] + [{"cell_id": "b__x", "status": "skipped: no weights", "wall_s": 0.0}],
+        columns=list(RESULT_COLUMNS),
+    )  # fmt: skip
+    cls = pd.DataFrame(
+        [{"cell_id": "m", "task": "merger", "backbone": "scratch", "trainable": "all",
+          "seed": 0, "status": "ok", "accuracy": 0.75, "auc": 0.8, "rmse": None}],
+        columns=list(CLASSIFICATION_COLUMNS),
+    )  # fmt: skip
+    lines = write_transfer_summary(det, out=tmp_path / "s.md", classification=cls)
+    lines = lines.read_text().splitlines()
+    head = (
+        "| backbone | trainable | train size | seeds | completeness | purity | f1 | AP50 | wall_s |"
+    )
+    i = lines.index(head)
+    assert lines[i + 1] == "|---|---|---|---|---|---|---|---|---|"
+    assert lines[i + 2] == "| scratch | all | 8 | 2 | 0.700 ± 0.141 | 0.500 ± 0.000 | " + (
+        "0.500 ± 0.000 | 0.400 ± 0.000 | 10 |"
+    )
+    assert "- `b__x`: skipped: no weights" in lines
+    j = lines.index("| task | backbone | trainable | seeds | accuracy | auc | rmse |")
+    assert lines[j + 2] == "| merger | scratch | all | 1 | 0.750 | 0.800 | – |"
+    assert lines[-1] == "Total cell wall time: 20 s"

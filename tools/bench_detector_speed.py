@@ -170,9 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     if args.checkpoint is not None:
-        from clumpdet.engine.checkpoint import load_detector_checkpoint
+        from clumpdet.checkpoints import load_detector
 
-        ours = load_detector_checkpoint(args.checkpoint).model
+        ours = load_detector(args.checkpoint).model
         results["ours_model"] = str(args.checkpoint)
     else:
         cfg = load_config(TrainConfig, args.config)

@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from clumpdet.config import load_config
     from clumpdet.errors import ClumpdetError
-    from clumpdet.experiments.transfer import TransferConfig, run_transfer_grid
+    from clumpdet.experiments.transfer import run_transfer_grid
+    from clumpdet.experiments.transfer_config import TransferConfig
 
     out = args.out or Path("results") / f"transfer_{args.config.stem}"
     command = shlex.join(["python", "tools/transfer_experiment.py", *sys.argv[1:]])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,18 @@ def _read_json(path: Path) -> Any:
         ) from None
 
 
+def _inside_root(file_name: str) -> bool:
+    """Whether ``file_name`` stays inside the image root: relative, with no ``..`` part.
+
+    Both ``/`` and ``\\`` separate parts, and Windows drives (``C:``) count as absolute, so a
+    file written on one system is judged the same on every other.
+    """
+    parts = re.split(r"[\\/]", file_name)
+    if file_name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", file_name):
+        return False
+    return ".." not in parts
+
+
 def _check_bbox(bbox: Any, where: str, src: Path | None) -> tuple[float, float, float, float]:
     """Return ``bbox`` as 4 floats or raise: 4 finite numbers, positive width and height."""
     if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
@@ -170,6 +183,12 @@ def validate_coco(
                 )
         if not isinstance(im["file_name"], str) or not im["file_name"]:
             raise InputError(src, f"images[{i}] (id {im['id']}): file_name must be a string")
+        if not _inside_root(im["file_name"]):
+            raise InputError(
+                src,
+                f"images[{i}] (id {im['id']}): file_name {im['file_name']!r} must be a relative "
+                "path inside the annotation file's folder (no absolute path, no '..')",
+            )
     names: dict[str, int] = {}
     for i, c in enumerate(doc["categories"]):
         if not isinstance(c["name"], str) or not c["name"]:
@@ -231,7 +250,9 @@ def load_coco(path: str | Path, *, check_files: bool = False) -> dict[str, Any]:
     Raises
     ------
     InputError
-        One line naming the file and the problem: not JSON or truncated; missing top-level keys
+        One line naming the file and the problem: not JSON or truncated; an image
+        ``file_name`` that is absolute or climbs out of the JSON's folder with ``..`` (an
+        annotation file never makes the package read outside its folder); missing top-level keys
         (``images``, ``annotations``, ``categories``); records missing required keys (image: id,
         width, height, file_name; annotation: id, image_id, category_id, bbox; category: id,
         name); duplicate ids or category names; an annotation referencing an unknown image or

@@ -1,15 +1,5 @@
-"""Training loops (Lightning) and checkpoints."""
+"""Training loops (Lightning) and their training checkpoints."""
 
-from clumpdet.engine.checkpoint import (
-    DetectorBundle,
-    load_detector_checkpoint,
-    save_detector_checkpoint,
-)
 from clumpdet.engine.config import TrainConfig
 
-__all__ = [
-    "DetectorBundle",
-    "TrainConfig",
-    "load_detector_checkpoint",
-    "save_detector_checkpoint",
-]
+__all__ = ["TrainConfig"]

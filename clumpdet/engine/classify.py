@@ -14,7 +14,6 @@ Run layout::
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -26,16 +25,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from clumpdet import __version__
-from clumpdet.config import from_dict, save_config, to_dict
+from clumpdet.checkpoints import save_checkpoint
+from clumpdet.config import save_config, to_dict
 from clumpdet.data.preprocessing import Preprocessing
 from clumpdet.engine.config import TrainerConfig
-from clumpdet.errors import CheckpointError, ConfigError
+from clumpdet.errors import ConfigError
 from clumpdet.models.classifier import ClassifierConfig, build_classifier
-from clumpdet.tasks import Task, label_names, predict_from_outputs
-from clumpdet.utils import atomic_path, atomic_write, load_torch_file
-
-CLASSIFIER_FORMAT = "clumpdet-classifier"
+from clumpdet.tasks import Task
+from clumpdet.utils import atomic_write
 
 
 @dataclass
@@ -256,117 +253,6 @@ def parameter_groups(model: nn.Module, *, lr: float, layer_decay: float | None) 
     return out
 
 
-def save_classifier_checkpoint(
-    path: Path,
-    *,
-    model: nn.Module,
-    config: ClassifierTrainConfig,
-    preprocessing: Preprocessing,
-    image_size: int,
-    metrics: dict[str, Any] | None = None,
-) -> Path:
-    """Write a weights_only classifier checkpoint atomically."""
-    payload = {
-        "format": CLASSIFIER_FORMAT,
-        "clumpdet_version": __version__,
-        "task": config.model.task,
-        "model_config": to_dict(config.model),
-        "config": to_dict(config),
-        "preprocessing": preprocessing.to_dict(),
-        "image_size": int(image_size),
-        "label_names": list(label_names(config.model.task)),
-        "metrics": json.loads(json.dumps(metrics or {}, default=float)),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-    }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    return path
-
-
-def load_classifier_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a classifier from :func:`save_classifier_checkpoint` output (eval mode)."""
-    obj = load_torch_file(path, what="classifier checkpoint")
-    if not isinstance(obj, dict) or obj.get("format") != CLASSIFIER_FORMAT:
-        raise CheckpointError(path, "is not a clumpdet classifier checkpoint")
-    cfg = from_dict(ClassifierConfig, obj["model_config"], where=f"{path}:model_config")
-    cfg.backbone = dataclasses.replace(cfg.backbone, weights="none")
-    pre = Preprocessing.from_dict(obj["preprocessing"])
-    model = build_classifier(config=cfg, in_chans=pre.n_bands, image_size=obj["image_size"])
-    model.load_state_dict(obj["state_dict"], strict=False)
-    return model.eval(), {k: v for k, v in obj.items() if k != "state_dict"}
-
-
-@torch.inference_mode()
-def predict_arrays(
-    models: list[nn.Module], loader, *, task: str, dirichlet: bool = False, tta: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """Predictions averaged over an ensemble of models and, with ``tta``, the 8 dihedral views.
-
-    Returns
-    -------
-    targets, predictions : ndarray, shape (N, K)
-    """
-    ys, ps = [], []
-    for batch in loader:
-        x, y = batch[0], batch[1]
-        views = [x]
-        if tta:
-            views = [torch.rot90(v, k, dims=(2, 3)) for v in (x, x.flip(3)) for k in range(4)]
-        acc = None
-        for model in models:
-            for v in views:
-                pr = predict_from_outputs(task, model(v), dirichlet=dirichlet)
-                acc = pr if acc is None else acc + pr
-        ps.append((acc / (len(models) * len(views))).cpu().numpy())
-        ys.append(y.cpu().numpy())
-    return np.concatenate(ys), np.concatenate(ps)
-
-
-def predict_with_checkpoints(
-    checkpoints: list[str | Path], images: np.ndarray, *, tta: bool = False, batch_size: int = 64
-) -> np.ndarray:
-    """Average the predictions of several classifier checkpoints (Dieleman's model averaging).
-
-    Parameters
-    ----------
-    checkpoints : list of path
-        ``classifier.pt`` files of the same task (e.g. different seeds).
-    images : ndarray, shape (N, C, H, W)
-        Raw images in the checkpoints' bands (each checkpoint applies its own preprocessing).
-    tta : bool
-        Also average over the 8 rotations/flips of each image.
-
-    Returns
-    -------
-    ndarray, shape (N, K)
-        Probabilities or vote fractions.
-    """
-    if not checkpoints:
-        raise ConfigError("predict_with_checkpoints: give at least one checkpoint")
-    total = None
-    tasks = set()
-    for path in checkpoints:
-        model, meta = load_classifier_checkpoint(path)
-        tasks.add(meta["task"])
-        pre = Preprocessing.from_dict(meta["preprocessing"])
-        x = torch.from_numpy(np.stack([pre(np.asarray(im)) for im in images]))
-        size = int(meta["image_size"])
-        if x.shape[-1] != size:
-            x = nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
-        dirichlet = bool(meta["model_config"].get("dirichlet", False))
-        loader = [
-            (x[i : i + batch_size], torch.zeros(len(x[i : i + batch_size]), 1))
-            for i in range(0, len(x), batch_size)
-        ]
-        _, p = predict_arrays([model], loader, task=meta["task"], dirichlet=dirichlet, tta=tta)
-        total = p if total is None else total + p
-    if len(tasks) > 1:
-        raise ConfigError(
-            f"predict_with_checkpoints: checkpoints of different tasks {sorted(tasks)}"
-        )
-    return total / len(checkpoints)
-
-
 def train_classifier(
     config: ClassifierTrainConfig, *, out: str | Path, resume: str | Path | None = None
 ) -> Path:
@@ -376,6 +262,7 @@ def train_classifier(
     from torch.utils.data import DataLoader
 
     from clumpdet.engine.checkpoint import restore_best_weights
+    from clumpdet.inference.classifier import predict_arrays
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -421,7 +308,9 @@ def train_classifier(
         num_sanity_val_steps=0,
         log_every_n_steps=t.log_every_n_steps,
     )
-    trainer.fit(module, train_dl, val_dl, ckpt_path=str(resume) if resume else None)
+    trainer.fit(
+        module, train_dl, val_dl, ckpt_path=str(resume) if resume else None, weights_only=True
+    )
     if not trainer.is_global_zero:
         return out / "classifier.pt"
     restore_best_weights(module, best)
@@ -441,22 +330,23 @@ def train_classifier(
     metrics["n_train"] = len(splits.train)
     with atomic_write(out / "test_metrics.json", "w") as fh:
         json.dump(metrics, fh, indent=2, default=float)
-    path = save_classifier_checkpoint(
+    path = save_checkpoint(
         out / "classifier.pt",
+        kind="classifier",
         model=module.model,
-        config=config,
         preprocessing=splits.preprocessing,
+        model_config=to_dict(config.model),
         image_size=splits.image_size,
+        config=to_dict(config),
         metrics=metrics,
     )
     trunk = getattr(module.model, "trunk", None)
     if trunk is not None:
-        from clumpdet.models.backbones import save_backbone_checkpoint
-
-        save_backbone_checkpoint(
+        save_checkpoint(
             out / "backbone.pt",
-            trunk,
-            preprocessing=splits.preprocessing.to_dict(),
+            kind="backbone",
+            model=trunk,
+            preprocessing=splits.preprocessing,
             source={"task": config.model.task, "run": str(out)},
         )
     metrics_csv = out / "logs" / "metrics.csv"

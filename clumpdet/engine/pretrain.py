@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
+from clumpdet.checkpoints import save_checkpoint
 from clumpdet.config import save_config
 from clumpdet.engine.checkpoint import restore_best_weights
 from clumpdet.engine.classify import (
@@ -34,7 +35,7 @@ from clumpdet.engine.classify import (
 )
 from clumpdet.engine.config import TrainerConfig
 from clumpdet.errors import ConfigError
-from clumpdet.models.backbones import BackboneConfig, build_trunk, save_backbone_checkpoint
+from clumpdet.models.backbones import BackboneConfig, build_trunk
 from clumpdet.models.classifier import TaskHead
 from clumpdet.tasks import TASKS, Task, get_task
 from clumpdet.utils import atomic_write
@@ -238,10 +239,11 @@ def pretrain_backbone(config: PretrainConfig, *, out: str | Path) -> Path:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     with atomic_write(out / "pretrain_metrics.json", "w") as fh:
         json.dump(metrics, fh, indent=2)
-    return save_backbone_checkpoint(
+    return save_checkpoint(
         out / "backbone.pt",
-        module.trunk,
-        preprocessing=splits[0].preprocessing.to_dict(),
+        kind="backbone",
+        model=module.trunk,
+        preprocessing=splits[0].preprocessing,
         source={
             "pretrain_tasks": [s.task for s in config.tasks],
             "run": str(out),

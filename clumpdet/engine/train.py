@@ -4,7 +4,7 @@ resume, seeding, and the same config on CPU, one GPU or many (DDP).
 Run layout (``clumpdet train CONFIG --out RUNDIR``)::
 
     RUNDIR/config.yaml            resolved config
-    RUNDIR/checkpoints/last.ckpt  Lightning state for --resume (trusted: written by this run)
+    RUNDIR/checkpoints/last.ckpt  Lightning state for --resume (loaded with weights_only=True)
     RUNDIR/checkpoints/best.ckpt  best validation metric
     RUNDIR/model.pt               the best model as a clumpdet detector checkpoint (weights_only)
     RUNDIR/logs/metrics.csv       per-step / per-epoch log (Lightning CSVLogger)
@@ -27,10 +27,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from clumpdet.checkpoints import input_kind_of, load_detector, save_checkpoint
 from clumpdet.config import save_config, to_dict
 from clumpdet.data.coco import load_coco
 from clumpdet.data.preprocessing import Preprocessing
-from clumpdet.engine.checkpoint import restore_best_weights, save_detector_checkpoint
+from clumpdet.engine.checkpoint import read_lightning_checkpoint, restore_best_weights
 from clumpdet.engine.config import TrainConfig
 from clumpdet.errors import CheckpointError, ConfigError, InputError
 from clumpdet.models.detector import build_detector
@@ -161,13 +162,18 @@ class DetectorModule(L.LightningModule):
 
 @dataclasses.dataclass
 class PreparedData:
-    """Datasets and truth for a training run."""
+    """Datasets and truth for a training run.
+
+    ``input`` describes the training images (:func:`clumpdet.checkpoints.input_kind_of` of the
+    first one) and is stored in the exported checkpoint.
+    """
 
     train: Any
     val: Any
     val_truth: dict[str, Any]
     preprocessing: Preprocessing
     image_size: tuple[int, int]
+    input: dict[str, str]
 
 
 def _subset_coco(doc: dict[str, Any], ids: list[int]) -> dict[str, Any]:
@@ -261,6 +267,7 @@ def prepare_data(
         val_truth=_subset_coco(val_doc, val_ids),
         preprocessing=preprocessing,
         image_size=image_size,
+        input=input_kind_of(Path(train_doc["_root"]) / train_doc["images"][0]["file_name"]),
     )
 
 
@@ -294,8 +301,8 @@ def train_detector(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if resume is not None and not Path(resume).is_file():
-        raise InputError(resume, "checkpoint to resume from not found")
+    if resume is not None:
+        read_lightning_checkpoint(resume)  # a one-line error before any work
     t = config.trainer
     if t.threads:
         torch.set_num_threads(t.threads)
@@ -310,9 +317,7 @@ def train_detector(
     preprocessing = data.preprocessing
     warm = None
     if config.init_from is not None:
-        from clumpdet.engine.checkpoint import load_detector_checkpoint
-
-        warm = load_detector_checkpoint(config.init_from)
+        warm = load_detector(config.init_from)
         preprocessing = warm.preprocessing
     module = DetectorModule(config, preprocessing, data.val_truth, data.image_size)
     if warm is not None:
@@ -355,7 +360,9 @@ def train_detector(
         num_sanity_val_steps=0,
         deterministic=False,
     )
-    trainer.fit(module, train_dl, val_dl, ckpt_path=str(resume) if resume else None)
+    trainer.fit(
+        module, train_dl, val_dl, ckpt_path=str(resume) if resume else None, weights_only=True
+    )
 
     if not trainer.is_global_zero:
         return out / "model.pt"
@@ -366,12 +373,14 @@ def train_detector(
     if module.epoch_metrics:
         best_epoch = max(module.epoch_metrics, key=lambda e: module.epoch_metrics[e][key])
         metrics = {"epoch": float(best_epoch), **module.epoch_metrics[best_epoch]}
-    model_path = save_detector_checkpoint(
+    model_path = save_checkpoint(
         out / "model.pt",
+        kind="detector",
         model=module.model,
+        preprocessing=preprocessing,
         model_config=to_dict(config.model),
-        preprocessing=data.preprocessing,
         image_size=data.image_size,
+        input=data.input,
         config=to_dict(config),
         metrics=metrics,
     )

@@ -53,8 +53,8 @@ def detector_predictions(
     Parameters
     ----------
     predictor : Predictor
-        The loaded detector (``Predictor.from_checkpoint``); its ``batch_size`` images are read
-        and detected at a time.
+        The loaded detector (``Predictor.from_checkpoint``); images are read as
+        :meth:`Predictor.read` does.
     truth : str or Path
         COCO ``annotations.json`` of the set.
     progress : bool
@@ -67,34 +67,25 @@ def detector_predictions(
     seconds : float
         Wall time of reading + inference.
     """
-    from tqdm.auto import tqdm
-
-    pred = predictor
-    batch_size = pred.batch_size
-    doc = load_coco(truth)
-    root = Path(doc["_root"])
-    rows = []
     t0 = time.perf_counter()
-    images = doc["images"]
-    for start in tqdm(range(0, len(images), batch_size), disable=not progress, desc="detect"):
-        recs = images[start : start + batch_size]
-        data = [read_image(root / r["file_name"], bands=pred.bands) for r in recs]
-        for rec, det in zip(recs, pred.predict(data)):
-            b = det.boxes.astype(np.float64)
-            for k in range(len(det)):
-                rows.append(
-                    {
-                        "image_id": int(rec["id"]),
-                        "x": 0.5 * (b[k, 0] + b[k, 2]),
-                        "y": 0.5 * (b[k, 1] + b[k, 3]),
-                        "x1": b[k, 0],
-                        "y1": b[k, 1],
-                        "x2": b[k, 2],
-                        "y2": b[k, 3],
-                        "label": int(det.labels[k]),
-                        "score": float(det.scores[k]),
-                    }
-                )
+    found = predictor.predict_coco(truth, progress=progress)
+    rows = []
+    for iid, det in zip(found.image_ids, found.detections):
+        b = det.boxes.astype(np.float64)
+        for k in range(len(det)):
+            rows.append(
+                {
+                    "image_id": iid,
+                    "x": 0.5 * (b[k, 0] + b[k, 2]),
+                    "y": 0.5 * (b[k, 1] + b[k, 3]),
+                    "x1": b[k, 0],
+                    "y1": b[k, 1],
+                    "x2": b[k, 2],
+                    "y2": b[k, 3],
+                    "label": int(det.labels[k]),
+                    "score": float(det.scores[k]),
+                }
+            )
     cols = ["image_id", "x", "y", "x1", "y1", "x2", "y2", "label", "score"]
     return pd.DataFrame(rows, columns=cols), time.perf_counter() - t0
 

@@ -14,8 +14,9 @@ Gaussian of ~1 PSF (2 px sigma), thresholded at ``host_nsigma`` times the MAD no
 segment containing the clump's centre is its host. Its flux therefore includes the clumps, as in
 the published Clump Scout flux ratios (clump / whole galaxy).
 
-Source catalogues (star/galaxy detectors, ``host_columns=False``) have ``source_id`` in place of
-``clump_id`` and no host columns: ``flux_<band>`` is the sum in the box.
+The columns follow the detector's stored detection kind (``DetectorBundle.detection_kind``):
+``"clumps"`` gives the clump catalogue above; ``"sources"`` (star/galaxy detectors) gives
+``source_id`` in place of ``clump_id`` and no host columns: ``flux_<band>`` is the sum in the box.
 """
 
 from __future__ import annotations
@@ -37,11 +38,6 @@ CATALOGUE_FORMATS = {
     ".csv": "ascii.csv",
     ".ecsv": "ascii.ecsv",
 }
-
-
-def is_clump_model(class_names: Sequence[str]) -> bool:
-    """Whether a detector's classes are clumps (host photometry applies) rather than sources."""
-    return any("clump" in str(c) for c in class_names)
 
 
 def segment_hosts(band: np.ndarray, *, nsigma: float = 2.0, npixels: int = 30) -> np.ndarray:
@@ -95,7 +91,7 @@ def build_catalogue(
     backbone: str = "",
     checkpoint_sha256: str = "",
     host_nsigma: float = 2.0,
-    host_columns: bool = True,
+    detection_kind: str = "clumps",
 ) -> Table:
     """Assemble the clump catalogue of a set of images.
 
@@ -115,10 +111,20 @@ def build_catalogue(
         Provenance columns.
     host_nsigma : float
         Host segmentation threshold in noise sigmas.
-    host_columns : bool
-        Clump catalogue (``clump_id`` and host photometry) when true; a source catalogue
-        (``source_id``, box fluxes only) when false.
+    detection_kind : {"clumps", "sources"}
+        Clump catalogue (``clump_id`` and host photometry) or source catalogue (``source_id``,
+        box fluxes only); a detector's is ``DetectorBundle.detection_kind``.
+
+    Returns
+    -------
+    astropy.table.Table
+        One row per detection; ``meta["BANDS"]`` and ``meta["DETKIND"]`` set.
     """
+    from clumpdet.checkpoints import DETECTION_KINDS
+
+    if detection_kind not in DETECTION_KINDS:
+        raise ValueError(f"detection_kind {detection_kind!r} is not one of {list(DETECTION_KINDS)}")
+    host_columns = detection_kind == "clumps"
     if len(images) != len(detections):
         raise ValueError("images and detections differ in length")
     ids = list(range(len(images))) if image_ids is None else list(image_ids)
@@ -194,6 +200,7 @@ def build_catalogue(
             rows.append(row)
     table = Table(rows=rows) if rows else _empty_table(bands, host_columns=host_columns)
     table.meta["BANDS"] = ",".join(bands)
+    table.meta["DETKIND"] = detection_kind
     for col, unit in (("ra", "deg"), ("dec", "deg"), ("x", "pix"), ("y", "pix")):
         if col in table.colnames:
             table[col].unit = unit
@@ -254,22 +261,3 @@ def write_catalogue(table: Table, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         table.write(tmp, format=fmt, overwrite=True)
     return path
-
-
-def detections_to_coco_results(
-    detections: Sequence[Detections], image_ids: Sequence[int]
-) -> list[dict]:
-    """COCO results records (``bbox`` xywh) for every detection, for ``clumpdet evaluate``."""
-    out = []
-    for iid, det in zip(image_ids, detections):
-        for box, lab, sc in zip(det.boxes, det.labels, det.scores):
-            x1, y1, x2, y2 = (float(v) for v in box)
-            out.append(
-                {
-                    "image_id": int(iid),
-                    "category_id": int(lab),
-                    "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "score": float(sc),
-                }
-            )
-    return out

@@ -10,19 +10,22 @@ exactly once, with the box from the tile where it lies furthest from the edge.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torchvision.ops import batched_nms
 
-from clumpdet.data.images import ImageData, read_image
-from clumpdet.detections import Detections
-from clumpdet.engine.checkpoint import DetectorBundle, load_detector_checkpoint
+from clumpdet.checkpoints import DetectorBundle, load_detector
+from clumpdet.data.images import RASTER_SUFFIXES, ImageData, read_image
+from clumpdet.detections import Detections, coco_results
 from clumpdet.errors import InputError
 
-_COLOUR_SUFFIXES = (".png", ".jpg", ".jpeg")
+#: How every prediction path treats NaN/inf pixels: replaced by the band median.
+NAN_POLICY = "median"
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -54,7 +57,7 @@ class Predictor:
     Parameters
     ----------
     bundle : DetectorBundle
-        A loaded checkpoint (:func:`clumpdet.engine.load_detector_checkpoint`).
+        A loaded checkpoint (:func:`clumpdet.checkpoints.load_detector`).
     batch_size : int
         Images (or tiles) per forward pass.
     tile_overlap : int
@@ -87,6 +90,7 @@ class Predictor:
         self.tile_overlap = int(tile_overlap)
         self.edge_margin = float(edge_margin)
         self.device = torch.device(device)
+        self._warned_input = False
         self.model = bundle.model.to(self.device).eval()
         if self.device.type == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -95,7 +99,7 @@ class Predictor:
     def from_checkpoint(cls, path: str | Path, **kwargs) -> Predictor:
         """Load ``path`` (a ``model.pt``) and build a predictor."""
         device = kwargs.get("device", "cpu")
-        return cls(load_detector_checkpoint(path, device=device), **kwargs)
+        return cls(load_detector(path, device=device), **kwargs)
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -205,14 +209,120 @@ class Predictor:
         ).numpy()
         return Detections(boxes[keep], labels[keep], scores[keep])
 
-    def predict_files(
-        self, paths: Sequence[str | Path], *, nan_policy: str = "median"
-    ) -> tuple[list[ImageData], list[Detections]]:
-        """Read image files (FITS/PNG/JPEG) with the model's bands and detect in each."""
-        images = [read_image(p, bands=self.bands_for(p), nan_policy=nan_policy) for p in paths]
-        return images, self.predict(images)
+    def read(self, path: str | Path) -> ImageData:
+        """Read one image file the way every prediction path does.
 
-    def bands_for(self, path: str | Path) -> tuple[str, ...] | None:
-        """Band names to request from ``path``: the model's, or ``None`` for PNG/JPEG cutouts
-        (their R, G, B planes are matched to the model's bands by count)."""
-        return None if Path(path).suffix.lower() in _COLOUR_SUFFIXES else self.bands
+        FITS files have the model's bands picked by name; PNG/JPEG cutouts keep their R, G, B
+        planes, matched to the model's bands by count. NaN/inf pixels are replaced by the
+        band median (:data:`NAN_POLICY`). A file of another kind than the model's training
+        input (a PNG for a FITS-trained model, or the reverse; ``DetectorBundle.input``) gives a
+        ``UserWarning`` (once per predictor).
+        """
+        raster = Path(path).suffix.lower() in RASTER_SUFFIXES
+        trained = self.bundle.input
+        mismatch = trained["kind"] != "unknown" and raster != (trained["kind"] in ("png", "jpeg"))
+        if mismatch and not self._warned_input:
+            import warnings
+
+            self._warned_input = True
+
+            unit = f", {trained['unit']}" if trained["unit"] else ""
+            warnings.warn(
+                f"{path}: the model was trained on {trained['kind']} images{unit}; "
+                "its detections on other input are not calibrated",
+                UserWarning,
+                stacklevel=2,
+            )
+        return read_image(path, bands=None if raster else self.bands, nan_policy=NAN_POLICY)
+
+    def iter_files(
+        self, paths: Sequence[str | Path], *, progress: bool = False
+    ) -> Iterator[tuple[ImageData, Detections]]:
+        """Read and detect ``paths`` in chunks of ``4 * batch_size`` images, in order.
+
+        Only one chunk of images is held in memory at a time.
+
+        Yields
+        ------
+        (ImageData, Detections)
+            Each image as read (physical units, WCS) and its detections down to ``min_score``.
+        """
+        from tqdm.auto import tqdm
+
+        chunk = max(1, 4 * self.batch_size)
+        for start in tqdm(
+            range(0, len(paths), chunk), disable=not progress, desc="detect", unit="chunk"
+        ):
+            images = [self.read(p) for p in paths[start : start + chunk]]
+            yield from zip(images, self.predict(images))
+
+    def predict_files(
+        self, paths: Sequence[str | Path], *, progress: bool = False
+    ) -> tuple[list[ImageData], list[Detections]]:
+        """Read image files (FITS/PNG/JPEG, :meth:`read`) and detect in each.
+
+        Returns
+        -------
+        images : list of ImageData
+            As read, for catalogues and overlays.
+        detections : list of Detections
+            One per image, down to the model's ``min_score``.
+        """
+        images: list[ImageData] = []
+        dets: list[Detections] = []
+        for image, det in self.iter_files(paths, progress=progress):
+            images.append(image)
+            dets.append(det)
+        return images, dets
+
+    def predict_coco(
+        self, coco: str | Path | Mapping[str, Any], *, progress: bool = False
+    ) -> CocoPredictions:
+        """Detect in every image a COCO file lists (images are not kept in memory).
+
+        Parameters
+        ----------
+        coco : path or dict
+            A COCO annotations file, or its :func:`clumpdet.data.coco.load_coco` document.
+        progress : bool
+            Show a progress bar.
+
+        Returns
+        -------
+        CocoPredictions
+            Image ids in file order and their detections down to ``min_score``.
+        """
+        from clumpdet.data.coco import load_coco
+
+        doc = load_coco(coco) if isinstance(coco, (str, Path)) else coco
+        root = Path(doc["_root"])
+        ids = [int(im["id"]) for im in doc["images"]]
+        paths = [root / im["file_name"] for im in doc["images"]]
+        dets = [det for _image, det in self.iter_files(paths, progress=progress)]
+        return CocoPredictions(image_ids=ids, detections=dets)
+
+
+@dataclass
+class CocoPredictions:
+    """Detections of a COCO image set.
+
+    Attributes
+    ----------
+    image_ids : list of int
+        COCO image ids, in the file's order.
+    detections : list of Detections
+        One per image, down to the model's ``min_score``.
+    """
+
+    image_ids: list[int]
+    detections: list[Detections]
+
+    def results(self) -> list[dict[str, Any]]:
+        """COCO results records (:func:`clumpdet.detections.coco_results`)."""
+        return coco_results(self.detections, self.image_ids)
+
+    def write(self, path: str | Path) -> Path:
+        """Write the COCO results JSON (:func:`clumpdet.data.coco.write_predictions`)."""
+        from clumpdet.data.coco import write_predictions
+
+        return write_predictions(path, self.results())

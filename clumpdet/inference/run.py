@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
+from clumpdet.detections import coco_results
 from clumpdet.errors import ConfigError, InputError, NoDetectionsWarning
-from clumpdet.inference.catalogue import (
-    CATALOGUE_FORMATS,
-    build_catalogue,
-    detections_to_coco_results,
-    is_clump_model,
-    write_catalogue,
-)
+from clumpdet.inference.catalogue import CATALOGUE_FORMATS, build_catalogue, write_catalogue
 from clumpdet.inference.predictor import Predictor
-from clumpdet.utils import atomic_write
 
 
 def coco_results_path(catalogue: str | Path) -> Path:
@@ -65,15 +56,16 @@ def run_detection(
     device: str = "cpu",
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Detect clumps in images and write a catalogue plus COCO results.
+    """Detect clumps (or sources) in images and write a catalogue plus COCO results.
 
     Parameters
     ----------
     checkpoint : path
         A detector checkpoint (``RUNDIR/model.pt``).
     out : path
-        Catalogue file; ``.fits``, ``.parquet`` or ``.csv``. COCO results (every detection down to
-        the model's ``min_score``, for AP) go to ``<stem>_coco.json`` beside it.
+        Catalogue file; ``.fits``, ``.parquet`` or ``.csv``; its columns follow the checkpoint's
+        detection kind. COCO results (every detection down to the model's ``min_score``, for
+        AP) go to ``<stem>_coco.json`` beside it (:func:`clumpdet.data.coco.write_predictions`).
     images : sequence of path, optional
         FITS/PNG/JPEG files. With ``coco`` too, their COCO image ids are looked up there.
     coco : path, optional
@@ -93,7 +85,7 @@ def run_detection(
     dict
         Summary: counts and output paths.
     """
-    from clumpdet.data.images import read_image
+    from clumpdet.data.coco import write_predictions
 
     out = Path(out)
     if out.suffix.lower() not in CATALOGUE_FORMATS:
@@ -104,18 +96,7 @@ def run_detection(
     bundle = predictor.bundle
     threshold = bundle.model_config.score_threshold if score_threshold is None else score_threshold
     paths, ids, truth = _resolve_inputs(images, coco)
-
-    loaded, dets = [], []
-    chunk = max(1, batch_size * 4)
-    for start in tqdm(
-        range(0, len(paths), chunk), disable=not progress, desc="detect", unit="chunk"
-    ):
-        part = [
-            read_image(p, bands=predictor.bands_for(p), nan_policy="median")
-            for p in paths[start : start + chunk]
-        ]
-        loaded.extend(part)
-        dets.extend(predictor.predict(part))
+    loaded, dets = predictor.predict_files(paths, progress=progress)
     cut = [d.above(threshold) for d in dets]
     table = build_catalogue(
         loaded,
@@ -124,14 +105,12 @@ def run_detection(
         image_ids=ids,
         backbone=bundle.model_config.backbone.name,
         checkpoint_sha256=bundle.sha256,
-        host_columns=is_clump_model(bundle.class_names),
+        detection_kind=bundle.detection_kind,
     )
     table.meta["SCORETHR"] = float(threshold)
     table.meta["CKPTSHA"] = bundle.sha256
-    results = detections_to_coco_results(dets, ids)
-    coco_out = coco_results_path(out)
-    with atomic_write(coco_out, "w") as fh:
-        json.dump(results, fh)
+    table.meta["INPUT"] = f"{bundle.input['kind']} ({bundle.input['unit'] or 'no unit'})"
+    coco_out = write_predictions(coco_results_path(out), coco_results(dets, ids))
     write_catalogue(table, out)
     if overlays is not None:
         from clumpdet.inference.overlay import plot_overlay

@@ -6,8 +6,6 @@ from clumpdet.models.backbones import (
     Trunk,
     build_trunk,
     list_backbones,
-    load_backbone_checkpoint,
-    save_backbone_checkpoint,
 )
 
 __all__ = [
@@ -16,6 +14,4 @@ __all__ = [
     "Trunk",
     "build_trunk",
     "list_backbones",
-    "load_backbone_checkpoint",
-    "save_backbone_checkpoint",
 ]

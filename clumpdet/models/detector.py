@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
@@ -42,6 +43,9 @@ class DetectorConfig:
         Trunk name, weights, trainable depth and feature stages.
     class_names : tuple of str
         Foreground classes, label 1 first (label 0 is background).
+    detection_kind : {"clumps", "sources"}
+        What the classes are: clumps inside galaxies (catalogues get host photometry) or
+        stars/galaxies (source catalogues). Stored in the checkpoint.
     fpn_channels : int
         FPN width. 64 is plenty for clumps and ~4x cheaper than the stock 256.
     extra_pool_level : bool
@@ -75,6 +79,7 @@ class DetectorConfig:
 
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     class_names: tuple[str, ...] = ("clump", "odd_clump")
+    detection_kind: Literal["clumps", "sources"] = "clumps"
     fpn_channels: int = 64
     extra_pool_level: bool = False
     anchor_sizes: tuple[tuple[float, ...], ...] = ((8.0, 12.0), (16.0, 24.0), (32.0, 48.0))

@@ -1,7 +1,7 @@
 """Backbones (trunks): builders, the family registry and weight files.
 
 :mod:`~clumpdet.models.backbones.trunk` holds :class:`Trunk`, :class:`BackboneConfig`, the timm
-builder and backbone checkpoints, :mod:`~clumpdet.models.backbones.registry` the ``BACKBONES``
+builder, :mod:`~clumpdet.models.backbones.registry` the ``BACKBONES``
 registry and :func:`build_trunk`, :mod:`~clumpdet.models.backbones.weights` reading and loading
 weight files.
 """
@@ -12,14 +12,10 @@ from clumpdet.models.backbones.registry import BACKBONES, build_trunk, list_back
 from clumpdet.models.backbones.trunk import (
     BackboneConfig,
     Trunk,
-    backbone_config_dict,
     bare_arch,
     build_timm_trunk,
-    load_backbone_checkpoint,
-    save_backbone_checkpoint,
 )
 from clumpdet.models.backbones.weights import (
-    BACKBONE_FORMAT,
     IMAGENET_MEAN,
     IMAGENET_STD,
     load_trunk_weights,
@@ -28,18 +24,14 @@ from clumpdet.models.backbones.weights import (
 
 __all__ = [
     "BACKBONES",
-    "BACKBONE_FORMAT",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "BackboneConfig",
     "Trunk",
-    "backbone_config_dict",
     "bare_arch",
     "build_timm_trunk",
     "build_trunk",
     "list_backbones",
-    "load_backbone_checkpoint",
     "load_trunk_weights",
     "read_state_dict",
-    "save_backbone_checkpoint",
 ]

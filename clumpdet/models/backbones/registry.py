@@ -9,7 +9,6 @@ from clumpdet.models.backbones.trunk import (
     BackboneConfig,
     Trunk,
     build_timm_trunk,
-    load_backbone_checkpoint,
 )
 from clumpdet.registry import Registry
 
@@ -97,7 +96,9 @@ def build_trunk(config: BackboneConfig, *, in_chans: int) -> Trunk:
         return build_timm_trunk(arch=name, **kwargs)
     path = Path(name)
     if path.suffix in (".pt", ".pth", ".safetensors") or path.exists():
-        return load_backbone_checkpoint(
+        from clumpdet.checkpoints import load_backbone  # checkpoints builds trunks: import late
+
+        return load_backbone(
             path,
             in_chans=in_chans,
             out_indices=config.out_indices,

@@ -19,8 +19,9 @@ Weights
     For ``hf_hub:``/``local-dir:`` names: timm's own pretrained loading (Zoobot encoders).
 a path
     A local file: a torchvision/timm state dict (``.pth``/``.pt``/``.bin``/``.safetensors``) or a
-    clumpdet backbone checkpoint written by :func:`save_backbone_checkpoint`. This is the route for
-    offline clusters. A clumpdet backbone checkpoint may also be given directly as ``name``.
+    clumpdet backbone checkpoint (:func:`clumpdet.checkpoints.save_checkpoint`). This is the
+    route for offline clusters. A clumpdet backbone checkpoint may also be given directly as
+    ``name``.
 
 The first convolution is adapted to any number of input bands exactly as timm does
 (:func:`timm.models.adapt_input_conv`: repeat the RGB kernels and rescale).
@@ -28,27 +29,22 @@ The first convolution is adapted to any number of input bands exactly as timm do
 
 from __future__ import annotations
 
-import dataclasses
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from clumpdet import __version__
 from clumpdet.errors import CheckpointError, ConfigError
 from clumpdet.models.backbones.weights import (
     _TORCHVISION_RESNETS,
-    BACKBONE_FORMAT,
     _imagenet_preprocessing,
     _load_state_into,
     _torchvision_imagenet_state,
     load_trunk_weights,
 )
-from clumpdet.utils import load_torch_file
 
 
 @dataclass
@@ -270,93 +266,8 @@ def build_timm_trunk(
     return trunk
 
 
-def save_backbone_checkpoint(
-    path: str | Path,
-    trunk: Trunk,
-    *,
-    preprocessing: Mapping[str, Any],
-    source: Mapping[str, Any] | None = None,
-) -> Path:
-    """Save a trunk as a backbone checkpoint the detector registry can load by path.
-
-    Parameters
-    ----------
-    path : str or Path
-        Output file (``.pt``), written atomically.
-    trunk : Trunk
-        The trained trunk. All its stages are stored.
-    preprocessing : mapping
-        The preprocessing it was trained with (``Preprocessing.to_dict()``): bands, stretch,
-        mean/std. It travels with the weights and is used by default downstream.
-    source : mapping, optional
-        Provenance: task, dataset, metrics, config (JSON-safe values only).
-    """
-    from clumpdet.utils import atomic_path
-
-    payload = {
-        "format": BACKBONE_FORMAT,
-        "clumpdet_version": __version__,
-        "arch": bare_arch(trunk),
-        "in_chans": trunk.in_chans,
-        "out_indices": list(trunk.body.feature_info.out_indices),
-        "preprocessing": dict(preprocessing),
-        "source": dict(source or {}),
-        "state_dict": {k: v.detach().cpu() for k, v in trunk.body.state_dict().items()},
-    }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    return Path(path)
-
-
 def bare_arch(trunk: Trunk) -> str:
     """The timm architecture name without a hub/local source (rebuildable offline)."""
     cfg = getattr(trunk.body, "pretrained_cfg", None) or {}
     arch = cfg.get("architecture") if isinstance(cfg, Mapping) else None
     return arch or trunk.arch.split(":", 1)[-1]
-
-
-def load_backbone_checkpoint(
-    path: str | Path,
-    *,
-    in_chans: int | None = None,
-    out_indices: Sequence[int] = (1, 2, 3),
-    trainable_stages: int = -1,
-    freeze_bn: bool = True,
-) -> Trunk:
-    """Build a trunk from a clumpdet backbone checkpoint (``weights_only`` loading).
-
-    Parameters
-    ----------
-    path : str or Path
-        File written by :func:`save_backbone_checkpoint`.
-    in_chans : int, optional
-        Bands of the new data; the first conv is adapted if it differs from the checkpoint's.
-    out_indices, trainable_stages, freeze_bn
-        As in :class:`BackboneConfig`.
-    """
-    path = Path(path)
-    obj = load_torch_file(path, what="backbone checkpoint")
-    if not isinstance(obj, Mapping) or obj.get("format") != BACKBONE_FORMAT:
-        kind = obj.get("format", "plain state dict") if isinstance(obj, Mapping) else type(obj)
-        raise CheckpointError(path, f"is not a clumpdet backbone checkpoint (found {kind})")
-    arch = obj["arch"]
-    body = _timm_features(
-        arch,
-        in_chans=in_chans or int(obj["in_chans"]),
-        out_indices=out_indices,
-        pretrained=False,
-    )
-    trunk = Trunk(body, arch=arch, in_chans=in_chans or int(obj["in_chans"]))
-    load_trunk_weights(trunk, path)
-    trunk.pretrained_preprocessing = dict(obj.get("preprocessing") or {}) or None
-    if freeze_bn:
-        _freeze_bn(trunk.body)
-    trunk.set_trainable_stages(trainable_stages)
-    return trunk
-
-
-def backbone_config_dict(config: BackboneConfig) -> dict[str, Any]:
-    """JSON-safe dict of a backbone config (for checkpoints)."""
-    d = dataclasses.asdict(config)
-    d["out_indices"] = list(d["out_indices"])
-    return d

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from clumpdet.checkpoints import BACKBONE_FORMAT
 from clumpdet.errors import CheckpointError
 from clumpdet.utils import load_torch_file
 
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
     from clumpdet.models.backbones.trunk import Trunk
 
 #: Format tag stored in backbone checkpoints written by this package.
-BACKBONE_FORMAT = "clumpdet-backbone"
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
