@@ -15,7 +15,7 @@ from astropy.io import fits
 from helpers import write_task_dir
 from PIL import Image
 
-from clumpdet.checkpoints import save_checkpoint
+from clumpdet.checkpoints import load_classifier, save_checkpoint
 from clumpdet.cli import main
 from clumpdet.config import load_config, parse_overrides
 from clumpdet.data.containers import FileImages
@@ -26,7 +26,6 @@ from clumpdet.engine.classify import (
     ClassifierDataConfig,
     ClassifierTrainConfig,
     load_classification_data,
-    load_classifier_checkpoint,
     make_classification_splits,
     split_rows,
     train_classifier,
@@ -97,9 +96,10 @@ def test_binary_task_trains_from_a_folder_with_any_label_name(tmp_path, capsys):
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["model"]["label_names"] == ["is_ring"]
     assert saved["data"]["image_pattern"] == "{id}_h.fits"
-    net, meta = load_classifier_checkpoint(run / "classifier.pt")
-    assert meta["model_config"]["label_names"] == ["is_ring"]
-    assert net(torch.zeros(2, 1, 32, 32)).shape == (2, 1)
+    bundle = load_classifier(run / "classifier.pt")
+    assert bundle.label_names == ("is_ring",)
+    assert bundle.meta["model_config"]["label_names"] == ["is_ring"]
+    assert bundle.model(torch.zeros(2, 1, 32, 32)).shape == (2, 1)
 
 
 def test_multiclass_task_with_integer_labels(tmp_path):
@@ -135,8 +135,8 @@ def test_multiclass_task_with_integer_labels(tmp_path):
     train_classifier(cfg, out=tmp_path / "run")
     metrics = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
     assert sorted(metrics["per_class"]) == ["0", "1", "2"]
-    _net, meta = load_classifier_checkpoint(tmp_path / "run" / "classifier.pt")
-    assert meta["model_config"]["label_names"] == ["0", "1", "2"]
+    bundle = load_classifier(tmp_path / "run" / "classifier.pt")
+    assert bundle.label_names == ("0", "1", "2")
     # string classes are named by their (sorted) values
     words = np.array(["spiral", "ring", "smooth"])[morph]
     pd.DataFrame({"file": names, "morph": words}).to_csv(tmp_path / "w.csv", index=False)
