@@ -34,6 +34,7 @@ from clumpdet.evaluation.detection import to_json_safe
 from clumpdet.evaluation.plots import plot_source_comparison
 from clumpdet.inference.predictor import Predictor
 from clumpdet.sim.fields.writer import read_objects
+from clumpdet.units import flux_to_mag
 from clumpdet.utils import atomic_write
 
 #: Classical tuning grid: (threshold in matched-filter sigmas, deblending contrast).
@@ -133,8 +134,7 @@ def aperture_magnitudes(
         flux, _err, _flag = sep.sum_circle(
             np.ascontiguousarray(img), x, y, radius_fwhm * fwhm[int(rec["id"])]
         )
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out[rows] = np.where(flux > 0, 22.5 - 2.5 * np.log10(flux), np.nan)
+        out[rows] = flux_to_mag(flux)
     return out
 
 

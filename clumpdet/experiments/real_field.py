@@ -23,6 +23,7 @@ from clumpdet.data.images import read_image
 from clumpdet.data.sextractor import read_sextractor_catalogue
 from clumpdet.evaluation.detection import to_json_safe
 from clumpdet.evaluation.matching import match_points
+from clumpdet.noise import mad_sigma
 from clumpdet.utils import atomic_write
 
 #: Median reference-band PSF FWHM of the default field simulations, px (1.0" at 0.263"/px).
@@ -128,9 +129,7 @@ def check_against_sextractor(
         # weaker, correlated noise that the model reads as faint sources, so independent noise
         # is added to reach rms * z (seeded; sources keep their matched-filter S/N).
         big = ndzoom(sub, z, order=1)
-        from astropy.stats import mad_std
-
-        have = float(mad_std(big))
+        have = float(mad_sigma(big))
         want = rms * z
         if want > have:
             rng = np.random.default_rng(0)

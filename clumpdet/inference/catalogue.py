@@ -30,6 +30,7 @@ from astropy.table import Table
 from clumpdet.data.images import ImageData
 from clumpdet.detections import Detections
 from clumpdet.errors import InputError
+from clumpdet.noise import mad_sigma
 from clumpdet.utils import atomic_path
 
 CATALOGUE_FORMATS = {
@@ -58,11 +59,10 @@ def segment_hosts(band: np.ndarray, *, nsigma: float = 2.0, npixels: int = 30) -
         0 for sky, 1..K for segments.
     """
     from astropy.convolution import Gaussian2DKernel, convolve
-    from astropy.stats import mad_std
     from photutils.segmentation import detect_sources
 
     data = np.nan_to_num(np.asarray(band, dtype=np.float64))
-    sigma = float(mad_std(data))
+    sigma = float(mad_sigma(data))
     if not np.isfinite(sigma) or sigma <= 0:
         sigma = float(np.std(data)) or 1.0
     smooth = convolve(data, Gaussian2DKernel(2.0))

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from clumpdet.errors import InputError
+from clumpdet.noise import mad_sigma
 from clumpdet.sim.clumps.scene import ClumpScene
 
 #: Box colours per label (class 1 clump, class 2 odd clump).
@@ -174,7 +175,7 @@ def galaxy_rgb(image: np.ndarray, *, q: float = 6.0, headroom: float = 4.0) -> n
         raise ValueError(f"expected a (3, H, W) image, got shape {a.shape}")
     flat = a.reshape(3, -1)
     med = np.median(flat, axis=1)
-    sigma = 1.4826 * np.median(np.abs(flat - med[:, None]), axis=1)
+    sigma = mad_sigma(flat, axis=1)
     minimum = med + sigma
     stretch = max(float(np.percentile(a, 99.9) - minimum.mean()) / headroom, 1e-12)
     return make_lupton_rgb(a[2], a[1], a[0], minimum=minimum[::-1], stretch=stretch, Q=q)

@@ -64,6 +64,7 @@ from clumpdet.sim.common import (
     stamp_slices,
     substream,
 )
+from clumpdet.units import ZERO_POINT
 
 #: Label (COCO category id) of each object kind.
 KIND_LABELS: dict[str, int] = {"clump": 1, "star": 2, "background_galaxy": 2}
@@ -262,7 +263,7 @@ def _draw_host(cfg: ClumpSimConfig, rng: np.random.Generator) -> dict[str, Any]:
     disk_ri = float(rng.uniform(hc.disk_ri_min, hc.disk_ri_max))
     bulge_gr = float(rng.uniform(hc.bulge_gr_min, hc.bulge_gr_max))
     bulge_ri = float(rng.uniform(hc.bulge_ri_min, hc.bulge_ri_max))
-    flux_r = 10 ** (-0.4 * (mag_r - 22.5))
+    flux_r = 10 ** (-0.4 * (mag_r - ZERO_POINT))
     disk = _band_fluxes((1.0 - bf) * flux_r, disk_gr, disk_ri)
     bulge = _band_fluxes(bf * flux_r, bulge_gr, bulge_ri)
     return {
@@ -518,7 +519,7 @@ def _simulate(
     sky_sigma = {}
     var_r = None
     for b in SIM_BANDS:
-        sky = 10 ** (-0.4 * (sky_sb[b] - 22.5)) * scale**2
+        sky = 10 ** (-0.4 * (sky_sb[b] - ZERO_POINT)) * scale**2
         base_var = sky / gains[b] + (nz.read_noise / gains[b]) ** 2
         sky_sigma[b] = math.sqrt(base_var)
         image[b], var = add_gaussian_noise(

@@ -52,6 +52,7 @@ from clumpdet.sim.common import (
     substream,
 )
 from clumpdet.sim.fields.config import FIELD_BANDS, FieldSimConfig, validate_field_config
+from clumpdet.units import ZERO_POINT
 
 #: Category ids of the field data sets.
 STAR, GALAXY = 1, 2
@@ -129,7 +130,7 @@ def _mags_from_colours(mag_r: float, c: dict[str, float]) -> dict[str, float]:
 
 
 def _flux(mag: float) -> float:
-    return float(10 ** (-0.4 * (mag - 22.5)))
+    return float(10 ** (-0.4 * (mag - ZERO_POINT)))
 
 
 def _galaxy(cfg: FieldSimConfig, rng: np.random.Generator, mag_r: float) -> dict[str, Any]:
@@ -433,8 +434,8 @@ def _truth(
             "category_id": o["category_id"],
             "x": o["x"],
             "y": o["y"],
-            **{f"mag_{b}": -2.5 * math.log10(o["flux"][b]) + 22.5 for b in cfg.image.bands},
-            "mag": o["mag_r"] if ref == "r" else -2.5 * math.log10(o["flux"][ref]) + 22.5,
+            **{f"mag_{b}": -2.5 * math.log10(o["flux"][b]) + ZERO_POINT for b in cfg.image.bands},
+            "mag": o["mag_r"] if ref == "r" else -2.5 * math.log10(o["flux"][ref]) + ZERO_POINT,
             "hlr": o["hlr"],
             "axis_ratio": o["q"],
             "bulge_fraction": o["bt"],
