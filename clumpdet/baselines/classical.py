@@ -67,7 +67,6 @@ separates the simulated clumps (g-r <= 0.33) from stars (mostly >= 0.4) and back
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import warnings
@@ -91,9 +90,9 @@ from clumpdet.baselines.common import (
     schema_table,
     to_coco_results,
 )
+from clumpdet.data.coco import write_predictions
 from clumpdet.errors import ClumpdetError, ConfigError, InputError, NoDetectionsWarning
 from clumpdet.noise import mad_sigma
-from clumpdet.utils import atomic_write
 
 Method = Literal["residual", "unsharp"]
 _METHODS: tuple[str, ...] = ("residual", "unsharp")
@@ -735,7 +734,7 @@ def run_classical_baseline(
     out : str or Path
         Output COCO results JSON: a list of ``{image_id, category_id, bbox [x, y, w, h],
         score}`` (pixels, :func:`~clumpdet.baselines.common.to_coco_results`), written
-        atomically.
+        atomically by :func:`clumpdet.data.coco.write_predictions`.
     method : {"residual", "unsharp"}
         See :func:`find_clumps`.
     config : ClassicalConfig, optional
@@ -797,7 +796,4 @@ def run_classical_baseline(
             NoDetectionsWarning,
             stacklevel=2,
         )
-    out = Path(out)
-    with atomic_write(out, "w") as fh:
-        json.dump(results, fh)
-    return out
+    return write_predictions(out, results)
