@@ -9,7 +9,7 @@ import pytest
 import torch
 from helpers import write_task_dir
 
-from clumpdet.checkpoints import load_classifier
+from clumpdet.checkpoints import load_classifier, read_checkpoint
 from clumpdet.config import load_config
 from clumpdet.engine.classify import ClassifierTrainConfig, train_classifier
 from clumpdet.evaluation.classification import (
@@ -128,6 +128,7 @@ def test_exported_backbone_loads_into_detector(tmp_path):
     from clumpdet.models.detector import DetectorConfig, build_detector
 
     data = write_task_dir(tmp_path / "data", "merger")
+    (data / "config.yaml").write_text("image:\n  bands: [g, r, i]\n_run_:\n  unit: nanomaggy\n")
     cfg = load_config(
         ClassifierTrainConfig,
         None,
@@ -141,7 +142,11 @@ def test_exported_backbone_loads_into_detector(tmp_path):
     )
     train_classifier(cfg, out=tmp_path / "run")
     exported = tmp_path / "run" / "backbone.pt"
-    classifier = load_classifier(tmp_path / "run" / "classifier.pt").model
+    bundle = load_classifier(tmp_path / "run" / "classifier.pt")
+    # both checkpoints record the simulated input: FITS-like floats in the simulator's unit
+    assert bundle.input == {"kind": "fits", "unit": "nanomaggy"}
+    assert read_checkpoint(exported, "backbone")["input"] == bundle.input
+    classifier = bundle.model
     det = build_detector(
         config=DetectorConfig(backbone=BackboneConfig(name=str(exported), trainable_stages=2)),
         in_chans=3,
@@ -153,6 +158,20 @@ def test_exported_backbone_loads_into_detector(tmp_path):
         det.backbone.trunk.body.state_dict()[key], classifier.trunk.body.state_dict()[key]
     )
     assert det.backbone.trunk.pretrained_preprocessing["bands"] == ["g", "r", "i"]
+
+
+def test_resume_refuses_a_file_that_is_not_a_lightning_checkpoint(tmp_path):
+    from clumpdet.errors import CheckpointError, InputError
+
+    data = write_task_dir(tmp_path / "data", "merger", n=8)
+    cfg = load_config(ClassifierTrainConfig, None, ["data.source=sim_dir", f"data.path={data}"])
+    not_ckpt = tmp_path / "model.pt"
+    torch.save({"state_dict": {}}, not_ckpt)
+    with pytest.raises(CheckpointError, match="model.pt: is not a Lightning training checkpoint"):
+        train_classifier(cfg, out=tmp_path / "run", resume=not_ckpt)
+    with pytest.raises(InputError, match="missing.ckpt: checkpoint to resume from not found"):
+        train_classifier(cfg, out=tmp_path / "run", resume=tmp_path / "missing.ckpt")
+    assert not (tmp_path / "run" / "config.yaml").exists()  # refused before any work
 
 
 def test_tta_and_ensemble_average():
@@ -197,6 +216,7 @@ def test_pretrain_two_tasks_masks_labels_and_exports(tmp_path):
         },
     )
     path = pretrain_backbone(cfg, out=tmp_path / "pre")
+    assert read_checkpoint(path, "backbone")["input"] == {"kind": "fits", "unit": "unknown"}
     trunk = build_trunk(BackboneConfig(name=str(path)), in_chans=3)
     assert trunk.pretrained_preprocessing["bands"] == ["g", "r", "i"]
     log = (tmp_path / "pre" / "logs" / "metrics.csv").read_text()

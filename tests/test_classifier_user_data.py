@@ -98,6 +98,7 @@ def test_binary_task_trains_from_a_folder_with_any_label_name(tmp_path, capsys):
     assert saved["data"]["image_pattern"] == "{id}_h.fits"
     bundle = load_classifier(run / "classifier.pt")
     assert bundle.label_names == ("is_ring",)
+    assert bundle.input == {"kind": "fits", "unit": "unknown"}  # FITS stamps without BUNIT
     assert bundle.meta["model_config"]["label_names"] == ["is_ring"]
     assert bundle.model(torch.zeros(2, 1, 32, 32)).shape == (2, 1)
 
@@ -137,6 +138,7 @@ def test_multiclass_task_with_integer_labels(tmp_path):
     assert sorted(metrics["per_class"]) == ["0", "1", "2"]
     bundle = load_classifier(tmp_path / "run" / "classifier.pt")
     assert bundle.label_names == ("0", "1", "2")
+    assert bundle.input == {"kind": "png", "unit": "8-bit colour / 255"}
     # string classes are named by their (sorted) values
     words = np.array(["spiral", "ring", "smooth"])[morph]
     pd.DataFrame({"file": names, "morph": words}).to_csv(tmp_path / "w.csv", index=False)
@@ -382,3 +384,37 @@ def test_cache_holds_decoded_images_at_the_crop_and_resize_scale():
     whole = ClassificationDataset(data, resize=12, cache=True)
     torch.testing.assert_close(whole[1][0], ClassificationDataset(data, resize=12)[1][0])
     assert whole._cache[1].shape == (1, 12, 12)  # a square image without crop: stored resized
+
+
+def test_training_input_follows_the_data(tmp_path):
+    from clumpdet.data.containers import ClassificationData
+    from clumpdet.engine.classify import training_input
+
+    ids = ["a", "b"]
+    write_fits_folder(tmp_path / "stamps", ids)
+    with fits.open(tmp_path / "stamps" / "a_h.fits", mode="update") as hdul:
+        hdul[0].header["BUNIT"] = "nanomaggy"
+    labels = np.zeros((2, 1), np.float32)
+
+    def data(images, **kw):
+        return ClassificationData(
+            images=images, labels=labels, task="merger", label_names=("MergerLabel",),
+            bands=("h",), ids=np.arange(2), **kw,
+        )  # fmt: skip
+
+    stamps = FileImages([tmp_path / "stamps" / f"{i}_h.fits" for i in ids])
+    assert training_input(data(stamps)) == {"kind": "fits", "unit": "nanomaggy"}
+    per_band = FileImages([(tmp_path / "stamps" / f"{i}_h.fits",) for i in ids])
+    assert training_input(data(per_band)) == {"kind": "fits", "unit": "nanomaggy"}
+    write_pngs(tmp_path / "png", ids, classes=[0, 1])
+    jpeg = tmp_path / "a.jpg"
+    Image.open(tmp_path / "png" / "a.png").save(jpeg)
+    assert training_input(data(FileImages([jpeg, jpeg])))["kind"] == "jpeg"
+    arrays = np.zeros((2, 1, 8, 8), np.float32)
+    assert training_input(data(arrays)) == {"kind": "unknown", "unit": ""}
+    simulated = {"kind": "fits", "unit": "uJy/arcsec2"}
+    assert training_input(data(arrays, input=simulated)) == simulated
+    sim = write_task_dir(tmp_path / "sim", "merger", n=4)
+    (sim / "config.yaml").write_text("image:\n  bands: [g, r, i]\n_run_:\n  unit: uJy/arcsec2\n")
+    read = load_data(source="sim_dir", path=sim, task="merger")
+    assert training_input(read) == simulated

@@ -279,6 +279,11 @@ class ClassificationData:
     split : ndarray of str, shape (N,), optional
         ``"train"``, ``"val"`` or ``"test"`` per row when the source assigns the split
         (``data.split_column``).
+    input : dict, optional
+        What the pixels are, as a checkpoint ``input`` record (:mod:`clumpdet.checkpoints`),
+        when the reader knows it without an image file: a simulated folder's float arrays are
+        ``{"kind": "fits", "unit": <the simulator's unit>}``. ``None``: the trainer derives it
+        from the first image file (:class:`FileImages`), or records it as unknown.
     """
 
     images: Any
@@ -290,6 +295,7 @@ class ClassificationData:
     source: Path | tuple[Path, ...] | None = None
     counts: np.ndarray | None = None
     split: np.ndarray | None = None
+    input: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

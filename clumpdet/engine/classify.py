@@ -18,14 +18,14 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import lightning as L
 import numpy as np
 import torch
 from torch import nn
 
-from clumpdet.checkpoints import save_checkpoint
+from clumpdet.checkpoints import UNKNOWN_INPUT, input_kind_of, save_checkpoint
 from clumpdet.config import save_config, to_dict
 from clumpdet.data.preprocessing import Preprocessing
 from clumpdet.engine.config import TrainerConfig
@@ -33,6 +33,9 @@ from clumpdet.errors import ConfigError
 from clumpdet.models.classifier import ClassifierConfig, build_classifier
 from clumpdet.tasks import Task
 from clumpdet.utils import atomic_write
+
+if TYPE_CHECKING:
+    from clumpdet.data.containers import ClassificationData
 
 
 @dataclass
@@ -261,11 +264,13 @@ def train_classifier(
     from lightning.pytorch.loggers import CSVLogger
     from torch.utils.data import DataLoader
 
-    from clumpdet.engine.checkpoint import restore_best_weights
+    from clumpdet.engine.checkpoint import read_lightning_checkpoint, restore_best_weights
     from clumpdet.inference.classifier import predict_arrays
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if resume is not None:
+        read_lightning_checkpoint(resume)  # a one-line error before any work
     t = config.trainer
     if t.threads:
         torch.set_num_threads(t.threads)
@@ -337,6 +342,7 @@ def train_classifier(
         preprocessing=splits.preprocessing,
         model_config=to_dict(config.model),
         image_size=splits.image_size,
+        input=splits.input,
         config=to_dict(config),
         metrics=metrics,
     )
@@ -347,6 +353,7 @@ def train_classifier(
             kind="backbone",
             model=trunk,
             preprocessing=splits.preprocessing,
+            input=splits.input,
             source={"task": config.model.task, "run": str(out)},
         )
     metrics_csv = out / "logs" / "metrics.csv"
@@ -361,7 +368,10 @@ def train_classifier(
 
 @dataclass
 class ClassificationSplits:
-    """Train / validation / test datasets with the preprocessing they share."""
+    """Train / validation / test datasets with the preprocessing they share.
+
+    ``input`` is the checkpoint ``input`` record of the data (:func:`training_input`).
+    """
 
     train: Any
     val: Any
@@ -369,6 +379,26 @@ class ClassificationSplits:
     preprocessing: Preprocessing
     image_size: int
     task: Task
+    input: dict[str, str]
+
+
+def training_input(data: ClassificationData) -> dict[str, str]:
+    """The checkpoint ``input`` record of a ``ClassificationData`` (:mod:`clumpdet.checkpoints`).
+
+    The reader's own record when it has one (simulated folders: ``{"kind": "fits", "unit":
+    <simulator unit>}``), else :func:`~clumpdet.checkpoints.input_kind_of` of the first image
+    file (the first band's file of per-band stamps), else ``{"kind": "unknown", "unit": ""}``
+    (arrays whose provenance the reader does not know).
+    """
+    from clumpdet.data.containers import FileImages
+
+    if data.input is not None:
+        return dict(data.input)
+    images = data.images
+    if isinstance(images, FileImages) and len(images):
+        first = images.paths[0]
+        return input_kind_of(first if isinstance(first, Path) else first[0])
+    return dict(UNKNOWN_INPUT)
 
 
 def load_classification_data(cfg: ClassifierDataConfig, *, task: Task, out: Path):
@@ -470,4 +500,6 @@ def make_classification_splits(
     val = ClassificationDataset(data.subset(va), **kw)
     test = ClassificationDataset(data.subset(te), **kw)
     task = data.task_spec if task.names_from_data else task
-    return ClassificationSplits(train, val, test, pre, int(train.image_size[0]), task)
+    return ClassificationSplits(
+        train, val, test, pre, int(train.image_size[0]), task, training_input(data)
+    )

@@ -5,7 +5,7 @@ morphology, mergers, four-class ...). Every galaxy carries the label of the task
 the other tasks' labels are *missing* and masked out of the loss, so sets with different labels
 (and sizes) train one trunk together. All images are resized to ``image_size``. The result is
 ``DIR/backbone.pt``: a backbone checkpoint the detector registry loads by path, with the
-preprocessing of the first task (its bands, stretch and mean/std).
+preprocessing of the first task (its bands, stretch and mean/std) and its input kind.
 
 Fine-tuning controls (Zoobot-like) are the backbone's ``trainable_stages`` (0 = heads only, a
 linear probe of the pretrained trunk; n = top n stages) and ``optim.layer_decay`` (e.g. 0.75:
@@ -244,6 +244,7 @@ def pretrain_backbone(config: PretrainConfig, *, out: str | Path) -> Path:
         kind="backbone",
         model=module.trunk,
         preprocessing=splits[0].preprocessing,
+        input=splits[0].input,
         source={
             "pretrain_tasks": [s.task for s in config.tasks],
             "run": str(out),

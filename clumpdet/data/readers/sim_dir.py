@@ -12,6 +12,7 @@ from clumpdet.data.containers import ClassificationData, MappedArray
 from clumpdet.data.readers.common import SOURCES, SourceArgs, csv_rows, need_columns
 from clumpdet.data.readers.folder import split_values
 from clumpdet.errors import InputError
+from clumpdet.sim.run import RUN_KEY
 from clumpdet.tasks import Task, get_task
 
 
@@ -35,7 +36,8 @@ def read_sim_dir(
     Returns
     -------
     ClassificationData
-        Ids from the first column of ``labels.csv``.
+        Ids from the first column of ``labels.csv``; ``input`` is ``{"kind": "fits", "unit":
+        <the run's unit in config.yaml, else "unknown">}`` (float arrays in the simulator's unit).
     """
     path = Path(path)
     for name in ("images.npy", "labels.csv"):
@@ -60,10 +62,12 @@ def read_sim_dir(
             df[split_column], column=split_column, path=path / "labels.csv", row=row
         )
     bands: tuple[str, ...] = ()
+    unit = ""
     cfg_file = path / "config.yaml"
     if cfg_file.is_file():
         cfg = yaml.safe_load(cfg_file.read_text()) or {}
         bands = tuple((cfg.get("image") or {}).get("bands") or ())
+        unit = str((cfg.get(RUN_KEY) or {}).get("unit") or "")
     images = MappedArray(path / "images.npy", kind="npy")
     if not bands:
         bands = tuple(f"band{i + 1}" for i in range(images.shape[1]))
@@ -77,6 +81,7 @@ def read_sim_dir(
         source=path,
         counts=counts,
         split=split,
+        input={"kind": "fits", "unit": unit or "unknown"},
     )
 
 
