@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -38,14 +39,15 @@ from clumpdet.sim.run import check_run_args, map_images, save_run_config
 from clumpdet.utils import atomic_dir
 
 
-def galaxy_label_columns(task: str) -> list[str]:
-    """Label columns of ``labels.csv`` for ``task`` (without the leading ``id``)."""
-    task_config_class(task)
-    if task == "mergers":
-        return [MERGER_LABEL]
-    if task == "four_class":
-        return list(FOUR_CLASS_NAMES)
-    from clumpdet.tasks.gz_tree import ANSWER_NAMES
+class _Labels(NamedTuple):
+    """The ``labels.csv`` columns of one simulator kind and the row of one scene."""
+
+    columns: Callable[[], list[str]]
+    row: Callable[[Any], list[Any]]
+
+
+def _morphology_columns() -> list[str]:
+    from clumpdet.tasks.gz_tree import ANSWER_NAMES  # imports torch: only when asked
 
     return [
         *ANSWER_NAMES,
@@ -55,17 +57,32 @@ def galaxy_label_columns(task: str) -> list[str]:
     ]
 
 
-def _label_row(task: str, scene: Any) -> list[Any]:
-    if task == "mergers":
-        return [int(scene.label[0])]
-    if task == "four_class":
-        return [int(v) for v in scene.label]
+def _morphology_row(scene: Any) -> list[Any]:
+    counts = scene.extra["counts"]
+    # the fractions are written from the exact counts / N (tree sums exact in float64)
+    fractions = counts / float(scene.params["n_volunteers"])
     return [
-        *(float(v) for v in scene.label.astype(np.float64)),
-        *(int(c) for c in scene.extra["counts"]),
+        *(float(v) for v in fractions.astype(np.float64)),
+        *(int(c) for c in counts),
         int(scene.params["n_volunteers"]),
         *(float(v) for v in scene.extra["candels"].astype(np.float64)),
     ]
+
+
+#: Label columns and rows of each simulator kind.
+_LABELS: dict[str, _Labels] = {
+    "mergers": _Labels(lambda: [MERGER_LABEL], lambda scene: [int(scene.label[0])]),
+    "four_class": _Labels(
+        lambda: list(FOUR_CLASS_NAMES), lambda scene: [int(v) for v in scene.label]
+    ),
+    "morphology": _Labels(_morphology_columns, _morphology_row),
+}
+
+
+def galaxy_label_columns(task: str) -> list[str]:
+    """Label columns of ``labels.csv`` for ``task`` (without the leading ``id``)."""
+    task_config_class(task)
+    return _LABELS[task].columns()
 
 
 def _render(
@@ -73,10 +90,7 @@ def _render(
 ) -> tuple[np.ndarray, list[Any], dict[str, Any]]:
     """Worker: simulate image ``index`` of a run; returns (image, label row, params)."""
     sc = simulate_galaxy_scene(task=task, config=cfg, seed=image_seed(seed, index), image_id=index)
-    if task == "morphology":
-        # the fractions are written from the exact counts / N (tree sums exact in float64)
-        sc.label = sc.extra["counts"] / float(sc.params["n_volunteers"])
-    return sc.image, _label_row(task, sc), sc.params
+    return sc.image, _LABELS[task].row(sc), sc.params
 
 
 def _fmt(v: Any) -> Any:
