@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -172,6 +173,17 @@ def test_resume_refuses_a_file_that_is_not_a_lightning_checkpoint(tmp_path):
     with pytest.raises(InputError, match="missing.ckpt: checkpoint to resume from not found"):
         train_classifier(cfg, out=tmp_path / "run", resume=tmp_path / "missing.ckpt")
     assert not (tmp_path / "run" / "config.yaml").exists()  # refused before any work
+
+
+def test_training_runs_use_every_trainer_setting(tmp_path):
+    from clumpdet.engine.config import TrainerConfig
+    from clumpdet.engine.trainer import build_trainer
+
+    t = TrainerConfig(log_every_n_steps=3, check_val_every_n_epoch=2, progress_bar=False)
+    trainer = build_trainer(t, out=tmp_path, max_epochs=5, callbacks=[])
+    assert trainer.log_every_n_steps == 3 and trainer.check_val_every_n_epoch == 2
+    assert trainer.max_epochs == 5 and trainer.num_sanity_val_steps == 0
+    assert Path(trainer.logger.log_dir) == tmp_path / "logs"
 
 
 def test_tta_and_ensemble_average():

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import lightning as L
 import numpy as np
 import torch
 from torch import nn
@@ -29,6 +28,7 @@ from clumpdet.checkpoints import UNKNOWN_INPUT, input_kind_of, save_checkpoint
 from clumpdet.config import save_config, to_dict
 from clumpdet.data.preprocessing import Preprocessing
 from clumpdet.engine.config import TrainerConfig
+from clumpdet.engine.trainer import EpochLossModule, build_trainer, fit, start_run
 from clumpdet.errors import ConfigError
 from clumpdet.models.classifier import ClassifierConfig, build_classifier
 from clumpdet.tasks import Task
@@ -169,7 +169,7 @@ class ClassifierTrainConfig:
             )
 
 
-class ClassifierModule(L.LightningModule):
+class ClassifierModule(EpochLossModule):
     """LightningModule for one classification task."""
 
     def __init__(self, config: ClassifierTrainConfig, *, in_chans: int, image_size: int) -> None:
@@ -182,31 +182,18 @@ class ClassifierModule(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def _step(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def step_loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch[0], batch[1]
         counts = batch[2] if len(batch) > 2 else None
         out = self.model(x)
         loss = self.task.loss(out, y, dirichlet=self.config.model.dirichlet, counts=counts)
         return loss, out
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        loss, _ = self._step(batch)
-        self.log(
-            "train/loss",
-            loss,
-            prog_bar=True,
-            on_step=False,
-            on_epoch=True,
-            batch_size=len(batch[0]),
-        )
-        return loss
-
     def on_validation_epoch_start(self) -> None:
         self._val = []
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        loss, out = self._step(batch)
-        self.log("val/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(batch[0]))
+        out = self.validation_outputs(batch)
         pred = self.task.predict(out, dirichlet=self.config.model.dirichlet)
         self._val.append((batch[1].cpu().numpy(), pred.detach().cpu().numpy()))
 
@@ -261,20 +248,13 @@ def train_classifier(
 ) -> Path:
     """Train, test and export a galaxy classifier (see the module docstring for outputs)."""
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
     from torch.utils.data import DataLoader
 
-    from clumpdet.engine.checkpoint import read_lightning_checkpoint, restore_best_weights
+    from clumpdet.engine.checkpoint import restore_best_weights
     from clumpdet.inference.classifier import predict_arrays
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if resume is not None:
-        read_lightning_checkpoint(resume)  # a one-line error before any work
     t = config.trainer
-    if t.threads:
-        torch.set_num_threads(t.threads)
-    L.seed_everything(t.seed, workers=True, verbose=False)
+    out = start_run(out, t, resume=resume)  # a bad resume file fails before any work
     splits = make_classification_splits(
         config.data,
         task=config.model.build_task(),
@@ -296,26 +276,16 @@ def train_classifier(
     best = ModelCheckpoint(
         dirpath=out / "checkpoints", filename="best", monitor="val/loss", mode="min", save_last=True
     )
-    trainer = L.Trainer(
-        accelerator=t.accelerator,
-        devices=t.devices,
-        strategy=t.strategy,
-        num_nodes=t.num_nodes,
-        precision=t.precision,
+    trainer = build_trainer(
+        t,
+        out=out,
         max_epochs=config.optim.max_epochs,
         callbacks=[
             best,
             EarlyStopping(monitor="val/loss", mode="min", patience=config.optim.patience),
         ],
-        logger=CSVLogger(save_dir=out, name="logs", version=""),
-        enable_progress_bar=t.progress_bar,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        log_every_n_steps=t.log_every_n_steps,
     )
-    trainer.fit(
-        module, train_dl, val_dl, ckpt_path=str(resume) if resume else None, weights_only=True
-    )
+    fit(trainer, module, train_dl, val_dl, resume=resume)
     if not trainer.is_global_zero:
         return out / "classifier.pt"
     restore_best_weights(module, best)

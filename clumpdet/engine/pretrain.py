@@ -18,7 +18,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from torch import nn
@@ -34,6 +33,7 @@ from clumpdet.engine.classify import (
     parameter_groups,
 )
 from clumpdet.engine.config import TrainerConfig
+from clumpdet.engine.trainer import EpochLossModule, build_trainer, fit, start_run
 from clumpdet.errors import ConfigError
 from clumpdet.models.backbones import BackboneConfig, build_trunk
 from clumpdet.models.classifier import TaskHead
@@ -110,7 +110,7 @@ class _Tagged(Dataset):
         return x, pad, self.task_index
 
 
-class MultiTaskModule(L.LightningModule):
+class MultiTaskModule(EpochLossModule):
     """A shared trunk with one head per task; per-sample task masks select the loss terms.
 
     ``tasks`` are the :class:`~clumpdet.tasks.Task` objects of ``config.tasks``, in order (with
@@ -133,7 +133,7 @@ class MultiTaskModule(L.LightningModule):
         maps = self.trunk(x)
         return torch.flatten(nn.functional.adaptive_avg_pool2d(list(maps.values())[-1], 1), 1)
 
-    def _losses(self, batch):
+    def step_loss(self, batch):
         x, y, task_idx = batch
         feats = self(x)
         total = feats.new_zeros(())
@@ -149,24 +149,11 @@ class MultiTaskModule(L.LightningModule):
             total = total + spec.weight * loss
         return total, per_task
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        total, _ = self._losses(batch)
-        self.log(
-            "train/loss",
-            total,
-            prog_bar=True,
-            on_epoch=True,
-            on_step=False,
-            batch_size=len(batch[0]),
-        )
-        return total
-
     def on_validation_epoch_start(self) -> None:
         self._val = {}
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        total, per_task = self._losses(batch)
-        self.log("val/loss", total, prog_bar=True, on_epoch=True, batch_size=len(batch[0]))
+        per_task = self.validation_outputs(batch)
         for k, (_, out, target) in per_task.items():
             pred = self.tasks[k].predict(out)
             self._val.setdefault(k, []).append((target.cpu().numpy(), pred.detach().cpu().numpy()))
@@ -194,12 +181,9 @@ def pretrain_backbone(config: PretrainConfig, *, out: str | Path) -> Path:
         The backbone checkpoint (load it in a detector with ``model.backbone.name: <path>``).
     """
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     t = config.trainer
-    L.seed_everything(t.seed, workers=True, verbose=False)
+    out = start_run(out, t)
     save_config(config, out / "config.yaml")
     splits = []
     for i, spec in enumerate(config.tasks):
@@ -222,19 +206,13 @@ def pretrain_backbone(config: PretrainConfig, *, out: str | Path) -> Path:
     best = ModelCheckpoint(
         dirpath=out / "checkpoints", filename="best", monitor="val/loss", mode="min", save_last=True
     )
-    trainer = L.Trainer(
-        accelerator=t.accelerator,
-        devices=t.devices,
-        strategy=t.strategy,
-        precision=t.precision,
+    trainer = build_trainer(
+        t,
+        out=out,
         max_epochs=config.optim.max_epochs,
         callbacks=[best, EarlyStopping(monitor="val/loss", patience=config.optim.patience)],
-        logger=CSVLogger(save_dir=out, name="logs", version=""),
-        enable_progress_bar=t.progress_bar,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
     )
-    trainer.fit(module, train_dl, val_dl)
+    fit(trainer, module, train_dl, val_dl)
     restore_best_weights(module, best)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     with atomic_write(out / "pretrain_metrics.json", "w") as fh:

@@ -31,8 +31,9 @@ from clumpdet.checkpoints import input_kind_of, load_detector, save_checkpoint
 from clumpdet.config import save_config, to_dict
 from clumpdet.data.coco import load_coco
 from clumpdet.data.preprocessing import Preprocessing
-from clumpdet.engine.checkpoint import read_lightning_checkpoint, restore_best_weights
+from clumpdet.engine.checkpoint import restore_best_weights
 from clumpdet.engine.config import TrainConfig
+from clumpdet.engine.trainer import build_trainer, fit, start_run
 from clumpdet.errors import CheckpointError, ConfigError, InputError
 from clumpdet.models.detector import build_detector
 from clumpdet.utils import atomic_write
@@ -294,19 +295,12 @@ def train_detector(
         The exported detector checkpoint.
     """
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
 
     from clumpdet.data.dataset import detection_collate
     from clumpdet.models.backbones import build_trunk
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if resume is not None:
-        read_lightning_checkpoint(resume)  # a one-line error before any work
     t = config.trainer
-    if t.threads:
-        torch.set_num_threads(t.threads)
-    L.seed_everything(t.seed, workers=True, verbose=False)
+    out = start_run(out, t, resume=resume)  # a bad resume file fails before any work
     save_config(config, out / "config.yaml")
 
     # the trunk's own preprocessing (pretrained mean/std) decides the normalisation
@@ -343,26 +337,14 @@ def train_detector(
         dirpath=ckpt_dir, filename="best", monitor=t.monitor, mode="max", save_last=True
     )
     stop_cb = EarlyStopping(monitor=t.monitor, mode="max", patience=t.patience)
-    logger = CSVLogger(save_dir=out, name="logs", version="")
-    trainer = L.Trainer(
-        accelerator=t.accelerator,
-        devices=t.devices,
-        strategy=t.strategy,
-        num_nodes=t.num_nodes,
-        precision=t.precision,
+    trainer = build_trainer(
+        t,
+        out=out,
         max_epochs=config.optim.max_epochs,
         callbacks=[best_cb, stop_cb],
-        logger=logger,
-        log_every_n_steps=t.log_every_n_steps,
-        check_val_every_n_epoch=t.check_val_every_n_epoch,
-        enable_progress_bar=t.progress_bar,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
         deterministic=False,
     )
-    trainer.fit(
-        module, train_dl, val_dl, ckpt_path=str(resume) if resume else None, weights_only=True
-    )
+    fit(trainer, module, train_dl, val_dl, resume=resume)
 
     if not trainer.is_global_zero:
         return out / "model.pt"
