@@ -223,6 +223,9 @@ def test_missing_images_can_be_dropped_from_the_config(tmp_path):
     with pytest.warns(UserWarning, match="dropping 1 of 6"):
         data = load_classification_data(cfg.data, task=get_task("binary"), out=tmp_path)
     assert data.ids.tolist() == ids[:5] and data.label_names == ("bar",)
+    cfg.data.image_pattern = "{id}_j.fits"  # no such files: nothing is left to drop to
+    with pytest.raises(InputError, match=r"stamps: none of the images listed in bars\.csv exist"):
+        load_classification_data(cfg.data, task=get_task("binary"), out=tmp_path)
     with pytest.raises(ConfigError, match="'error', 'drop'"):
         load_config(ClassifierTrainConfig, None, [*over, "data.missing=skip"])
 

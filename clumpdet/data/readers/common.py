@@ -183,7 +183,7 @@ def image_files(
 
     A name may be a tuple of file names (one file per band): the galaxy is missing when any of
     them is. Returns the paths (a Path or a tuple of Paths per galaxy) that exist and the
-    boolean keep-mask over ``names``.
+    boolean keep-mask over ``names``; none existing is an error.
     """
     paths: list[Any] = [
         images_dir / n if isinstance(n, str) else tuple(images_dir / b for b in n) for n in names
@@ -199,12 +199,51 @@ def image_files(
                 f"image file not found ({n_missing} of {len(paths)} images listed in "
                 f"{csv_path.name} are missing)",
             )
+        if not exists.any():
+            raise InputError(images_dir, f"none of the images listed in {csv_path.name} exist")
         warnings.warn(
             f"{images_dir}: dropping {n_missing} of {len(paths)} galaxies whose image is "
             f"missing (first: {first.name})",
             stacklevel=3,
         )
     return [p for p, e in zip(paths, exists) if e], exists
+
+
+def table_ids(df: pd.DataFrame, column: str, path: Path) -> tuple[list[str], np.ndarray, RowName]:
+    """The ids of a label table: their stripped texts, ids and a namer of rows.
+
+    Parameters
+    ----------
+    df : DataFrame
+        The table read from ``path`` (``column`` read as text).
+    column : str
+        Its id column.
+    path : Path
+        The file (for messages).
+
+    Returns
+    -------
+    texts : list of str
+        The ids as written (leading zeros kept; they name image files).
+    ids : ndarray, shape (N,)
+        :func:`ids_from_strings` of the texts.
+    row : callable
+        :func:`csv_rows` of the texts: ``row(i)`` names line ``i + 2`` and its id.
+
+    Raises
+    ------
+    InputError
+        No rows, an empty id (naming its line) or repeated ids.
+    """
+    if df.empty:
+        raise InputError(path, "no rows")
+    if df[column].isna().any():
+        r = int(np.argmax(df[column].isna().to_numpy()))
+        raise InputError(path, f"line {r + 2}: {column} is empty")
+    texts = df[column].str.strip().tolist()
+    ids = ids_from_strings(texts)
+    check_unique(ids, path, column)
+    return texts, ids, csv_rows(texts, column)
 
 
 def check_unique(ids: np.ndarray, path: Path, column: str) -> None:

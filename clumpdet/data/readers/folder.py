@@ -15,15 +15,13 @@ from clumpdet.data.readers.common import (
     Missing,
     SourceArgs,
     check_labels,
-    check_unique,
-    csv_rows,
     float_block,
-    ids_from_strings,
     image_files,
     need_columns,
     need_dir,
     need_file,
     read_csv,
+    table_ids,
 )
 from clumpdet.errors import ConfigError, InputError
 from clumpdet.tasks import get_task
@@ -120,15 +118,7 @@ def folder_data(
     ``image_pattern``), stacked in that order and named by those bands. One label column of
     class values is one-hot encoded for tasks with :attr:`Task.one_column_classes`.
     """
-    if df.empty:
-        raise InputError(csv_path, "no rows")
-    if df[id_column].isna().any():
-        r = int(np.argmax(df[id_column].isna().to_numpy()))
-        raise InputError(csv_path, f"line {r + 2}: {id_column} is empty")
-    id_text = df[id_column].str.strip().tolist()
-    ids = ids_from_strings(id_text)
-    check_unique(ids, csv_path, id_column)
-    row = csv_rows(id_text, id_column)
+    id_text, ids, row = table_ids(df, id_column, csv_path)
     if len(label_columns) == 1 and get_task(task).one_column_classes:
         labels, label_names = class_column(
             df[label_columns[0]], column=label_columns[0], path=csv_path, row=row
@@ -142,8 +132,6 @@ def folder_data(
         split = split_values(df[split_column], column=split_column, path=csv_path, row=row)
     names = _file_names(id_text, image_pattern, tuple(image_bands))
     paths, keep = image_files(names, images_dir, csv_path, missing=missing)
-    if not keep.any():
-        raise InputError(images_dir, "none of the listed images exist")
     images = FileImages(paths, nan_policy=nan_policy)
     first = images.read(0)
     bands = first.bands

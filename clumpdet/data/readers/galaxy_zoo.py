@@ -24,6 +24,7 @@ from clumpdet.data.readers.common import (
     need_dir,
     need_file,
     read_csv,
+    table_ids,
 )
 from clumpdet.errors import InputError
 from clumpdet.tasks import gz_tree
@@ -67,31 +68,13 @@ def read_gz_kaggle(
     images_dir = need_dir(images_dir)
     df = read_csv(csv_path, str_columns=("GalaxyID",))
     need_columns(df, ("GalaxyID", *gz_tree.ANSWER_NAMES), csv_path)
-    if df.empty:
-        raise InputError(csv_path, "no rows")
-    if df["GalaxyID"].isna().any():
-        r = int(np.argmax(df["GalaxyID"].isna().to_numpy()))
-        raise InputError(csv_path, f"line {r + 2}: GalaxyID is empty")
-    id_text = df["GalaxyID"].str.strip().tolist()
-    ids = ids_from_strings(id_text)
-    check_unique(ids, csv_path, "GalaxyID")
-    row = csv_rows(id_text, "GalaxyID")
+    id_text, ids, row = table_ids(df, "GalaxyID", csv_path)
     labels = float_block(df, gz_tree.ANSWER_NAMES, csv_path, row)
     check_labels(
         labels, task="gz_votes", names=gz_tree.ANSWER_NAMES, source=csv_path, row=row, tol=tol
     )
     paths, keep = image_files([f"{i}.jpg" for i in id_text], images_dir, csv_path, missing=missing)
-    if not keep.any():
-        raise InputError(images_dir, "none of the listed images exist")
-    return ClassificationData(
-        images=FileImages(paths),
-        labels=labels[keep],
-        task="gz_votes",
-        label_names=gz_tree.ANSWER_NAMES,
-        bands=RGB,
-        ids=ids[keep],
-        source=csv_path,
-    )
+    return _gz_votes_data(paths, keep, labels=labels, ids=ids, source=csv_path)
 
 
 def read_gz2(
@@ -215,8 +198,22 @@ def read_gz2(
     check_labels(labels, task="gz_votes", names=gz_tree.ANSWER_NAMES, source=hart, row=row)
     names = [f"{asset[o]}.jpg" for o in obj_text]
     paths, keep = image_files(names, images_dir, mapping, missing=missing)
-    if not keep.any():
-        raise InputError(images_dir, "none of the mapped images exist")
+    counts = None if counts is None else np.nan_to_num(counts)
+    return _gz_votes_data(
+        paths, keep, labels=labels, ids=ids, source=(hart, mapping), counts=counts
+    )
+
+
+def _gz_votes_data(
+    paths: list[Path],
+    keep: np.ndarray,
+    *,
+    labels: np.ndarray,
+    ids: np.ndarray,
+    source: Path | tuple[Path, ...],
+    counts: np.ndarray | None = None,
+) -> ClassificationData:
+    """Galaxy Zoo vote fractions (N, 37) of the rows ``keep`` with JPEGs ``paths`` (RGB)."""
     return ClassificationData(
         images=FileImages(paths),
         labels=labels[keep],
@@ -224,8 +221,8 @@ def read_gz2(
         label_names=gz_tree.ANSWER_NAMES,
         bands=RGB,
         ids=ids[keep],
-        source=(hart, mapping),
-        counts=None if counts is None else np.nan_to_num(counts[keep]),
+        source=source,
+        counts=None if counts is None else counts[keep],
     )
 
 
