@@ -30,6 +30,8 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,28 @@ def _read_result(path: Path) -> dict[str, Any] | None:
 def _write_json(path: Path, obj: Any) -> None:
     with atomic_write(path, "w") as fh:
         json.dump(obj, fh, indent=2, default=float)
+
+
+def _finished(cell_dir: Path) -> dict[str, Any] | None:
+    """The result of a cell that an earlier run finished (status ``ok``), else ``None``."""
+    done = _read_result(cell_dir / "result.json")
+    return done if done is not None and done.get("status") == "ok" else None
+
+
+def _run_cell(
+    cell_dir: Path,
+    row: dict[str, Any],
+    *,
+    pretrain_error: str | None,
+    run: Callable[..., dict[str, Any]],
+) -> dict[str, Any]:
+    """``run(row=row)`` unless the cell's backbone failed to pretrain; writes ``result.json``."""
+    if pretrain_error is not None:
+        row.update(status=pretrain_error, wall_s=0.0)
+    else:
+        row = run(row=row)
+    _write_json(cell_dir / "result.json", row)
+    return row
 
 
 def _nan_to_none(v: Any) -> Any:
@@ -324,8 +348,8 @@ def run_transfer_grid(
     for i, (b, t, n, s) in enumerate(cells):
         cid = cell_id(backbone=b.name, trainable=t.name, train_size=n, seed=s)
         cell_dir = out / "cells" / cid
-        done = _read_result(cell_dir / "result.json")
-        if done is not None and done.get("status") == "ok":
+        done = _finished(cell_dir)
+        if done is not None:
             rows.append(done)
             continue
         row: dict[str, Any] = dict.fromkeys(RESULT_COLUMNS)
@@ -343,19 +367,16 @@ def run_transfer_grid(
             rows.append(row)
             continue
         print(f"[transfer] cell {i + 1}/{len(cells)}: {cid}", flush=True)
-        if b.name in pretrain_errors:
-            row.update(status=pretrain_errors[b.name], wall_s=0.0)
-        else:
-            row = _run_detection_cell(
-                config=config,
-                base=base,
-                sets=sets,
-                cell_dir=cell_dir,
-                row=row,
-                backbone=_backbone_dict(b, t.stages, pretrained),
-                progress=progress,
-            )
-        _write_json(cell_dir / "result.json", row)
+        run = partial(
+            _run_detection_cell,
+            config=config,
+            base=base,
+            sets=sets,
+            cell_dir=cell_dir,
+            backbone=_backbone_dict(b, t.stages, pretrained),
+            progress=progress,
+        )
+        row = _run_cell(cell_dir, row, pretrain_error=pretrain_errors.get(b.name), run=run)
         print(f"[transfer]   {row['status']} in {row['wall_s']:.1f} s", flush=True)
         rows.append(row)
     df = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
@@ -385,8 +406,8 @@ def _run_classification_grid(
                 for s in config.seeds:
                     cid = f"{slug(task)}__{slug(b.name)}__{slug(t.name)}__s{int(s)}"
                     cell_dir = out / "classification" / cid
-                    done = _read_result(cell_dir / "result.json")
-                    if done is not None and done.get("status") == "ok":
+                    done = _finished(cell_dir)
+                    if done is not None:
                         rows.append(done)
                         continue
                     row: dict[str, Any] = dict.fromkeys(CLASSIFICATION_COLUMNS)
@@ -398,16 +419,13 @@ def _run_classification_grid(
                         trainable_stages=t.stages,
                         seed=s,
                     )
-                    if b.name in pretrain_errors:
-                        row.update(status=pretrain_errors[b.name], wall_s=0.0)
-                    else:
-                        row = _run_classification_cell(
-                            entry=entry,
-                            cell_dir=cell_dir,
-                            row=row,
-                            backbone=_backbone_dict(b, t.stages, pretrained),
-                            progress=progress,
-                        )
-                    _write_json(cell_dir / "result.json", row)
-                    rows.append(row)
+                    run = partial(
+                        _run_classification_cell,
+                        entry=entry,
+                        cell_dir=cell_dir,
+                        backbone=_backbone_dict(b, t.stages, pretrained),
+                        progress=progress,
+                    )
+                    pretrain_error = pretrain_errors.get(b.name)
+                    rows.append(_run_cell(cell_dir, row, pretrain_error=pretrain_error, run=run))
     return pd.DataFrame(rows, columns=list(CLASSIFICATION_COLUMNS))
