@@ -6,7 +6,9 @@ import contextlib
 import hashlib
 import math
 import os
+import shlex
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -181,3 +183,15 @@ def _format_cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
     return str(value)
+
+
+def command_line(argv: Sequence[str] | None = None) -> str:
+    """The shell command that reruns this script: ``python <script> <arguments>``, quoted.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments (those a tool's ``main(argv)`` was given); default ``sys.argv[1:]``.
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
+    return "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *args])

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ from clumpdet.baselines import ClassicalConfig, find_clumps, run_classical_basel
 from clumpdet.config import load_config, save_config
 from clumpdet.data.coco import load_coco
 from clumpdet.evaluation import evaluate_detections
-from clumpdet.utils import atomic_write
+from clumpdet.utils import atomic_write, command_line
 
 
 def _simulate(out: Path, *, n: int, seed: int, workers: int | None) -> Path:
@@ -96,9 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     args = p.parse_args(argv)
 
-    command = "python tools/bench_classical_baseline.py " + " ".join(
-        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
-    )
+    command = command_line(argv)
     print(command)
     args.out.mkdir(parents=True, exist_ok=True)
     cfg = load_config(ClassicalConfig, args.config, args.set)

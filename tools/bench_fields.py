@@ -14,13 +14,13 @@ Example (after ``clumpdet train configs/detector/fields_resnet18.yaml --out runs
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
 from clumpdet.errors import ClumpdetError
 from clumpdet.experiments.deblending import run_deblending_benchmark, summarise
 from clumpdet.sim import prepare_sets
+from clumpdet.utils import command_line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print((args.out / "comparison.md").read_text())
         print(summarise(results))
-        print("command: python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *sys.argv[1:]]))
+        print(f"command: {command_line(argv)}")
     except ClumpdetError as exc:
         print(f"bench_fields: error: {exc}", file=sys.stderr)
         return 2

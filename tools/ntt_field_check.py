@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 
 from clumpdet.errors import ClumpdetError
 from clumpdet.experiments.real_field import check_against_sextractor
+from clumpdet.utils import command_line
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sep_ntt_field"
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"sources with S/N >= {res['snr_min']:g} ({r['recovered_above_snr_min']:.3f}); "
                 f"{r['n_unmatched_detections']} without a SExtractor counterpart"
             )
-        print("command: python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *sys.argv[1:]]))
+        print(f"command: {command_line(argv)}")
     except ClumpdetError as exc:
         print(f"ntt_field_check: error: {exc}", file=sys.stderr)
         return 2

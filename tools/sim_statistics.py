@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from clumpdet.sim.stats import (
     simulate_truth,
     summarize_truth,
 )
-from clumpdet.utils import atomic_write
+from clumpdet.utils import atomic_write, command_line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,10 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     odd_sim, odd_real = c["sim"]["odd_clump"], c["real"]["odd_clump"]
     print(f"{'class 2 (odd clump) fraction':<34}{odd_sim:>34.3f}  {odd_real:>30.3f}")
     print(f"wrote {args.out / 'stats.json'} and {args.out / 'stats.png'}")
-    print(
-        "command: python "
-        + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
-    )
+    print(f"command: {command_line(argv)}")
     return 0
 
 
