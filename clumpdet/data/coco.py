@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -203,12 +203,7 @@ def validate_coco(
         im = images.get(a["image_id"]) if _is_int(a["image_id"]) else None
         if im is None:
             raise InputError(src, f"{where} references unknown image_id {a['image_id']!r}")
-        if not _is_int(a["category_id"]) or a["category_id"] not in cats:
-            raise InputError(
-                src,
-                f"{where} references unknown category_id {a['category_id']!r} "
-                f"(categories: {sorted(cats)})",
-            )
+        _check_category(a["category_id"], cats, where, src)
         x, y, w, h = _check_bbox(a["bbox"], where, src)
         if x < -tol or y < -tol or x + w > im["width"] + tol or y + h > im["height"] + tol:
             raise InputError(
@@ -324,20 +319,7 @@ def validate_predictions(
         where = f"prediction {i}"
         if not isinstance(p, dict):
             raise InputError(path, f"{where} must be an object, got {type(p).__name__}")
-        missing = [k for k in _REQUIRED_PRED if k not in p]
-        if missing:
-            raise InputError(path, f"{where} lacks required key(s) {', '.join(missing)}")
-        if not _is_int(p["image_id"]) or p["image_id"] not in image_ids:
-            raise InputError(path, f"{where} references unknown image_id {p['image_id']!r}")
-        if not _is_int(p["category_id"]) or p["category_id"] not in cat_ids:
-            raise InputError(
-                path,
-                f"{where} references unknown category_id {p['category_id']!r} "
-                f"(categories: {sorted(cat_ids)})",
-            )
-        bbox = _check_bbox(p["bbox"], where, path)
-        if not _finite(p["score"]):
-            raise InputError(path, f"{where}: score must be a finite number, got {p['score']!r}")
+        bbox = _check_prediction(p, where, path, image_ids=image_ids, cat_ids=cat_ids)
         rec = dict(p)
         rec.update(
             image_id=int(p["image_id"]),
@@ -347,6 +329,36 @@ def validate_predictions(
         )
         out.append(rec)
     return out
+
+
+def _check_category(category_id: Any, cats: Collection[int], where: str, src: Path | None) -> None:
+    if not _is_int(category_id) or category_id not in cats:
+        raise InputError(
+            src,
+            f"{where} references unknown category_id {category_id!r} (categories: {sorted(cats)})",
+        )
+
+
+def _check_prediction(
+    p: Mapping[str, Any],
+    where: str,
+    path: Path | None,
+    *,
+    image_ids: Collection[int] | None = None,
+    cat_ids: Collection[int] | None = None,
+) -> tuple[float, float, float, float]:
+    """Check one COCO results record (keys, ids when given, bbox, score); returns its bbox."""
+    missing = [k for k in _REQUIRED_PRED if k not in p]
+    if missing:
+        raise InputError(path, f"{where} lacks required key(s) {', '.join(missing)}")
+    if image_ids is not None and (not _is_int(p["image_id"]) or p["image_id"] not in image_ids):
+        raise InputError(path, f"{where} references unknown image_id {p['image_id']!r}")
+    if cat_ids is not None:
+        _check_category(p["category_id"], cat_ids, where, path)
+    bbox = _check_bbox(p["bbox"], where, path)
+    if not _finite(p["score"]):
+        raise InputError(path, f"{where}: score must be a finite number, got {p['score']!r}")
+    return bbox
 
 
 def _jsonable(v: Any) -> Any:
@@ -377,14 +389,7 @@ def write_predictions(path: str | Path, predictions: Sequence[Mapping[str, Any]]
     """
     records = [_jsonable(p) for p in predictions]
     for i, p in enumerate(records):
-        missing = [k for k in _REQUIRED_PRED if k not in p]
-        if missing:
-            raise InputError(path, f"prediction {i} lacks required key(s) {', '.join(missing)}")
-        _check_bbox(p["bbox"], f"prediction {i}", Path(path))
-        if not _finite(p["score"]):
-            raise InputError(
-                path, f"prediction {i}: score must be a finite number, got {p['score']!r}"
-            )
+        _check_prediction(p, f"prediction {i}", Path(path))
     with atomic_write(path, "w") as fh:
         json.dump(records, fh, allow_nan=False)
     return Path(path)

@@ -96,6 +96,16 @@ def scene_records(
     return image, anns
 
 
+#: How :func:`~clumpdet.sim.run.render_detection_image` renders one clump image, in memory
+#: (:func:`iter_scene_records`) or on disk (:func:`simulate_clumps`).
+_RENDER: dict[str, Any] = {
+    "simulate_scene": simulate_clump_scene,
+    "records": scene_records,
+    "psf_band": "r",
+    "objects": _NOBJ,
+}
+
+
 def iter_scene_records(
     *,
     n: int,
@@ -120,16 +130,7 @@ def iter_scene_records(
     """
     cfg = validate_sim_config(config if config is not None else ClumpSimConfig())
     workers = check_run_args(n=n, seed=seed, workers=workers)
-    worker = partial(
-        render_detection_image,
-        simulate_scene=simulate_clump_scene,
-        records=scene_records,
-        config=cfg,
-        seed=int(seed),
-        root=None,
-        psf_band="r",
-        objects=_NOBJ,
-    )
+    worker = partial(render_detection_image, **_RENDER, config=cfg, seed=int(seed), root=None)
     yield from map_images(worker, n=n, workers=workers, progress=progress, desc="simulate clumps")
 
 
@@ -189,12 +190,9 @@ def simulate_clumps(
         workers=workers,
         overwrite=overwrite,
         progress=progress,
-        simulate_scene=simulate_clump_scene,
-        records=scene_records,
+        **_RENDER,
         categories=CLUMP_CATEGORIES,
         description="clumpdet simulated clumpy galaxies (GalSim)",
-        psf_band="r",
-        objects=_NOBJ,
         tables=_write_labels,
     )
 
