@@ -6,8 +6,7 @@ import torch until a model is needed.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from clumpdet.utils import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -30,8 +29,4 @@ _LAZY = {
 
 __all__ = ["__version__", *sorted(_LAZY)]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'clumpdet' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

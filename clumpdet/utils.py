@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import math
 import os
 import shlex
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -195,3 +196,35 @@ def command_line(argv: Sequence[str] | None = None) -> str:
     """
     args = sys.argv[1:] if argv is None else list(argv)
     return "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *args])
+
+
+def lazy_exports(
+    package: str, names: Mapping[str, str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """The module ``__getattr__`` and ``__dir__`` of a package whose names import on first use.
+
+    Parameters
+    ----------
+    package : str
+        The package's ``__name__``.
+    names : mapping of str to str
+        Exported name -> module defining it (imported, and the value cached in the package,
+        the first time the name is asked for).
+
+    Returns
+    -------
+    (callable, callable)
+        Assign them to the package's ``__getattr__`` and ``__dir__``.
+    """
+
+    def getattr_(name: str) -> Any:
+        if name in names:
+            value = getattr(importlib.import_module(names[name]), name)
+            setattr(sys.modules[package], name, value)
+            return value
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    def dir_() -> list[str]:
+        return sorted({*vars(sys.modules[package]), *names})
+
+    return getattr_, dir_

@@ -7,8 +7,7 @@ only with the augmentation helpers.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from clumpdet.utils import lazy_exports
 
 _LAZY = {
     # images / FITS
@@ -45,14 +44,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'clumpdet.data' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

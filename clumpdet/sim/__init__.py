@@ -13,8 +13,7 @@ lazily, so ``import clumpdet.sim`` (and the CLI's ``--help``) does not import Ga
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from clumpdet.utils import lazy_exports
 
 _LAZY = {
     "KIND_LABELS": "clumpdet.sim.clumps.scene",
@@ -58,12 +57,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'clumpdet.sim' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
