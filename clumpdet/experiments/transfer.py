@@ -74,6 +74,20 @@ def _write_json(path: Path, obj: Any) -> None:
         json.dump(obj, fh, indent=2, default=float)
 
 
+def _unloadable_backbone(backbone: Any, *, in_chans: int) -> str | None:
+    """``"skipped: <why>"`` when a cell's backbone (config) cannot be built, else ``None``.
+
+    A backbone whose weights cannot be loaded skips its cell instead of crashing the grid.
+    """
+    from clumpdet.models.backbones import BackboneConfig, build_trunk
+
+    try:
+        build_trunk(BackboneConfig(**to_dict(backbone)), in_chans=in_chans)
+    except ClumpdetError as exc:
+        return f"skipped: {_one_line(exc)}"
+    return None
+
+
 def _finished(cell_dir: Path) -> dict[str, Any] | None:
     """The result of a cell that an earlier run finished (status ``ok``), else ``None``."""
     done = _read_result(cell_dir / "result.json")
@@ -199,7 +213,6 @@ def _run_detection_cell(
     from clumpdet.engine.config import TrainConfig
     from clumpdet.engine.train import train_detector
     from clumpdet.evaluation import evaluate_detections
-    from clumpdet.models.backbones import BackboneConfig, build_trunk
 
     t0 = time.perf_counter()
     over = {
@@ -223,12 +236,9 @@ def _run_detection_cell(
     )
     cfg.optim.max_epochs = epochs
     row["epochs"] = epochs
-    # a backbone whose weights cannot be loaded skips the cell instead of crashing the grid
-    try:
-        build_trunk(BackboneConfig(**to_dict(cfg.model.backbone)), in_chans=len(cfg.data.bands))
-    except ClumpdetError as exc:
-        row["status"] = f"skipped: {_one_line(exc)}"
-        row["wall_s"] = time.perf_counter() - t0
+    skipped = _unloadable_backbone(cfg.model.backbone, in_chans=len(cfg.data.bands))
+    if skipped is not None:
+        row.update(status=skipped, wall_s=time.perf_counter() - t0)
         return row
     model = train_detector(cfg, out=cell_dir / "run")
     predictions = _predict_test_set(model, sets["test"], cell_dir / "test_predictions.json")
@@ -258,7 +268,6 @@ def _run_classification_cell(
     progress: bool,
 ) -> dict[str, Any]:
     from clumpdet.engine.classify import ClassifierTrainConfig, train_classifier
-    from clumpdet.models.backbones import BackboneConfig, build_trunk
 
     t0 = time.perf_counter()
     bb = {k: v for k, v in backbone.items() if k in ("name", "weights", "trainable_stages")}
@@ -267,11 +276,9 @@ def _run_classification_cell(
         over["trainer"]["progress_bar"] = False
     cfg = load_config(ClassifierTrainConfig, entry.config, entry.set)
     cfg = load_config(ClassifierTrainConfig, None, deep_merge(to_dict(cfg), over))
-    try:
-        build_trunk(BackboneConfig(**to_dict(cfg.model.backbone)), in_chans=3)
-    except ClumpdetError as exc:
-        row["status"] = f"skipped: {_one_line(exc)}"
-        row["wall_s"] = time.perf_counter() - t0
+    skipped = _unloadable_backbone(cfg.model.backbone, in_chans=3)
+    if skipped is not None:
+        row.update(status=skipped, wall_s=time.perf_counter() - t0)
         return row
     path = train_classifier(cfg, out=cell_dir / "run")
     metrics = json.loads((cell_dir / "run" / "test_metrics.json").read_text())
