@@ -309,9 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("demo", help="simulate -> train -> evaluate -> catalogue, on CPU in minutes")
     m.add_argument("--out", type=Path, default=Path("demo"), help="output folder (default demo/)")
-    m.add_argument("--n-train", type=int, default=300, help="simulated training images")
-    m.add_argument("--epochs", type=int, default=6, help="training epochs")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument(
+        "--n-train",
+        type=int,
+        default=300,
+        help="simulated training images (default 300; validation and test get a fifth each, "
+        "at least 40; --n-train 20 --epochs 1 is a quick smoke run)",
+    )
+    m.add_argument("--epochs", type=int, default=6, help="training epochs (default 6)")
+    m.add_argument("--seed", type=int, default=0, help="simulation and training seed (default 0)")
     m.set_defaults(func=_cmd_demo)
 
     return p
