@@ -142,7 +142,7 @@ def _coco_outside_its_folder(tmp_path: Path) -> str:
         ),
         (
             ["simulate", "clumps", "--n", "2", "--out", "{tmp}/s", "--set", "noise.gain_r=5"],
-            "unknown key(s) 'gain_r'; valid keys: gain,",
+            "noise: unknown key(s) 'gain_r'",
         ),
     ],
 )
