@@ -1,6 +1,7 @@
 """``clumpdet`` command line: argument parsing only; all logic lives in the library.
 
-Every user-caused error (a :class:`~clumpdet.errors.ClumpdetError`) is printed as one line
+Every user-caused error (a :class:`~clumpdet.errors.ClumpdetError`, or an ``OSError`` about a
+path, such as an output folder that cannot be created) is printed as one line
 ``clumpdet: error: <file>: <problem>`` and exits with status 2.
 """
 
@@ -331,6 +332,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ClumpdetError as exc:
         print(f"clumpdet: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user gave: a bug, keep the traceback
+            raise
+        print(f"clumpdet: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("clumpdet: interrupted; no partial output was kept", file=sys.stderr)

@@ -164,3 +164,13 @@ def test_unknown_simulator_is_a_usage_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "invalid choice: 'nonexistent'" in err and "'clumps'" in err and "Traceback" not in err
     assert not (tmp_path / "x").exists()
+
+
+def test_unwritable_output_is_one_line(tmp_path, capsys):
+    """An output path under a file is the user's mistake: one line naming a path, exit 2."""
+    (tmp_path / "afile").write_text("not a folder")
+    out = tmp_path / "afile" / "sim"
+    assert main(["simulate", "clumps", "--n", "1", "--out", str(out), "--workers", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"clumpdet: error: {tmp_path / 'afile'}: ")
+    assert (tmp_path / "afile").read_text() == "not a folder"
