@@ -1,6 +1,7 @@
 """``clumpdet`` command line: argument parsing only; all logic lives in the library.
 
-Every user-caused error (a :class:`~clumpdet.errors.ClumpdetError`) is printed as one line
+Every user-caused error (a :class:`~clumpdet.errors.ClumpdetError`, or an ``OSError`` about a
+path, such as an output folder that cannot be created) is printed as one line
 ``clumpdet: error: <file>: <problem>`` and exits with status 2.
 """
 
@@ -309,9 +310,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("demo", help="simulate -> train -> evaluate -> catalogue, on CPU in minutes")
     m.add_argument("--out", type=Path, default=Path("demo"), help="output folder (default demo/)")
-    m.add_argument("--n-train", type=int, default=300, help="simulated training images")
-    m.add_argument("--epochs", type=int, default=6, help="training epochs")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument(
+        "--n-train",
+        type=int,
+        default=300,
+        help="simulated training images (default 300; validation and test get a fifth each, "
+        "at least 40; --n-train 20 --epochs 1 is a quick smoke run)",
+    )
+    m.add_argument("--epochs", type=int, default=6, help="training epochs (default 6)")
+    m.add_argument("--seed", type=int, default=0, help="simulation and training seed (default 0)")
     m.set_defaults(func=_cmd_demo)
 
     return p
@@ -325,6 +332,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ClumpdetError as exc:
         print(f"clumpdet: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user gave: a bug, keep the traceback
+            raise
+        print(f"clumpdet: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("clumpdet: interrupted; no partial output was kept", file=sys.stderr)
