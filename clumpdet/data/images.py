@@ -29,6 +29,11 @@ from clumpdet.errors import InputError
 #: File-name endings read through PIL; values are ``(C, H, W)`` in [0, 1].
 RASTER_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 
+#: Band names of the planes of a colour PNG/JPEG as :func:`read_image` returns them: the blue,
+#: green and red channels, in that (wavelength) order, so that an SDSS/Galaxy Zoo gri composite
+#: (i in red, r in green, g in blue) reads as ``(g, r, i)`` planes.
+COLOUR_BANDS: tuple[str, ...] = ("B", "G", "R")
+
 NanPolicy = Literal["raise", "zero", "median", "keep"]
 _NAN_POLICIES = ("raise", "zero", "median", "keep")
 
@@ -98,7 +103,7 @@ def _placeholders(names: Sequence[str | None]) -> tuple[tuple[str, ...], bool]:
 
 
 def _read_raster(path: Path) -> ImageData:
-    """PNG/JPEG via PIL: colour -> (3, H, W) ("R", "G", "B"), grey -> (1, H, W) ("L")."""
+    """PNG/JPEG via PIL: colour -> (3, H, W) planes B, G, R (wavelength order), grey -> ("L",)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -114,9 +119,10 @@ def _read_raster(path: Path) -> ImageData:
             elif mode in ("L", "LA", "1"):
                 arr = np.asarray(im.convert("L"), dtype=np.float32)[None] / 255.0
                 bands = ("L",)
-            else:  # RGB, RGBA, P, CMYK, YCbCr ...: alpha is dropped
-                arr = np.asarray(im.convert("RGB"), dtype=np.float32).transpose(2, 0, 1) / 255.0
-                bands = ("R", "G", "B")
+            else:  # RGB, RGBA, P, CMYK, YCbCr ...: alpha is dropped; blue plane first
+                rgb = np.asarray(im.convert("RGB"), dtype=np.float32)
+                arr = rgb[..., ::-1].transpose(2, 0, 1) / 255.0
+                bands = COLOUR_BANDS
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(path, f"not a valid PNG/JPEG image ({exc})") from None
     data = np.ascontiguousarray(arr, dtype=np.float32)
@@ -269,9 +275,15 @@ def read_image(
     ----------
     path : str, Path, or sequence of them
         A FITS file (2-D HDU, ``(C, H, W)`` cube with ``BAND1..n``, or multi-extension file
-        with one 2-D image HDU per band), a PNG/JPEG cutout (colour -> 3 bands ``R, G, B`` in
-        [0, 1]; greyscale -> 1 band ``L``), or a list of files, one (or more) band(s) each,
-        all of the same ``(H, W)``, concatenated in list order.
+        with one 2-D image HDU per band), a PNG/JPEG cutout (colour -> 3 bands in [0, 1];
+        greyscale -> 1 band ``L``), or a list of files, one (or more) band(s) each, all of
+        the same ``(H, W)``, concatenated in list order.
+
+        Colour channels are returned in **wavelength order**, bluest first: planes
+        ``(B, G, R)`` (:data:`COLOUR_BANDS`). Survey colour composites put the reddest band in
+        red (SDSS / Galaxy Zoo: i -> red, r -> green, g -> blue), so a gri composite reads as
+        ``(g, r, i)``, the band order of a FITS cube, and a model trained on ``(g, r, i)`` FITS
+        gets each band's channel when planes are matched by count.
     bands : sequence of str, optional
         Select and reorder planes by name (see :func:`select_bands`).
     hdu : int or str, optional

@@ -18,11 +18,22 @@ from clumpdet.utils import atomic_path
 LABEL_COLOURS = ("#00e5ff", "#ffb000", "#ff4dd2", "#7cff4d")
 
 
-def colour_image(data: np.ndarray) -> np.ndarray:
-    """An (H, W, 3) display image in [0, 1] from a (C, H, W) cube.
+def colour_image(data: np.ndarray, *, stretch: bool = True) -> np.ndarray:
+    """An (H, W, 3) display image in [0, 1] from a (C, H, W) cube in wavelength order.
 
-    Three or more bands: Lupton asinh RGB of the last three (reddest as red); fewer: an asinh
-    grey image. The softening follows the image noise, so faint clumps stay visible.
+    Three or more bands: the last three (bluest to reddest) are shown as blue, green and red,
+    so the reddest band is red (SDSS gri: i red, r green, g blue), the way survey colour
+    composites and :func:`clumpdet.data.images.read_image`'s PNG/JPEG planes order them;
+    fewer bands: a grey image. Rows are returned in the array's order.
+
+    Parameters
+    ----------
+    data : ndarray, shape (C, H, W) or (H, W)
+        Pixels in physical units (FITS), or display values in [0, 1] (PNG/JPEG).
+    stretch : bool
+        True: Lupton asinh RGB (grey: asinh) whose softening follows the image noise, so faint
+        clumps stay visible. False: ``data`` is already a display image (a PNG/JPEG cutout) and
+        is shown as it is, clipped to [0, 1].
     """
     from astropy.stats import mad_std
     from astropy.visualization import make_lupton_rgb
@@ -30,14 +41,17 @@ def colour_image(data: np.ndarray) -> np.ndarray:
     x = np.nan_to_num(np.asarray(data, dtype=np.float64))
     if x.ndim == 2:
         x = x[None]
+    if not stretch:
+        planes = x[-3:][::-1] if x.shape[0] >= 3 else np.repeat(x.mean(axis=0)[None], 3, axis=0)
+        return np.clip(planes.transpose(1, 2, 0), 0.0, 1.0)
     noise = float(np.median([mad_std(p) for p in x])) or 1.0
     if x.shape[0] >= 3:
         b, g, r = x[-3], x[-2], x[-1]
         # the 99th percentile sits on the host disk rather than on the brightest knot, so faint
         # disks stay visible while asinh (Q) keeps bright clumps from saturating into blobs
         level = float(np.percentile(x[-3:], 99.0))
-        stretch = max(level, 10 * noise)
-        return make_lupton_rgb(r, g, b, minimum=-noise, stretch=stretch, Q=10) / 255.0
+        stretch_level = max(level, 10 * noise)
+        return make_lupton_rgb(r, g, b, minimum=-noise, stretch=stretch_level, Q=10) / 255.0
     grey = np.arcsinh(x.mean(axis=0) / (3 * noise))
     lo, hi = np.percentile(grey, [1, 99.8])
     grey = np.clip((grey - lo) / max(hi - lo, 1e-12), 0, 1)
