@@ -7,8 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from clumpdet.data.fits import write_image_fits
 from clumpdet.data.images import COLOUR_BANDS, read_image
-from clumpdet.inference.overlay import colour_image
+from clumpdet.errors import InputError
+from clumpdet.inference.overlay import colour_image, plot_overlay
+
+S = 40  # image side, pixels
 
 # ------------------------------------------------------------------------ channel order
 
@@ -51,3 +55,71 @@ def test_png_round_trip_keeps_its_colours(tmp_path):
     red, blue = shown[4, 4], shown[15, 15]
     assert red[0] > 0.5 and red[0] > 3 * max(red[1], red[2])
     assert blue[2] > 0.5 and blue[2] > 3 * max(blue[0], blue[1])
+
+
+# ---------------------------------------------------------------------------- orientation
+
+
+def _image_area(png) -> np.ndarray:
+    """The (h, w, 3) part of an overlay PNG covered by the red/blue test image."""
+    shown = np.asarray(Image.open(png).convert("RGB"), dtype=np.int32)
+    r, g, b = shown[..., 0], shown[..., 1], shown[..., 2]
+    pure = (g < 60) & ((r > 120) & (b < 60) | (b > 120) & (r < 60))
+    rows, cols = np.nonzero(pure)
+    return shown[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+
+
+def _check_top_left(png) -> None:
+    area = _image_area(png)
+    h, w = area.shape[:2]
+    m = h // 8  # a margin that keeps the box and the quarter borders out
+    top_left = area[m : h // 2 - m, m : w // 2 - m].mean(axis=(0, 1))
+    bottom_left = area[h // 2 + m : h - m, m : w // 2 - m].mean(axis=(0, 1))
+    assert top_left[0] > 120 and top_left[2] < 80, top_left  # red: the input's top-left
+    assert bottom_left[2] > 120 and bottom_left[0] < 80, bottom_left
+    box = (area[..., 0] < 80) & (area[..., 1] > 150) & (area[..., 2] > 200)  # the cyan box
+    rows, cols = np.nonzero(box)
+    assert len(rows) > 20
+    assert rows.mean() < h / 2 and cols.mean() < w / 2  # drawn top-left
+
+
+def test_overlay_of_a_png_shows_its_top_left_top_left(tmp_path):
+    rgb = np.zeros((S, S, 3), np.uint8)
+    rgb[..., 2] = 255  # blue, with a red top-left quarter (row 0 = top of the picture)
+    rgb[: S // 2, : S // 2] = (255, 0, 0)
+    Image.fromarray(rgb).save(tmp_path / "in.png")
+    image = read_image(tmp_path / "in.png")
+    assert image.origin == "upper" and image.is_raster
+    box = np.array([[3.0, 3.0, 15.0, 15.0]])  # PNG pixels: top-left
+    out = plot_overlay(
+        image.data,
+        tmp_path / "ov.png",
+        boxes=box,
+        labels=np.array([1]),
+        origin=image.origin,
+        stretch=not image.is_raster,
+    )
+    _check_top_left(out)
+
+
+def test_overlay_of_a_fits_shows_its_top_left_top_left(tmp_path):
+    cube = np.random.default_rng(0).normal(0, 0.01, (3, S, S)).astype(np.float32)  # (g, r, i)
+    cube[0] += 10.0  # blue (g) everywhere but the top-left quarter, which is red (i)
+    top = slice(S // 2, S)  # FITS: the top of the image is the last rows
+    cube[0, top, : S // 2] = 0.0
+    cube[2, top, : S // 2] = 10.0
+    write_image_fits(tmp_path / "in.fits", cube, bands=("g", "r", "i"))
+    image = read_image(tmp_path / "in.fits")
+    assert image.origin == "lower" and not image.is_raster
+    box = np.array([[3.0, S - 15.0, 15.0, S - 3.0]])  # FITS pixels: top-left
+    out = plot_overlay(
+        image.data, tmp_path / "ov.png", boxes=box, labels=np.array([1]), origin=image.origin
+    )
+    _check_top_left(out)
+
+
+def test_per_band_files_may_not_mix_fits_and_png(tmp_path):
+    write_image_fits(tmp_path / "g.fits", np.zeros((1, 8, 8), np.float32), bands=("g",))
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "r.png")
+    with pytest.raises(InputError, match="mixes FITS and PNG/JPEG files"):
+        read_image([tmp_path / "g.fits", tmp_path / "r.png"])

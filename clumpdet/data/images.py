@@ -9,7 +9,11 @@ Nothing is ever flipped, so boxes measured on a file (e.g. Clump Scout boxes dra
 JPEG cutouts, or simulator truth written with the FITS file) index the array that
 :func:`read_image` returns, with the pixel convention of docs/conventions.md. The price is
 that a FITS image and a JPEG of the same field are vertically mirrored relative to each
-other; convert boxes explicitly (``y -> H - y``) if you mix them.
+other; convert boxes explicitly (``y -> H - y``) if you mix them. :attr:`ImageData.origin`
+says which way up an array is meant to be shown (``"lower"``: FITS, row 0 at the bottom;
+``"upper"``: PNG/JPEG, row 0 at the top), in matplotlib's ``imshow(origin=...)`` terms;
+:func:`clumpdet.inference.overlay.plot_overlay` takes it so overlays show every input the
+right way up.
 """
 
 from __future__ import annotations
@@ -73,6 +77,21 @@ class ImageData:
             )
 
     @property
+    def is_raster(self) -> bool:
+        """True when the pixels come from PNG/JPEG file(s) (display values in [0, 1])."""
+        paths = self.path if isinstance(self.path, tuple) else (self.path,)
+        return self.path is not None and all(_is_raster(p) for p in paths)
+
+    @property
+    def origin(self) -> Literal["lower", "upper"]:
+        """Where row 0 is shown: ``"upper"`` (top) for PNG/JPEG, ``"lower"`` (bottom) else.
+
+        FITS files and arrays built in memory are shown as astronomers display them (ds9,
+        ``imshow(origin="lower")``); PNG/JPEG pictures as any image viewer does.
+        """
+        return "upper" if self.is_raster else "lower"
+
+    @property
     def shape(self) -> tuple[int, int, int]:
         """``(C, H, W)``."""
         return tuple(self.data.shape)  # type: ignore[return-value]
@@ -87,11 +106,15 @@ class ImageData:
         return str(self.path)
 
 
+def _is_raster(path: Path) -> bool:
+    return Path(path).name.lower().endswith(RASTER_SUFFIXES)
+
+
 def _suffix_kind(path: Path) -> str:
     name = path.name.lower()
     if name.endswith(FITS_SUFFIXES):
         return "fits"
-    if name.endswith(RASTER_SUFFIXES):
+    if _is_raster(path):
         return "raster"
     supported = ", ".join((*FITS_SUFFIXES, *RASTER_SUFFIXES))
     raise InputError(path, f"unsupported file type {path.suffix!r}; supported: {supported}")
@@ -150,6 +173,11 @@ def _read_one(path: Path, hdu: int | str | None) -> ImageData:
 
 
 def _read_many(paths: Sequence[Path], hdu: int | str | None) -> ImageData:
+    if len({_is_raster(p) for p in paths}) > 1:
+        raise InputError(
+            ", ".join(map(str, paths)),
+            "mixes FITS and PNG/JPEG files (their rows run in opposite directions)",
+        )
     parts = [_read_one(p, hdu) for p in paths]
     shape = parts[0].data.shape[1:]
     for p, part in zip(paths, parts):
@@ -294,14 +322,16 @@ def read_image(
     Returns
     -------
     ImageData
-        ``data`` float32 native-endian ``(C, H, W)``; rows in file order (module docstring).
+        ``data`` float32 native-endian ``(C, H, W)``; rows in file order, never flipped: row 0
+        is the bottom row of a FITS image and the top row of a PNG/JPEG picture
+        (:attr:`ImageData.origin` says which; module docstring).
 
     Raises
     ------
     InputError
         Missing file, unsupported suffix, corrupt/truncated file, shape mismatch between
-        per-band files, missing bands or wrong band count, empty or all-NaN image, NaN/inf
-        pixels with ``nan_policy="raise"``.
+        per-band files, a list mixing FITS and PNG/JPEG files, missing bands or wrong band
+        count, empty or all-NaN image, NaN/inf pixels with ``nan_policy="raise"``.
     """
     if isinstance(path, (str, Path)):
         image = _read_one(Path(path), hdu)

@@ -1,9 +1,20 @@
-"""Detection overlays: a stretched colour image with boxes and scores, as PNG."""
+"""Detection overlays: a stretched colour image with boxes and scores, as PNG.
+
+Orientation
+-----------
+Arrays and boxes share the row order of the file they come from
+(:mod:`clumpdet.data.images`): boxes are never flipped. The overlays take the image's
+``origin`` (:attr:`clumpdet.data.images.ImageData.origin`) and show it the way it is meant to be
+seen: ``"lower"`` (FITS) puts row 0 at the bottom, as ds9 does; ``"upper"`` (PNG/JPEG) puts row
+0 at the top, as any image viewer does. A box drawn in the top-left of a JPEG therefore appears
+top-left in its overlay.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import matplotlib
 
@@ -16,6 +27,21 @@ from clumpdet.utils import atomic_path
 
 #: Box colours per label (1 clump, 2 odd clump, ...), colour-blind safe.
 LABEL_COLOURS = ("#00e5ff", "#ffb000", "#ff4dd2", "#7cff4d")
+
+Origin = Literal["lower", "upper"]
+
+
+def _show(ax, rgb: np.ndarray, origin: Origin) -> None:
+    """``imshow`` an (H, W, 3) image in pixel-corner coordinates, row 0 at ``origin``."""
+    if origin not in ("lower", "upper"):
+        raise ValueError(f"origin {origin!r} is not 'lower' or 'upper'")
+    h, w = rgb.shape[:2]
+    bottom_top = (0, h) if origin == "lower" else (h, 0)
+    ax.imshow(rgb, origin=origin, extent=(0, w, *bottom_top), interpolation="nearest")
+    ax.set_xlim(0, w)
+    ax.set_ylim(*bottom_top)
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 def colour_image(data: np.ndarray, *, stretch: bool = True) -> np.ndarray:
@@ -68,13 +94,16 @@ def plot_overlay(
     class_names: Sequence[str] = ("clump", "odd_clump"),
     truth_boxes: np.ndarray | None = None,
     title: str = "",
+    origin: Origin = "lower",
+    stretch: bool = True,
 ) -> Path:
     """Save a PNG of the image with detected (and optionally true) boxes.
 
     Parameters
     ----------
     data : ndarray, shape (C, H, W)
-        Image in physical units.
+        Image in physical units (or display values in [0, 1] for PNG/JPEG), bands in
+        wavelength order (the reddest is shown red, :func:`colour_image`).
     path : path
         Output PNG (written atomically).
     boxes : ndarray, shape (N, 4)
@@ -85,12 +114,20 @@ def plot_overlay(
         Printed next to each box.
     truth_boxes : ndarray, shape (M, 4), optional
         Drawn dashed white for comparison.
+    title : str
+        Figure title.
+    origin : {"lower", "upper"}
+        Where row 0 of ``data`` (and ``y = 0`` of the boxes) is shown: ``"lower"`` at the bottom
+        (FITS), ``"upper"`` at the top (PNG/JPEG); pass ``ImageData.origin``.
+    stretch : bool
+        Lupton/asinh stretch (physical units); False shows display values as they are
+        (PNG/JPEG, ``ImageData.is_raster``).
     """
-    rgb = colour_image(data)
+    rgb = colour_image(data, stretch=stretch)
     h, w = rgb.shape[:2]
     size = min(8.0, max(4.0, w / 60))
     fig, ax = plt.subplots(figsize=(size, size * h / w))
-    ax.imshow(rgb, origin="lower", extent=(0, w, 0, h), interpolation="nearest")
+    _show(ax, rgb, origin)
     if truth_boxes is not None:
         for b in np.asarray(truth_boxes).reshape(-1, 4):
             ax.add_patch(
@@ -101,8 +138,9 @@ def plot_overlay(
     for i, (b, lab) in enumerate(zip(np.asarray(boxes).reshape(-1, 4), labels)):
         c = LABEL_COLOURS[(int(lab) - 1) % len(LABEL_COLOURS)]
         ax.add_patch(Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False, ec=c, lw=1.5))
-        if scores is not None:
-            ax.text(b[0], b[3] + 1, f"{scores[i]:.2f}", color=c, fontsize=7, va="bottom")
+        if scores is not None:  # above the box's upper edge on screen
+            y = b[3] + 1 if origin == "lower" else b[1] - 1
+            ax.text(b[0], y, f"{scores[i]:.2f}", color=c, fontsize=7, va="bottom")
     handles = [
         Rectangle((0, 0), 1, 1, fill=False, ec=LABEL_COLOURS[i], lw=1.5, label=n)
         for i, n in enumerate(class_names)
@@ -120,10 +158,6 @@ def plot_overlay(
         fontsize=7,
         frameon=False,
     )
-    ax.set_xlim(0, w)
-    ax.set_ylim(0, h)
-    ax.set_xticks([])
-    ax.set_yticks([])
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
@@ -142,6 +176,7 @@ def plot_point_overlays(
     class_names: Sequence[str] = ("star", "galaxy"),
     reference_label: str = "truth",
     title: str = "",
+    origin: Origin = "lower",
 ) -> Path:
     """Side-by-side panels of one image, each with a reference catalogue and one method's
     detections as markers (for crowded fields where boxes would hide the sources).
@@ -162,6 +197,8 @@ def plot_point_overlays(
         Legend name of the circles.
     title : str
         Figure title.
+    origin : {"lower", "upper"}
+        Where row 0 is shown (see :func:`plot_overlay`).
     """
     data = np.asarray(data, dtype=np.float32)
     if data.ndim == 2 or data.shape[0] == 1:
@@ -178,7 +215,7 @@ def plot_point_overlays(
     fig, axes = plt.subplots(1, n, figsize=(side * n, side * h / w + 0.6), squeeze=False)
     ref = np.asarray(reference_xy, dtype=float).reshape(-1, 2)
     for ax, (name, xy, labels) in zip(axes[0], panels):
-        ax.imshow(rgb, origin="lower", extent=(0, w, 0, h), interpolation="nearest")
+        _show(ax, rgb, origin)
         ax.scatter(ref[:, 0], ref[:, 1], s=60, facecolors="none", edgecolors="white", lw=0.8)
         xy = np.asarray(xy, dtype=float).reshape(-1, 2)
         for lab in np.unique(labels):
@@ -192,10 +229,6 @@ def plot_point_overlays(
                 color=LABEL_COLOURS[(int(lab) - 1) % len(LABEL_COLOURS)],
             )
         ax.set_title(f"{name}: {len(xy)} detections", fontsize=9)
-        ax.set_xlim(0, w)
-        ax.set_ylim(0, h)
-        ax.set_xticks([])
-        ax.set_yticks([])
     handles = [
         plt.Line2D([], [], ls="", marker="o", mfc="none", mec="0.3", label=reference_label),
         *[

@@ -131,6 +131,8 @@ def run_detection(
                 class_names=bundle.class_names,
                 truth_boxes=truth_by_id.get(iid, []) if truth is not None else None,
                 title=f"{name}: {len(d)} detections (score >= {threshold:.2f})",
+                origin=image.origin,
+                stretch=not image.is_raster,
             )
     if len(table) == 0:
         import warnings
