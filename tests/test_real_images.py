@@ -11,6 +11,7 @@ from clumpdet.data.fits import write_image_fits
 from clumpdet.data.images import COLOUR_BANDS, read_image
 from clumpdet.errors import InputError
 from clumpdet.inference.overlay import colour_image, plot_overlay
+from clumpdet.inference.run import check_input_kind, run_detection
 
 S = 40  # image side, pixels
 
@@ -69,7 +70,7 @@ def _image_area(png) -> np.ndarray:
     return shown[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
 
 
-def _check_top_left(png) -> None:
+def _check_top_left(png, *, box: bool = True) -> None:
     area = _image_area(png)
     h, w = area.shape[:2]
     m = h // 8  # a margin that keeps the box and the quarter borders out
@@ -77,6 +78,8 @@ def _check_top_left(png) -> None:
     bottom_left = area[h // 2 + m : h - m, m : w // 2 - m].mean(axis=(0, 1))
     assert top_left[0] > 120 and top_left[2] < 80, top_left  # red: the input's top-left
     assert bottom_left[2] > 120 and bottom_left[0] < 80, bottom_left
+    if not box:
+        return
     box = (area[..., 0] < 80) & (area[..., 1] > 150) & (area[..., 2] > 200)  # the cyan box
     rows, cols = np.nonzero(box)
     assert len(rows) > 20
@@ -123,3 +126,67 @@ def test_per_band_files_may_not_mix_fits_and_png(tmp_path):
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "r.png")
     with pytest.raises(InputError, match="mixes FITS and PNG/JPEG files"):
         read_image([tmp_path / "g.fits", tmp_path / "r.png"])
+
+
+# ------------------------------------------------------------------ input-kind refusal
+
+
+def _red_top_left_png(path):
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    rgb[..., 2] = 255
+    rgb[:32, :32] = (255, 0, 0)
+    Image.fromarray(rgb).save(path)
+    return path
+
+
+def test_detect_refuses_a_png_for_a_fits_model_in_one_line(tiny_model, tmp_path):
+    png = _red_top_left_png(tmp_path / "cutout.png")
+    with pytest.raises(InputError) as exc:
+        run_detection(checkpoint=tiny_model, images=[png], out=tmp_path / "c.csv", progress=False)
+    message = str(exc.value)
+    assert "\n" not in message
+    assert message.startswith(f"{png}: is a PNG/JPEG image (8-bit display values) but ")
+    assert f"{tiny_model} was trained on fits images (nanomaggy)" in message
+    assert "--allow-input-mismatch" in message
+    assert not (tmp_path / "c.csv").exists()
+
+
+def test_detect_on_a_png_when_asked_shows_it_the_right_way_up(tiny_model, tmp_path):
+    png = _red_top_left_png(tmp_path / "cutout.png")
+    with pytest.warns(UserWarning, match="trained on fits images"):
+        summary = run_detection(
+            checkpoint=tiny_model,
+            images=[png],
+            out=tmp_path / "c.csv",
+            overlays=tmp_path / "ov",
+            score_threshold=0.0,
+            progress=False,
+            allow_input_mismatch=True,
+        )
+    assert summary["n_images"] == 1 and (tmp_path / "c.csv").is_file()
+    _check_top_left(tmp_path / "ov" / "cutout_detections.png", box=False)
+
+
+def test_cli_detect_refuses_then_accepts_with_the_flag(tiny_model, tmp_path, capsys):
+    from clumpdet.cli import main
+
+    png = _red_top_left_png(tmp_path / "cutout.png")
+    args = ["detect", str(tiny_model), str(png), "--out", str(tmp_path / "c.csv")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cutout.png: is a PNG/JPEG image" in err
+    with pytest.warns(UserWarning, match="trained on fits images"):
+        assert main([*args, "--allow-input-mismatch"]) == 0
+    assert (tmp_path / "c.csv").is_file()
+
+
+def test_check_input_kind_rules(tmp_path):
+    fits_model = {"kind": "fits", "unit": "nanomaggy"}
+    png_model = {"kind": "png", "unit": "8-bit colour / 255"}
+    check_input_kind(["a.fits", "b.fits.gz"], fits_model, "m.pt")
+    check_input_kind(["a.png", "b.jpg", "c.JPEG"], png_model, "m.pt")  # PNG and JPEG: one kind
+    check_input_kind(["a.png", "b.fits"], {"kind": "unknown", "unit": ""}, "m.pt")
+    with pytest.raises(InputError, match=r"^b\.fits: is a FITS image but m\.pt was trained on png"):
+        check_input_kind(["a.png", "b.fits"], png_model, "m.pt")
+    with pytest.raises(InputError, match=r"^b\.jpg: is a PNG/JPEG image .* on fits images"):
+        check_input_kind(["a.fits", "b.jpg"], fits_model, "m.pt")
