@@ -3,17 +3,43 @@ and the real-galaxy check (on the shared Galaxy Zoo 2 images when they are prese
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
 from clumpdet.data.fits import write_image_fits
 from clumpdet.data.images import COLOUR_BANDS, read_image
 from clumpdet.errors import InputError
+from clumpdet.experiments.real_galaxies import (
+    clump_statistics,
+    read_real_galaxies,
+    real_galaxy_check,
+)
 from clumpdet.inference.overlay import colour_image, plot_overlay
 from clumpdet.inference.run import check_input_kind, run_detection
 
 S = 40  # image side, pixels
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _real_galaxies() -> Path | None:
+    """The shared gz2_sdss_galaxies folder ($CLUMPDET_SHARED_DATA, or a shared/data beside or
+    above the checkout), or None."""
+    roots = [os.environ.get("CLUMPDET_SHARED_DATA")]
+    roots += [str(p / "shared" / "data") for p in (ROOT, ROOT.parent, ROOT.parents[1])]
+    for root in roots:
+        if root and (Path(root) / "gz2_sdss_galaxies" / "labels.csv").is_file():
+            return Path(root) / "gz2_sdss_galaxies"
+    return None
+
+
+REAL = _real_galaxies()
 
 # ------------------------------------------------------------------------ channel order
 
@@ -190,3 +216,130 @@ def test_check_input_kind_rules(tmp_path):
         check_input_kind(["a.png", "b.fits"], png_model, "m.pt")
     with pytest.raises(InputError, match=r"^b\.jpg: is a PNG/JPEG image .* on fits images"):
         check_input_kind(["a.fits", "b.jpg"], fits_model, "m.pt")
+
+
+# ------------------------------------------------------------------- real-galaxy check
+
+
+@pytest.fixture(scope="module")
+def random_detector(tmp_path_factory) -> Path:
+    """A random-weight clump detector (FITS-trained by its record) with 424 px tiles."""
+    import torch
+
+    from clumpdet.checkpoints import save_checkpoint
+    from clumpdet.config import to_dict
+    from clumpdet.data.preprocessing import Preprocessing
+    from clumpdet.models.detector import DetectorConfig, build_detector
+
+    torch.manual_seed(0)
+    cfg = DetectorConfig(min_score=0.0)
+    pre = Preprocessing(bands=("g", "r", "i"), stretch="none")
+    model = build_detector(config=cfg, in_chans=3, image_mean=[0.0] * 3, image_std=[1.0] * 3)
+    return save_checkpoint(
+        tmp_path_factory.mktemp("ckpt") / "model.pt",
+        kind="detector",
+        model=model.eval(),
+        preprocessing=pre,
+        model_config=to_dict(cfg),
+        image_size=(424, 424),
+        input={"kind": "fits", "unit": "nanomaggy"},
+    )
+
+
+def _fake_gz2(folder: Path, n: int = 5, size: int = 48) -> Path:
+    rng = np.random.default_rng(3)
+    (folder / "images").mkdir(parents=True)
+    rows = []
+    for i in range(n):
+        gid = 100000 + i
+        img = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+        Image.fromarray(img).save(folder / "images" / f"{gid}.jpg")
+        rows.append({"file": f"images/{gid}.jpg", "galaxy_id": gid, "spiral": i % 2})
+    pd.DataFrame(rows).to_csv(folder / "labels.csv", index=False)
+    return folder
+
+
+def test_clump_statistics():
+    st = clump_statistics(np.array([0, 0, 3, 1]))
+    assert st["n_galaxies"] == 4 and st["fraction_with_clump"] == 0.5
+    assert st["clumps_per_galaxy"] == 1.0 and st["clumps_per_clumpy_galaxy"] == 2.0
+    assert st["max_clumps"] == 3 and st["median_clumps_per_galaxy"] == 0.5
+    assert np.isnan(clump_statistics(np.zeros(3))["clumps_per_clumpy_galaxy"])
+
+
+def test_read_real_galaxies_checks_the_table(tmp_path):
+    folder = _fake_gz2(tmp_path / "gz")
+    gal = read_real_galaxies(folder)
+    assert len(gal) == 5 and gal.spiral.tolist() == [False, True, False, True, False]
+    assert gal.take([3, 1]).galaxy_ids.tolist() == [100003, 100001]
+    df = pd.read_csv(folder / "labels.csv")
+    df.drop(columns="spiral").to_csv(folder / "labels.csv", index=False)
+    with pytest.raises(InputError, match=r"labels\.csv: missing column\(s\) spiral"):
+        read_real_galaxies(folder)
+    df.assign(spiral=[0, 1, 2, 0, 1]).to_csv(folder / "labels.csv", index=False)
+    with pytest.raises(InputError, match=r"line 4: spiral 2 is not 0 or 1"):
+        read_real_galaxies(folder)
+    df.to_csv(folder / "labels.csv", index=False)
+    (folder / "images" / "100002.jpg").unlink()
+    with pytest.raises(InputError, match=r"100002\.jpg: image file not found \(1 of 5\)"):
+        read_real_galaxies(folder)
+    with pytest.raises(InputError, match="labels.csv: file not found"):
+        read_real_galaxies(tmp_path / "nowhere")
+
+
+def _check_summary(summary, out: Path, n: int) -> None:
+    on_disk = json.loads((out / "real_check.json").read_text())
+    assert on_disk == summary
+    parts = summary["all"], summary["spiral"], summary["not_spiral"]
+    assert parts[0]["n_galaxies"] == n == parts[1]["n_galaxies"] + parts[2]["n_galaxies"]
+    table = pd.read_csv(out / "real_check_galaxies.csv")
+    assert len(table) == n
+    assert (table["n_clumps"] == table["n_clump"] + table["n_odd_clump"]).all()
+    assert summary["all"]["fraction_with_clump"] == pytest.approx((table["n_clumps"] > 0).mean())
+    assert summary["all"]["clumps_per_galaxy"] == pytest.approx(table["n_clumps"].mean())
+    spiral = table[table["spiral"] == 1]["n_clumps"]
+    expected = pytest.approx(spiral.mean()) if len(spiral) else None  # NaN is null in JSON
+    assert summary["spiral"]["clumps_per_galaxy"] == expected
+    assert summary["clump_scout"]["clumps_per_clumpy_galaxy"] == 2.31
+    with Image.open(out / "overlays.png") as im:
+        assert im.size[0] > 300 and im.size[1] > 150
+
+
+def test_real_galaxy_check_plumbing_on_fake_jpegs(random_detector, tmp_path):
+    folder = _fake_gz2(tmp_path / "gz")
+    with pytest.raises(InputError, match=r"\.jpg: is a PNG/JPEG image .* trained on fits"):
+        real_galaxy_check(checkpoint=random_detector, real=folder, out=tmp_path / "o")
+    with pytest.warns(UserWarning, match="trained on fits images"):
+        summary = real_galaxy_check(
+            checkpoint=random_detector,
+            real=folder,
+            out=tmp_path / "out",
+            n=4,
+            score_threshold=0.0,
+            n_overlays=3,
+            allow_input_mismatch=True,
+            command="python tools/real_galaxy_check.py ...",
+        )
+    _check_summary(summary, tmp_path / "out", 4)
+    assert summary["score_threshold"] == 0.0 and summary["allow_input_mismatch"] is True
+    assert summary["command"] == "python tools/real_galaxy_check.py ..."
+
+
+@pytest.mark.skipif(REAL is None, reason="shared/data/gz2_sdss_galaxies is not present")
+def test_real_galaxy_tool_on_a_handful_of_real_galaxies(random_detector, tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("rgc", ROOT / "tools" / "real_galaxy_check.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    args = ["--checkpoint", str(random_detector), "--real", str(REAL), "--out", str(tmp_path)]
+    assert tool.main([*args, "--n", "3"]) == 2  # a FITS-trained model on JPEGs: refused
+    assert "is a PNG/JPEG image" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="trained on fits images"):
+        assert tool.main([*args, "--n", "3", "--score", "0.05", "--allow-input-mismatch"]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((tmp_path / "real_check.json").read_text())
+    _check_summary(summary, tmp_path, 3)
+    assert printed.splitlines()[-1] == f"command: {summary['command']}"
+    assert "--n 3 --score 0.05 --allow-input-mismatch" in summary["command"]
+    assert summary["score_threshold"] == 0.05

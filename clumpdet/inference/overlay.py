@@ -23,6 +23,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
 
+from clumpdet.data.images import ImageData
+from clumpdet.detections import Detections
 from clumpdet.utils import atomic_path
 
 #: Box colours per label (1 clump, 2 odd clump, ...), colour-blind safe.
@@ -84,6 +86,39 @@ def colour_image(data: np.ndarray, *, stretch: bool = True) -> np.ndarray:
     return np.repeat(grey[..., None], 3, axis=2)
 
 
+def _draw_boxes(
+    ax,
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    scores: np.ndarray | None,
+    *,
+    origin: Origin,
+    truth_boxes: np.ndarray | None = None,
+    fontsize: float = 7,
+) -> None:
+    """Draw xyxy boxes coloured by label, scores above their upper edge on screen."""
+    if truth_boxes is not None:
+        for b in np.asarray(truth_boxes).reshape(-1, 4):
+            ax.add_patch(
+                Rectangle(
+                    (b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False, ec="white", ls="--", lw=1.0
+                )
+            )
+    for i, (b, lab) in enumerate(zip(np.asarray(boxes).reshape(-1, 4), labels)):
+        c = LABEL_COLOURS[(int(lab) - 1) % len(LABEL_COLOURS)]
+        ax.add_patch(Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False, ec=c, lw=1.5))
+        if scores is not None:
+            y = b[3] + 1 if origin == "lower" else b[1] - 1
+            ax.text(b[0], y, f"{scores[i]:.2f}", color=c, fontsize=fontsize, va="bottom")
+
+
+def _legend_handles(class_names: Sequence[str]) -> list[Rectangle]:
+    return [
+        Rectangle((0, 0), 1, 1, fill=False, ec=LABEL_COLOURS[i], lw=1.5, label=n)
+        for i, n in enumerate(class_names)
+    ]
+
+
 def plot_overlay(
     data: np.ndarray,
     path: str | Path,
@@ -128,23 +163,8 @@ def plot_overlay(
     size = min(8.0, max(4.0, w / 60))
     fig, ax = plt.subplots(figsize=(size, size * h / w))
     _show(ax, rgb, origin)
-    if truth_boxes is not None:
-        for b in np.asarray(truth_boxes).reshape(-1, 4):
-            ax.add_patch(
-                Rectangle(
-                    (b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False, ec="white", ls="--", lw=1.0
-                )
-            )
-    for i, (b, lab) in enumerate(zip(np.asarray(boxes).reshape(-1, 4), labels)):
-        c = LABEL_COLOURS[(int(lab) - 1) % len(LABEL_COLOURS)]
-        ax.add_patch(Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False, ec=c, lw=1.5))
-        if scores is not None:  # above the box's upper edge on screen
-            y = b[3] + 1 if origin == "lower" else b[1] - 1
-            ax.text(b[0], y, f"{scores[i]:.2f}", color=c, fontsize=7, va="bottom")
-    handles = [
-        Rectangle((0, 0), 1, 1, fill=False, ec=LABEL_COLOURS[i], lw=1.5, label=n)
-        for i, n in enumerate(class_names)
-    ]
+    _draw_boxes(ax, boxes, labels, scores, origin=origin, truth_boxes=truth_boxes)
+    handles = _legend_handles(class_names)
     if truth_boxes is not None:
         handles.append(
             Rectangle((0, 0), 1, 1, fill=False, ec="0.3", ls="--", label="truth (white, dashed)")
@@ -161,6 +181,69 @@ def plot_overlay(
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_overlay_grid(
+    images: Sequence[ImageData],
+    detections: Sequence[Detections],
+    path: str | Path,
+    *,
+    titles: Sequence[str] | None = None,
+    class_names: Sequence[str] = ("clump", "odd_clump"),
+    ncols: int = 6,
+    title: str = "",
+) -> Path:
+    """Save one PNG with a panel per image: the image (right way up) and its boxes.
+
+    Each panel is drawn as :func:`plot_overlay` draws one image: PNG/JPEG inputs as they are
+    with row 0 at the top, FITS stretched with row 0 at the bottom (``ImageData.origin``).
+
+    Parameters
+    ----------
+    images : sequence of ImageData
+        The images, ``(C, H, W)`` each, bands in wavelength order.
+    detections : sequence of Detections
+        One per image (already cut at the score to show); scores are printed.
+    path : path
+        Output PNG (written atomically).
+    titles : sequence of str, optional
+        One per panel.
+    class_names : sequence of str
+        Names of labels 1, 2, ... for the legend.
+    ncols : int
+        Panels per row.
+    title : str
+        Figure title.
+    """
+    if len(images) != len(detections):
+        raise ValueError(f"{len(images)} images but {len(detections)} detection sets")
+    n = max(1, len(images))
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.2 * ncols, 2.3 * nrows + 0.5), squeeze=False)
+    for k, ax in enumerate(axes.ravel()):
+        if k >= len(images):
+            ax.axis("off")
+            continue
+        image, d = images[k], detections[k]
+        _show(ax, colour_image(image.data, stretch=not image.is_raster), image.origin)
+        _draw_boxes(ax, d.boxes, d.labels, d.scores, origin=image.origin, fontsize=5)
+        if titles is not None:
+            ax.set_title(titles[k], fontsize=7)
+    fig.legend(
+        handles=_legend_handles(class_names),
+        loc="lower center",
+        ncol=len(class_names),
+        fontsize=8,
+        frameon=False,
+    )
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100)
     plt.close(fig)
