@@ -86,6 +86,14 @@ def colour_image(data: np.ndarray, *, stretch: bool = True) -> np.ndarray:
     return np.repeat(grey[..., None], 3, axis=2)
 
 
+def _save(fig, path: str | Path, *, dpi: int) -> Path:
+    """Write ``fig`` to ``path`` atomically and close it."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi)
+    plt.close(fig)
+    return Path(path)
+
+
 def _draw_boxes(
     ax,
     boxes: np.ndarray,
@@ -181,10 +189,7 @@ def plot_overlay(
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, dpi=100)
 
 
 def plot_overlay_grid(
@@ -244,10 +249,7 @@ def plot_overlay_grid(
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, dpi=100)
 
 
 def plot_point_overlays(
@@ -323,7 +325,4 @@ def plot_point_overlays(
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, dpi=110)

@@ -116,7 +116,8 @@ def run_detection(
     batch_size, tile_overlap : int
         Inference batch and tile overlap (pixels) for images larger than the training size.
     overlays : path, optional
-        Folder for overlay PNGs (the first ``max_overlays`` images).
+        Folder for overlay PNGs (the first ``max_overlays`` images), each shown the right way
+        up: PNG/JPEG with row 0 at the top, FITS with row 0 at the bottom.
     device : str
         ``"cpu"`` or ``"cuda"``.
     progress : bool
@@ -124,7 +125,6 @@ def run_detection(
     allow_input_mismatch : bool
         Detect on images of another kind than the model was trained on (PNG/JPEG for a
         FITS-trained model or the reverse); refused otherwise (:func:`check_input_kind`).
-        Overlays show PNG/JPEG inputs with row 0 at the top, FITS with row 0 at the bottom.
 
     Returns
     -------
