@@ -295,6 +295,11 @@ def _check_summary(summary, out: Path, n: int) -> None:
     table = pd.read_csv(out / "real_check_galaxies.csv")
     assert len(table) == n
     assert (table["n_clumps"] == table["n_clump"] + table["n_odd_clump"]).all()
+    boxes = pd.read_csv(out / "real_check_detections.csv")
+    assert len(boxes) == table["n_clumps"].sum()
+    per_galaxy = boxes.groupby("galaxy_id").size().reindex(table["galaxy_id"], fill_value=0)
+    assert per_galaxy.tolist() == table["n_clumps"].tolist()
+    assert (boxes["score"] >= summary["score_threshold"]).all()
     assert summary["all"]["fraction_with_clump"] == pytest.approx((table["n_clumps"] > 0).mean())
     assert summary["all"]["clumps_per_galaxy"] == pytest.approx(table["n_clumps"].mean())
     spiral = table[table["spiral"] == 1]["n_clumps"]

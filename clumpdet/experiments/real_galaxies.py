@@ -154,7 +154,9 @@ def real_galaxy_check(
         The ``gz2_sdss_galaxies`` folder (``labels.csv`` + ``images/``).
     out : path
         Output folder: ``real_check.json`` (the returned summary), ``real_check_galaxies.csv``
-        (``galaxy_id, spiral, n_clumps, n_clump, n_odd_clump, max_score`` per galaxy) and
+        (``galaxy_id, spiral, n_clumps, n_clump, n_odd_clump, max_score`` per galaxy),
+        ``real_check_detections.csv`` (``galaxy_id, x1, y1, x2, y2, label, score, width,
+        height`` per detection; xyxy pixels, row 0 at the top of the JPEG) and
         ``overlays.png`` (``n_overlays`` random galaxies with their boxes).
     n : int, optional
         Detect on a random sample of ``n`` galaxies (``seed``); default all.
@@ -211,11 +213,23 @@ def real_galaxy_check(
     shown = set(rng.choice(len(galaxies), min(n_overlays, len(galaxies)), replace=False).tolist())
     panels: dict[int, tuple[Any, Detections]] = {}
     rows = []
+    boxes = []
     for k, (image, det) in enumerate(predictor.iter_files(galaxies.paths, progress=progress)):
         d = det.above(threshold)
         if k in shown:
             panels[k] = (image, d)
         per_label = [int((d.labels == i + 1).sum()) for i in range(len(bundle.class_names))]
+        for b, lab, score in zip(d.boxes, d.labels, d.scores):
+            boxes.append(
+                {
+                    "galaxy_id": int(galaxies.galaxy_ids[k]),
+                    **dict(zip(("x1", "y1", "x2", "y2"), map(float, b))),
+                    "label": bundle.class_names[int(lab) - 1],
+                    "score": float(score),
+                    "width": int(image.shape[2]),
+                    "height": int(image.shape[1]),
+                }
+            )
         rows.append(
             {
                 "galaxy_id": int(galaxies.galaxy_ids[k]),
@@ -229,6 +243,9 @@ def real_galaxy_check(
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "real_check_galaxies.csv", "w", newline="") as fh:
         table.to_csv(fh, index=False)
+    box_columns = ["galaxy_id", "x1", "y1", "x2", "y2", "label", "score", "width", "height"]
+    with atomic_write(out / "real_check_detections.csv", "w", newline="") as fh:
+        pd.DataFrame(boxes, columns=box_columns).to_csv(fh, index=False)
 
     def stats(sel: np.ndarray) -> dict[str, Any]:
         part = table[sel]
@@ -266,6 +283,7 @@ def real_galaxy_check(
         "not_spiral": stats(~spiral),
         "clump_scout": CLUMP_SCOUT,
         "galaxies_csv": str(out / "real_check_galaxies.csv"),
+        "detections_csv": str(out / "real_check_detections.csv"),
         "overlays": str(overlays),
     }
     summary = to_json_safe(summary)
