@@ -94,6 +94,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         tile_overlap=args.tile_overlap,
         overlays=args.overlays,
         device=args.device,
+        allow_input_mismatch=args.allow_input_mismatch,
     )
     print(
         f"{summary['n_detections']} detections in {summary['n_images']} images "
@@ -272,6 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--overlays", type=Path, default=None, help="folder for overlay PNGs")
     d.add_argument("--device", default="cpu", help="cpu or cuda")
+    d.add_argument(
+        "--allow-input-mismatch",
+        action="store_true",
+        help="detect on PNG/JPEG with a FITS-trained model (or the reverse) instead of refusing",
+    )
     d.set_defaults(func=_cmd_detect)
 
     tc = sub.add_parser("train-classifier", help="train a galaxy classifier (Lightning)")

@@ -211,12 +211,12 @@ def test_read_gz_kaggle(tmp_path):
     assert data.task == "gz_votes" and data.label_names == gz_tree.ANSWER_NAMES
     assert data.ids.dtype == np.int64 and data.ids[0] == 100008
     np.testing.assert_allclose(data.labels, fr, atol=1e-6)
-    assert data.bands == ("R", "G", "B")
+    assert data.bands == ("B", "G", "R")
     img = data.image(2)
     assert img.shape == (3, 12, 12) and img.dtype == np.float32
     assert 0.0 <= img.min() and img.max() <= 1.0
-    expected = np.asarray(Image.open(images_dir / "100010.jpg"), np.float32).transpose(2, 0, 1)
-    np.testing.assert_allclose(img, expected / 255.0)
+    expected = np.asarray(Image.open(images_dir / "100010.jpg"), np.float32)
+    np.testing.assert_allclose(img, expected[..., ::-1].transpose(2, 0, 1) / 255.0)
 
 
 def test_read_gz_kaggle_missing_images(tmp_path):
@@ -403,7 +403,7 @@ def test_read_image_folder_png_four_class_and_fits_merger(tmp_path):
         image_pattern="{id}",
         task="four_class",
     )
-    assert data.bands == ("R", "G", "B") and data.image(0).shape == (3, 10, 10)
+    assert data.bands == ("B", "G", "R") and data.image(0).shape == (3, 10, 10)
     assert data.class_index().tolist() == [2, 0, 1, 3]
     df.loc[1, "ring"] = 1
     df.to_csv(tmp_path / "bad.csv", index=False)

@@ -186,10 +186,11 @@ def test_png_colour_rows_top_down(tmp_path):
     rgb = np.random.default_rng(1).integers(0, 256, size=(H, W, 3), dtype=np.uint8)
     Image.fromarray(rgb).save(tmp_path / "c.png")
     im = read_image(tmp_path / "c.png")
-    assert im.bands == ("R", "G", "B") and im.data.shape == (3, H, W)
+    assert im.bands == ("B", "G", "R") and im.data.shape == (3, H, W)
     assert im.data.dtype == np.float32 and im.wcs is None
-    # Row 0 of the array is the top row of the picture (no flip), values in [0, 1].
-    np.testing.assert_allclose(im.data, rgb.transpose(2, 0, 1) / 255.0, atol=1e-7)
+    # Row 0 of the array is the top row of the picture (no flip), values in [0, 1]; planes in
+    # wavelength order (blue first).
+    np.testing.assert_allclose(im.data, rgb[..., ::-1].transpose(2, 0, 1) / 255.0, atol=1e-7)
 
     rgba = np.concatenate([rgb, np.full((H, W, 1), 7, np.uint8)], axis=2)
     Image.fromarray(rgba, mode="RGBA").save(tmp_path / "a.png")
@@ -212,10 +213,10 @@ def test_jpeg_colour(tmp_path):
     yy, xx = np.mgrid[0:H, 0:W]
     rgb = np.stack([xx * 15, yy * 20, np.full_like(xx, 128)], axis=2).astype(np.uint8)
     Image.fromarray(rgb).save(tmp_path / "c.jpg", quality=98)
-    im = read_image(tmp_path / "c.jpg", bands=("B", "G", "R"))
-    assert im.bands == ("B", "G", "R") and im.data.shape == (3, H, W)
-    np.testing.assert_allclose(im.data, rgb[..., ::-1].transpose(2, 0, 1) / 255.0, atol=0.05)
-    with pytest.raises(InputError, match=r"c\.jpg: band\(s\) g, r, i not found; .*\(R, G, B\)"):
+    im = read_image(tmp_path / "c.jpg", bands=("R", "G", "B"))
+    assert im.bands == ("R", "G", "B") and im.data.shape == (3, H, W)
+    np.testing.assert_allclose(im.data, rgb.transpose(2, 0, 1) / 255.0, atol=0.05)
+    with pytest.raises(InputError, match=r"c\.jpg: band\(s\) g, r, i not found; .*\(B, G, R\)"):
         read_image(tmp_path / "c.jpg", bands=("g", "r", "i"))
 
 

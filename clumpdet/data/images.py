@@ -9,7 +9,11 @@ Nothing is ever flipped, so boxes measured on a file (e.g. Clump Scout boxes dra
 JPEG cutouts, or simulator truth written with the FITS file) index the array that
 :func:`read_image` returns, with the pixel convention of docs/conventions.md. The price is
 that a FITS image and a JPEG of the same field are vertically mirrored relative to each
-other; convert boxes explicitly (``y -> H - y``) if you mix them.
+other; convert boxes explicitly (``y -> H - y``) if you mix them. :attr:`ImageData.origin`
+says which way up an array is meant to be shown (``"lower"``: FITS, row 0 at the bottom;
+``"upper"``: PNG/JPEG, row 0 at the top), in matplotlib's ``imshow(origin=...)`` terms;
+:func:`clumpdet.inference.overlay.plot_overlay` takes it so overlays show every input the
+right way up.
 """
 
 from __future__ import annotations
@@ -28,6 +32,11 @@ from clumpdet.errors import InputError
 
 #: File-name endings read through PIL; values are ``(C, H, W)`` in [0, 1].
 RASTER_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg")
+
+#: Band names of the planes of a colour PNG/JPEG as :func:`read_image` returns them: the blue,
+#: green and red channels, in that (wavelength) order, so that an SDSS/Galaxy Zoo gri composite
+#: (i in red, r in green, g in blue) reads as ``(g, r, i)`` planes.
+COLOUR_BANDS: tuple[str, ...] = ("B", "G", "R")
 
 NanPolicy = Literal["raise", "zero", "median", "keep"]
 _NAN_POLICIES = ("raise", "zero", "median", "keep")
@@ -68,6 +77,21 @@ class ImageData:
             )
 
     @property
+    def is_raster(self) -> bool:
+        """True when the pixels come from PNG/JPEG file(s) (display values in [0, 1])."""
+        paths = self.path if isinstance(self.path, tuple) else (self.path,)
+        return self.path is not None and all(_is_raster(p) for p in paths)
+
+    @property
+    def origin(self) -> Literal["lower", "upper"]:
+        """Where row 0 is shown: ``"upper"`` (top) for PNG/JPEG, ``"lower"`` (bottom) else.
+
+        FITS files and arrays built in memory are shown as astronomers display them (ds9,
+        ``imshow(origin="lower")``); PNG/JPEG pictures as any image viewer does.
+        """
+        return "upper" if self.is_raster else "lower"
+
+    @property
     def shape(self) -> tuple[int, int, int]:
         """``(C, H, W)``."""
         return tuple(self.data.shape)  # type: ignore[return-value]
@@ -82,11 +106,15 @@ class ImageData:
         return str(self.path)
 
 
+def _is_raster(path: Path) -> bool:
+    return Path(path).name.lower().endswith(RASTER_SUFFIXES)
+
+
 def _suffix_kind(path: Path) -> str:
     name = path.name.lower()
     if name.endswith(FITS_SUFFIXES):
         return "fits"
-    if name.endswith(RASTER_SUFFIXES):
+    if _is_raster(path):
         return "raster"
     supported = ", ".join((*FITS_SUFFIXES, *RASTER_SUFFIXES))
     raise InputError(path, f"unsupported file type {path.suffix!r}; supported: {supported}")
@@ -98,7 +126,7 @@ def _placeholders(names: Sequence[str | None]) -> tuple[tuple[str, ...], bool]:
 
 
 def _read_raster(path: Path) -> ImageData:
-    """PNG/JPEG via PIL: colour -> (3, H, W) ("R", "G", "B"), grey -> (1, H, W) ("L")."""
+    """PNG/JPEG via PIL: colour -> (3, H, W) planes B, G, R (wavelength order), grey -> ("L",)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -114,9 +142,10 @@ def _read_raster(path: Path) -> ImageData:
             elif mode in ("L", "LA", "1"):
                 arr = np.asarray(im.convert("L"), dtype=np.float32)[None] / 255.0
                 bands = ("L",)
-            else:  # RGB, RGBA, P, CMYK, YCbCr ...: alpha is dropped
-                arr = np.asarray(im.convert("RGB"), dtype=np.float32).transpose(2, 0, 1) / 255.0
-                bands = ("R", "G", "B")
+            else:  # RGB, RGBA, P, CMYK, YCbCr ...: alpha is dropped; blue plane first
+                rgb = np.asarray(im.convert("RGB"), dtype=np.float32)
+                arr = rgb[..., ::-1].transpose(2, 0, 1) / 255.0
+                bands = COLOUR_BANDS
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(path, f"not a valid PNG/JPEG image ({exc})") from None
     data = np.ascontiguousarray(arr, dtype=np.float32)
@@ -144,6 +173,11 @@ def _read_one(path: Path, hdu: int | str | None) -> ImageData:
 
 
 def _read_many(paths: Sequence[Path], hdu: int | str | None) -> ImageData:
+    if len({_is_raster(p) for p in paths}) > 1:
+        raise InputError(
+            ", ".join(map(str, paths)),
+            "mixes FITS and PNG/JPEG files (their rows run in opposite directions)",
+        )
     parts = [_read_one(p, hdu) for p in paths]
     shape = parts[0].data.shape[1:]
     for p, part in zip(paths, parts):
@@ -269,9 +303,15 @@ def read_image(
     ----------
     path : str, Path, or sequence of them
         A FITS file (2-D HDU, ``(C, H, W)`` cube with ``BAND1..n``, or multi-extension file
-        with one 2-D image HDU per band), a PNG/JPEG cutout (colour -> 3 bands ``R, G, B`` in
-        [0, 1]; greyscale -> 1 band ``L``), or a list of files, one (or more) band(s) each,
-        all of the same ``(H, W)``, concatenated in list order.
+        with one 2-D image HDU per band), a PNG/JPEG cutout (colour -> 3 bands in [0, 1];
+        greyscale -> 1 band ``L``), or a list of files, one (or more) band(s) each, all of
+        the same ``(H, W)``, concatenated in list order.
+
+        Colour channels are returned in **wavelength order**, bluest first: planes
+        ``(B, G, R)`` (:data:`COLOUR_BANDS`). Survey colour composites put the reddest band in
+        red (SDSS / Galaxy Zoo: i -> red, r -> green, g -> blue), so a gri composite reads as
+        ``(g, r, i)``, the band order of a FITS cube, and a model trained on ``(g, r, i)`` FITS
+        gets each band's channel when planes are matched by count.
     bands : sequence of str, optional
         Select and reorder planes by name (see :func:`select_bands`).
     hdu : int or str, optional
@@ -282,14 +322,16 @@ def read_image(
     Returns
     -------
     ImageData
-        ``data`` float32 native-endian ``(C, H, W)``; rows in file order (module docstring).
+        ``data`` float32 native-endian ``(C, H, W)``; rows in file order, never flipped: row 0
+        is the bottom row of a FITS image and the top row of a PNG/JPEG picture
+        (:attr:`ImageData.origin` says which; module docstring).
 
     Raises
     ------
     InputError
         Missing file, unsupported suffix, corrupt/truncated file, shape mismatch between
-        per-band files, missing bands or wrong band count, empty or all-NaN image, NaN/inf
-        pixels with ``nan_policy="raise"``.
+        per-band files, a list mixing FITS and PNG/JPEG files, missing bands or wrong band
+        count, empty or all-NaN image, NaN/inf pixels with ``nan_policy="raise"``.
     """
     if isinstance(path, (str, Path)):
         image = _read_one(Path(path), hdu)

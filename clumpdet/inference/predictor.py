@@ -20,7 +20,7 @@ import torch
 from torchvision.ops import batched_nms
 
 from clumpdet.checkpoints import DetectorBundle, load_detector
-from clumpdet.data.images import RASTER_SUFFIXES, ImageData, read_image
+from clumpdet.data.images import COLOUR_BANDS, RASTER_SUFFIXES, ImageData, read_image
 from clumpdet.detections import Detections, coco_results
 from clumpdet.errors import InputError
 
@@ -115,7 +115,7 @@ class Predictor:
         if not np.isfinite(data).any():
             raise InputError(name, "image has no finite pixels (all NaN/inf)")
         if isinstance(image, ImageData) and not set(self.bands) <= set(image.bands):
-            if not image.band_names_known or image.bands == ("R", "G", "B"):
+            if not image.band_names_known or image.bands == COLOUR_BANDS:
                 image = data  # unnamed planes or a colour cutout: matched by count, in order
         try:
             return self.bundle.preprocessing.stretch_only(image)
@@ -212,11 +212,11 @@ class Predictor:
     def read(self, path: str | Path) -> ImageData:
         """Read one image file the way every prediction path does.
 
-        FITS files have the model's bands picked by name; PNG/JPEG cutouts keep their R, G, B
-        planes, matched to the model's bands by count. NaN/inf pixels are replaced by the
-        band median (:data:`NAN_POLICY`). A file of another kind than the model's training
-        input (a PNG for a FITS-trained model, or the reverse; ``DetectorBundle.input``) gives a
-        ``UserWarning`` (once per predictor).
+        FITS files have the model's bands picked by name; PNG/JPEG cutouts keep their B, G, R
+        planes (wavelength order), matched to the model's bands by count. NaN/inf pixels are
+        replaced by the band median (:data:`NAN_POLICY`). A file of another kind than the
+        model's training input (a PNG for a FITS-trained model, or the reverse;
+        ``DetectorBundle.input``) gives a ``UserWarning`` (once per predictor).
         """
         raster = Path(path).suffix.lower() in RASTER_SUFFIXES
         trained = self.bundle.input

@@ -2,14 +2,53 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from clumpdet.data.images import RASTER_SUFFIXES
 from clumpdet.detections import coco_results
 from clumpdet.errors import ConfigError, InputError, NoDetectionsWarning
 from clumpdet.inference.catalogue import CATALOGUE_FORMATS, build_catalogue, write_catalogue
 from clumpdet.inference.predictor import Predictor
+
+
+def check_input_kind(
+    paths: Sequence[str | Path], trained: Mapping[str, str], checkpoint: str | Path
+) -> None:
+    """Refuse images of another kind than the model's training input.
+
+    FITS (physical units) and PNG/JPEG (8-bit display values) are the two kinds; PNG and JPEG
+    count as one. A checkpoint whose input is ``"unknown"`` (older checkpoints) accepts both.
+
+    Parameters
+    ----------
+    paths : sequence of path
+        The images to detect on.
+    trained : mapping
+        The checkpoint's ``input`` record (``DetectorBundle.input``): ``kind``, ``unit``.
+    checkpoint : path
+        The checkpoint, for the message.
+
+    Raises
+    ------
+    InputError
+        The first image of the other kind, in one line: the file, what it is, what the model
+        was trained on, and the opt-in that overrides it.
+    """
+    if trained["kind"] == "unknown":
+        return
+    trained_raster = trained["kind"] in ("png", "jpeg")
+    for path in paths:
+        raster = Path(path).suffix.lower() in RASTER_SUFFIXES
+        if raster != trained_raster:
+            what = "a PNG/JPEG image (8-bit display values)" if raster else "a FITS image"
+            unit = f" ({trained['unit']})" if trained["unit"] else ""
+            raise InputError(
+                path,
+                f"is {what} but {checkpoint} was trained on {trained['kind']} images{unit}; "
+                "pass --allow-input-mismatch (allow_input_mismatch=True) to detect anyway",
+            )
 
 
 def coco_results_path(catalogue: str | Path) -> Path:
@@ -55,6 +94,7 @@ def run_detection(
     max_overlays: int = 50,
     device: str = "cpu",
     progress: bool = True,
+    allow_input_mismatch: bool = False,
 ) -> dict[str, Any]:
     """Detect clumps (or sources) in images and write a catalogue plus COCO results.
 
@@ -76,14 +116,26 @@ def run_detection(
     batch_size, tile_overlap : int
         Inference batch and tile overlap (pixels) for images larger than the training size.
     overlays : path, optional
-        Folder for overlay PNGs (the first ``max_overlays`` images).
+        Folder for overlay PNGs (the first ``max_overlays`` images), each shown the right way
+        up: PNG/JPEG with row 0 at the top, FITS with row 0 at the bottom.
     device : str
         ``"cpu"`` or ``"cuda"``.
+    progress : bool
+        Show a progress bar.
+    allow_input_mismatch : bool
+        Detect on images of another kind than the model was trained on (PNG/JPEG for a
+        FITS-trained model or the reverse); refused otherwise (:func:`check_input_kind`).
 
     Returns
     -------
     dict
         Summary: counts and output paths.
+
+    Raises
+    ------
+    InputError
+        Unknown catalogue format, images not in ``coco``, or (without
+        ``allow_input_mismatch``) images of another kind than the training input.
     """
     from clumpdet.data.coco import write_predictions
 
@@ -96,6 +148,8 @@ def run_detection(
     bundle = predictor.bundle
     threshold = bundle.model_config.score_threshold if score_threshold is None else score_threshold
     paths, ids, truth = _resolve_inputs(images, coco)
+    if not allow_input_mismatch:
+        check_input_kind(paths, bundle.input, checkpoint)
     loaded, dets = predictor.predict_files(paths, progress=progress)
     cut = [d.above(threshold) for d in dets]
     table = build_catalogue(
@@ -131,6 +185,8 @@ def run_detection(
                 class_names=bundle.class_names,
                 truth_boxes=truth_by_id.get(iid, []) if truth is not None else None,
                 title=f"{name}: {len(d)} detections (score >= {threshold:.2f})",
+                origin=image.origin,
+                stretch=not image.is_raster,
             )
     if len(table) == 0:
         import warnings

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from clumpdet.data.containers import ClassificationData, FileImages
+from clumpdet.data.images import COLOUR_BANDS
 from clumpdet.data.readers.common import (
-    RGB,
     SOURCES,
     Missing,
     SourceArgs,
@@ -55,7 +55,7 @@ def read_gz_kaggle(
     Returns
     -------
     ClassificationData
-        ``task="gz_votes"``, labels (N, 37), bands ``("R", "G", "B")``, ids the GalaxyIDs,
+        ``task="gz_votes"``, labels (N, 37), bands ``("B", "G", "R")``, ids the GalaxyIDs,
         images a :class:`FileImages` (JPEGs read on access as (3, H, W) float32 in [0, 1]).
 
     Raises
@@ -114,7 +114,7 @@ def read_gz2(
     -------
     ClassificationData
         ``task="gz_votes"``, labels (N, 37) cumulative fractions, optional counts (N, 37),
-        ids the dr7objids, bands ``("R", "G", "B")``, images a :class:`FileImages`.
+        ids the dr7objids, bands ``("B", "G", "R")``, images a :class:`FileImages`.
 
     Raises
     ------
@@ -219,7 +219,7 @@ def _gz_votes_data(
         labels=labels[keep],
         task="gz_votes",
         label_names=gz_tree.ANSWER_NAMES,
-        bands=RGB,
+        bands=COLOUR_BANDS,
         ids=ids[keep],
         source=source,
         counts=None if counts is None else counts[keep],
