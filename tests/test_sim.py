@@ -27,10 +27,15 @@ from clumpdet.sim.clumps.config import sim_config_fields
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "sim"
 
+# These tests pin the smooth host model (configs/sim/clumps_smooth.yaml, the default before
+# issue 11); the realistic population and the colour rendering are tested in test_sim_hosts.py.
+SMOOTH = CONFIGS / "clumps_smooth.yaml"
+
 # Half-size frame with half-size hosts: the same geometry in pixels/2, ~4x faster to draw.
 SMALL = {
     "image": {"width": 100, "height": 100},
     "host": {"hlr_median": 9.0, "hlr_min": 4.0, "hlr_max": 17.5},
+    "population": {"model": "smooth"},
 }
 
 
@@ -153,8 +158,8 @@ def _scenes_with_objects(cfg, n, start=0):
 
 @pytest.fixture(scope="module")
 def full_scenes():
-    """Default-config scenes (200 px) with objects and noiseless components."""
-    return _scenes_with_objects(ClumpSimConfig(), 8)
+    """Smooth-model scenes (200 px) with objects and noiseless components."""
+    return _scenes_with_objects(load_sim_config(SMOOTH), 8)
 
 
 def test_boxes_hold_their_objects_light(full_scenes):
@@ -243,7 +248,10 @@ def test_count_and_class_distribution(small_cfg):
 def test_simulate_clumps_layout(tmp_path):
     from pycocotools.coco import COCO
 
-    out = simulate_clumps(n=4, seed=7, out=tmp_path / "sim", workers=1, progress=False)
+    smooth = load_sim_config(SMOOTH)
+    out = simulate_clumps(
+        n=4, seed=7, out=tmp_path / "sim", config=smooth, workers=1, progress=False
+    )
     files = sorted(p.name for p in (out / "images").iterdir())
     assert files == [f"{i:06d}.fits" for i in range(4)]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp leftovers
@@ -281,7 +289,7 @@ def test_simulate_clumps_layout(tmp_path):
         assert int(row[0]) == a["image_id"] and int(row[1]) == a["category_id"]
         np.testing.assert_allclose([float(v) for v in row[2:]], [x, y, x + w, y + h], atol=1e-3)
     saved = load_sim_config(out / "config.yaml")
-    assert saved == ClumpSimConfig()
+    assert saved == smooth
 
 
 def test_workers_do_not_change_output(tmp_path, small_cfg):

@@ -1,7 +1,9 @@
 """Pinned checksums of every simulator's output for a fixed seed and the default config.
 
 The digests were taken before the simulators were reorganised (issue 10); the reorganisation must
-leave the pixels and the truth byte-identical. A deliberate change to a simulator's output updates
+leave the pixels and the truth byte-identical. Since issue 11 the clump default is the realistic
+host population; the previous default is pinned through ``configs/sim/clumps_smooth.yaml``.
+A deliberate change to a simulator's output updates
 the digest here in the same commit and says why in the commit message.
 
 What is hashed: the pixel arrays (as float32 bytes, in file order) and the truth (COCO images and
@@ -20,6 +22,7 @@ import pytest
 from astropy.io import fits
 
 N, SEED = 3, 7
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "sim"
 
 
 def _digest_detection_set(root: Path) -> str:
@@ -45,7 +48,10 @@ def _digest_galaxy_set(root: Path) -> str:
 
 
 PINNED = {
+    # the smooth host set (the default before issue 11), configs/sim/clumps_smooth.yaml
     "clumps": "ea0d48b5e1832eb86a039737043160c08f544200071adfac625a4296e9e10f2c",
+    # the realistic host population (the default since issue 11), configs/sim/clumps_sdss.yaml
+    "clumps_realistic": "251406cd38e230e30bbcc8b79900ece597a47eb631d983226e755fbc7cd2263f",
     "fields": "cdbeae4dbfef3ede34d810a9ac454a457509a58ace50a58cb95d56e27e3436ae",
     "mergers": "c05e03f8b7fbe1abebf23da5e910235fd3cf9a0e55bc56997c90cca3d8ad6e80",
     "four_class": "a8fee75c94a3115e21d4d3cd16b7a81e978c80bd3e7173792062f00022100422",
@@ -57,8 +63,10 @@ def _simulate(kind: str, out: Path) -> str:
     from clumpdet import sim
 
     common = dict(n=N, seed=SEED, out=out, workers=1, progress=False)
-    if kind == "clumps":
-        sim.simulate_clumps(**common)
+    if kind in ("clumps", "clumps_realistic"):
+        name = "clumps_smooth.yaml" if kind == "clumps" else "clumps_sdss.yaml"
+        config = sim.load_sim_config(CONFIGS / name)
+        sim.simulate_clumps(**common, config=config)
         return _digest_detection_set(out)
     if kind == "fields":
         sim.simulate_fields(**common)

@@ -203,19 +203,26 @@ class ClumpsConfig:
     r_min, r_max : float
         Clumps sit in the disk plane at radii following the exponential disk light, truncated to
         [r_min, r_max] disk half-light radii (no clumps in the bulge region, none off the disk),
-        then are projected with the host's inclination and position angle.
+        then are projected with the host's inclination and position angle. In the realistic
+        population (``population.model: realistic``) the unit is the host's r-band half-light
+        radius R50 and positions are drawn from the host's own disk light (arms, bar, knots
+        included) weighted by ``(r / R50) ** radial_weight``.
+    radial_weight : float
+        Realistic population only: the outward weighting of the disk light above; 2.5 puts the
+        median clump near 1 R90, as the Clump Scout box distances.
     """
 
     flux_ratio_min: float = 0.01
     flux_ratio_max: float = 0.15
     fwhm_min: float = 0.0
-    fwhm_max: float = 3.0
-    gr_min: float = 0.0
-    gr_max: float = 0.3
-    ri_min: float = -0.1
-    ri_max: float = 0.2
-    r_min: float = 0.75
-    r_max: float = 3.0
+    fwhm_max: float = 2.0
+    gr_min: float = -0.1
+    gr_max: float = 0.5
+    ri_min: float = -0.25
+    ri_max: float = 0.3
+    r_min: float = 0.3
+    r_max: float = 4.5
+    radial_weight: float = 2.5
 
 
 @dataclass(frozen=True)
@@ -244,26 +251,31 @@ class OddClumpsConfig:
         Axis ratio ~ Uniform(min, 1), random position angle.
     galaxy_gr_min, galaxy_gr_max, galaxy_ri_min, galaxy_ri_max : float
         Colours, uniform (redshifted, redder than the host's disk).
+    clump_like_fraction : float
+        Realistic population only: fraction of odd clumps that are clump-like knots (clump
+        sizes and colours) that volunteers flagged as odd; with stars and background galaxies of
+        overlapping colours, class 2 does not separate from class 1 on colour alone.
     """
 
     star_fraction: float = 0.5
-    star_flux_ratio_min: float = 0.01
+    star_flux_ratio_min: float = 0.005
     star_flux_ratio_max: float = 0.2
-    star_gr_min: float = 0.3
+    star_gr_min: float = 0.2
     star_gr_max: float = 1.5
     star_ri_slope: float = 0.45
     star_ri_offset: float = -0.05
     star_ri_scatter: float = 0.05
-    galaxy_flux_ratio_min: float = 0.01
+    galaxy_flux_ratio_min: float = 0.005
     galaxy_flux_ratio_max: float = 0.1
     galaxy_hlr_min: float = 0.2
     galaxy_hlr_max: float = 1.2
     galaxy_sersic_n: tuple[float, ...] = (1.0, 2.0)
     galaxy_axis_ratio_min: float = 0.4
-    galaxy_gr_min: float = 0.8
+    galaxy_gr_min: float = 0.2
     galaxy_gr_max: float = 1.5
-    galaxy_ri_min: float = 0.35
+    galaxy_ri_min: float = 0.05
     galaxy_ri_max: float = 0.7
+    clump_like_fraction: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -319,8 +331,219 @@ class SceneConfig:
     empty_fraction: float = 0.3
     count_weights: tuple[float, ...] = CLUMP_SCOUT_COUNTS
     odd_fraction: float = 0.276
-    min_separation: float = 2.0
+    min_separation: float = 1.0
     max_tries: int = 100
+
+
+#: Host morphological types of the realistic population.
+HOST_TYPES: tuple[str, ...] = ("elliptical", "lenticular", "spiral", "edge_on", "irregular", "pair")
+
+
+@dataclass(frozen=True)
+class PopulationConfig:
+    """Host population (``model: realistic``, the default) or the legacy smooth disk (``smooth``).
+
+    The realistic population is an SDSS Galaxy-Zoo-like sample (r < 17.7): ellipticals,
+    lenticulars, face-on to inclined spirals (arms, some barred), edge-on disks with dust lanes,
+    irregulars and interacting pairs, with unlabelled HII-region knots (GalSim ``RandomKnots``
+    positions) in the star-forming disks. Only some hosts carry labelled clumps (probability per
+    type; ~12 % overall as in Adams et al. 2022). ``smooth`` ignores this group and every other
+    group's realistic-only key and reproduces the previous simulator byte for byte
+    (``configs/sim/clumps_smooth.yaml``).
+
+    Attributes
+    ----------
+    model : {"realistic", "smooth"}
+        Host model.
+    type_weights : {type: float}
+        Relative frequency of each host type (``HOST_TYPES``).
+    clumpy_probability : {type: float}
+        Probability that a host of the type carries labelled objects (clumps / odd clumps).
+    mag_min, mag_max, mag_slope : float
+        Host total r magnitude, ``p(m) ~ 10 ** (mag_slope * m)`` on [min, max] (counts rising to
+        the GZ2 limit r = 17.7).
+    r50_ref, r50_mag_slope, r50_scatter, r50_min, r50_max : float
+        r-band half-light radius, arcsec: ``log10 R50 = log10(r50_ref) + r50_mag_slope (m - 16)``
+        plus Normal(0, r50_scatter) dex, clipped.
+    spheroid_size_factor : float
+        Ellipticals are this much more compact at fixed magnitude.
+    offset_sd : float
+        Host centre offset from the frame centre, arcsec per axis.
+    disk_q_min : float
+        Disk axis ratio of spirals / lenticulars / irregulars ~ Uniform(min, 1).
+    edge_on_q_min, edge_on_q_max : float
+        Axis ratio of edge-on disks.
+    spiral_bulge_max : float
+        Spiral bulge-to-total ~ Uniform(0, max).
+    lenticular_bulge_min, lenticular_bulge_max : float
+        Lenticular bulge-to-total, uniform.
+    arm_count_weights : tuple of float
+        Relative frequency of 1, 2, 3, 4 arms.
+    arm_pitch_min, arm_pitch_max : float
+        Pitch angle, degrees.
+    arm_amplitude_min, arm_amplitude_max : float
+        Arm contrast ``A`` in ``1 + A cos(m (phi - ln r / tan p))``.
+    bar_probability : float
+        Fraction of spirals with a bar.
+    knot_fraction_min, knot_fraction_max : float
+        Fraction of a star-forming disk's light in unlabelled knots (irregulars: twice this).
+    knot_count_min, knot_count_max : int
+        Number of knots per disk.
+    knot_sigma : float
+        Intrinsic Gaussian sigma of a knot, arcsec.
+    dust_lane_min, dust_lane_max : float
+        Dust-lane depth of edge-on disks (fraction of light absorbed at the mid-plane).
+    pair_separation_min, pair_separation_max : float
+        Separation of an interacting pair, in the primary's R50.
+    pair_flux_ratio_min, pair_flux_ratio_max : float
+        Companion / primary flux.
+    pair_shear_max : float
+        Tidal shear of both members ~ Uniform(0, max).
+    red_gr, red_ri, disk_gr, disk_ri, young_gr, young_ri : float
+        Mean colours of old (spheroid / bulge), disk and young (irregular / knot) light.
+    colour_scatter : float
+        Gaussian scatter of every host colour, magnitudes.
+    """
+
+    model: str = "realistic"
+    type_weights: PerBand = field(
+        default_factory=lambda: {
+            "elliptical": 0.24,
+            "lenticular": 0.15,
+            "spiral": 0.39,
+            "edge_on": 0.09,
+            "irregular": 0.07,
+            "pair": 0.06,
+        }
+    )
+    clumpy_probability: PerBand = field(
+        default_factory=lambda: {
+            "elliptical": 0.01,
+            "lenticular": 0.04,
+            "spiral": 0.16,
+            "edge_on": 0.06,
+            "irregular": 0.45,
+            "pair": 0.3,
+        }
+    )
+    mag_min: float = 13.5
+    mag_max: float = 17.7
+    mag_slope: float = 0.45
+    r50_ref: float = 2.4
+    r50_mag_slope: float = -0.17
+    r50_scatter: float = 0.14
+    r50_min: float = 1.2
+    r50_max: float = 14.0
+    spheroid_size_factor: float = 0.75
+    offset_sd: float = 0.4
+    disk_q_min: float = 0.2
+    edge_on_q_min: float = 0.08
+    edge_on_q_max: float = 0.22
+    spiral_bulge_max: float = 0.4
+    lenticular_bulge_min: float = 0.3
+    lenticular_bulge_max: float = 0.7
+    arm_count_weights: tuple[float, ...] = (0.05, 0.7, 0.15, 0.1)
+    arm_pitch_min: float = 10.0
+    arm_pitch_max: float = 30.0
+    arm_amplitude_min: float = 0.2
+    arm_amplitude_max: float = 0.8
+    bar_probability: float = 0.3
+    knot_fraction_min: float = 0.04
+    knot_fraction_max: float = 0.2
+    knot_count_min: int = 20
+    knot_count_max: int = 120
+    knot_sigma: float = 0.3
+    dust_lane_min: float = 0.5
+    dust_lane_max: float = 0.9
+    pair_separation_min: float = 1.2
+    pair_separation_max: float = 3.5
+    pair_flux_ratio_min: float = 0.2
+    pair_flux_ratio_max: float = 1.0
+    pair_shear_max: float = 0.3
+    red_gr: float = 0.78
+    red_ri: float = 0.4
+    disk_gr: float = 0.5
+    disk_ri: float = 0.25
+    young_gr: float = 0.3
+    young_ri: float = 0.1
+    colour_scatter: float = 0.06
+
+
+@dataclass(frozen=True)
+class NeighboursConfig:
+    """Unlabelled field sources over the whole canvas (realistic population only).
+
+    Galaxies and stars follow Poisson number counts ``dN/dm ~ 10 ** (slope * m)`` between the
+    magnitude limits with the given surface densities (per arcmin^2, all magnitudes); they are
+    placed uniformly (some cut by the frame edge), never within ``exclusion`` R50 of the host
+    centre. They carry no truth box.
+
+    Attributes
+    ----------
+    galaxy_density, star_density : float
+        Sources per arcmin^2 brighter than the faint limit (SDSS: a few galaxies and ~1 star).
+    galaxy_mag_min, galaxy_mag_max, galaxy_mag_slope : float
+        r magnitudes of field galaxies.
+    star_mag_min, star_mag_max, star_mag_slope : float
+        r magnitudes of field stars.
+    galaxy_gr_min, galaxy_gr_max : float
+        Field-galaxy g-r, uniform (r-i = 0.45 (g-r) + N(0, 0.05)).
+    star_gr_min, star_gr_max : float
+        Star g-r, uniform on the stellar locus.
+    exclusion : float
+        No neighbour centre within this many host R50 of the host centre.
+    """
+
+    galaxy_density: float = 6.0
+    star_density: float = 2.0
+    galaxy_mag_min: float = 15.5
+    galaxy_mag_max: float = 22.5
+    galaxy_mag_slope: float = 0.4
+    star_mag_min: float = 14.0
+    star_mag_max: float = 22.5
+    star_mag_slope: float = 0.15
+    galaxy_gr_min: float = 0.3
+    galaxy_gr_max: float = 1.6
+    star_gr_min: float = 0.2
+    star_gr_max: float = 1.6
+    exclusion: float = 1.0
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """Optional 8-bit colour rendering (:mod:`clumpdet.sim.colour`) written to ``DIR/colour/``.
+
+    Attributes
+    ----------
+    colour : bool
+        Also write each scene as a colour composite (``configs/sim/clumps_sdss_colour.yaml``).
+    format : {"jpg", "png"}
+        File format (JPEG as the GZ2 / SDSS cutouts).
+    size : int
+        Side of the colour image, pixels (GZ2: 424).
+    frame_r90 : float
+        Arcsec per colour pixel in units of the host's Petrosian R90 (GZ2: 0.02).
+    quality : int
+        JPEG quality (the real GZ2 files use the quality-75 tables).
+    scales : {band: float}
+        Per-band multipliers before the asinh stretch (red = i, green = r, blue = g).
+    stretch, q, minimum : float
+        ``make_lupton_rgb`` parameters.
+    canvas_max : int
+        Largest simulated canvas side, pixels; hosts whose GZ2 frame is larger get sky-noise
+        fill beyond the canvas.
+    """
+
+    colour: bool = False
+    format: str = "jpg"
+    size: int = 424
+    frame_r90: float = 0.02
+    quality: int = 75
+    scales: PerBand = field(default_factory=lambda: {"g": 2.0, "r": 1.45, "i": 1.25})
+    stretch: float = 1.3
+    q: float = 8.0
+    minimum: float = -0.02
+    canvas_max: int = 640
 
 
 @dataclass(frozen=True)
@@ -335,6 +558,9 @@ class ClumpSimConfig:
     odd_clumps: OddClumpsConfig = field(default_factory=OddClumpsConfig)
     box: BoxConfig = field(default_factory=BoxConfig)
     scene: SceneConfig = field(default_factory=SceneConfig)
+    population: PopulationConfig = field(default_factory=PopulationConfig)
+    neighbours: NeighboursConfig = field(default_factory=NeighboursConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
 
 
 def _rules() -> list[Rule]:
@@ -387,6 +613,46 @@ def _rules() -> list[Rule]:
         *non_negative("scene.min_separation"),
         *weights("scene.count_weights"),
         *at_least(1, "scene.max_tries"),
+        *rule(
+            "population.model",
+            ok=lambda m, _: m in ("realistic", "smooth"),
+            problem=lambda m: f"must be 'realistic' or 'smooth', got {m!r}",
+        ),
+        *rule(
+            "population.type_weights",
+            ok=lambda w, _: (
+                set(w) == set(HOST_TYPES)
+                and all(v >= 0 for v in w.values())
+                and sum(w.values()) > 0
+            ),
+            problem=f"needs non-negative weights for exactly {list(HOST_TYPES)}",
+        ),
+        *rule(
+            "population.clumpy_probability",
+            ok=lambda w, _: set(w) == set(HOST_TYPES) and all(0 <= v <= 1 for v in w.values()),
+            problem=f"needs probabilities in [0, 1] for exactly {list(HOST_TYPES)}",
+        ),
+        *positive("population.r50_ref", "population.r50_min", "population.knot_sigma"),
+        *non_negative("population.r50_scatter", "population.offset_sd"),
+        *in_range(0.02, 1.0, "population.disk_q_min", "population.edge_on_q_*"),
+        *fraction("population.bar_probability", "population.knot_fraction_*"),
+        *fraction("population.dust_lane_*", "population.spiral_bulge_max"),
+        *fraction("population.lenticular_bulge_*", "population.pair_shear_max"),
+        *positive("population.pair_separation_*", "population.pair_flux_ratio_*"),
+        *at_least(0, "population.knot_count_min"),
+        *weights("population.arm_count_weights"),
+        *non_negative("neighbours.galaxy_density", "neighbours.star_density"),
+        *non_negative("neighbours.exclusion", "clumps.radial_weight"),
+        *fraction("odd_clumps.clump_like_fraction"),
+        *rule(
+            "render.format",
+            ok=lambda f, _: f in ("jpg", "png"),
+            problem=lambda f: f"must be 'jpg' or 'png', got {f!r}",
+        ),
+        *at_least(16, "render.size", "render.canvas_max"),
+        *in_range(1, 100, "render.quality"),
+        *positive("render.frame_r90", "render.stretch", "render.q"),
+        *per_band("render.scales", bands=SIM_BANDS),
         *ordered("*_min", "*.min_*", "*_min_*"),
     ]
 

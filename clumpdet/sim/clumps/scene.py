@@ -67,7 +67,7 @@ from clumpdet.sim.common import (
 from clumpdet.units import ZERO_POINT
 
 #: Label (COCO category id) of each object kind.
-KIND_LABELS: dict[str, int] = {"clump": 1, "star": 2, "background_galaxy": 2}
+KIND_LABELS: dict[str, int] = {"clump": 1, "star": 2, "background_galaxy": 2, "odd_clump": 2}
 
 #: Half-light radius of an exponential profile in units of its scale length.
 _EXP_HLR = 1.678346990016661
@@ -149,6 +149,9 @@ class HostTruth:
         r-band bulge-to-total ratio, bulge half-light radius (arcsec), bulge axis ratio.
     disk_gr, disk_ri, bulge_gr, bulge_ri : float
         Colours, magnitudes.
+    morphology, r90, n_knots, n_neighbours, n_stars : optional
+        Realistic population only: host type (``HOST_TYPES``), Petrosian R90 (arcsec), number
+        of unlabelled knots, field galaxies and stars on the canvas.
     """
 
     x: float
@@ -166,6 +169,11 @@ class HostTruth:
     disk_ri: float
     bulge_gr: float
     bulge_ri: float
+    morphology: str | None = None
+    r90: float | None = None
+    n_knots: int | None = None
+    n_neighbours: int | None = None
+    n_stars: int | None = None
 
 
 @dataclass
@@ -202,7 +210,13 @@ class ClumpScene:
     components : ndarray, shape (N, C, H, W), float32, or None
         Noiseless image of each object (``return_components=True`` only).
     host_model : ndarray, shape (C, H, W), float32, or None
-        Noiseless host image (``return_components=True`` only).
+        Noiseless host image (``return_components=True`` only; in the realistic population it
+        includes the unlabelled knots and neighbours).
+    canvas : namespace or None
+        Realistic population only: the whole simulated canvas the FITS frame is the central crop
+        of, for the colour writer: ``cube`` (3, S, S) float32 noisy g, r, i in nanomaggies,
+        ``origin`` (x, y) of the FITS frame in it, ``sigma`` (3,) sky sigma, ``host_xy`` host
+        centre (canvas px), ``r90`` host Petrosian R90 (arcsec).
     """
 
     image: np.ndarray
@@ -219,6 +233,7 @@ class ClumpScene:
     image_id: int = 0
     components: np.ndarray | None = None
     host_model: np.ndarray | None = None
+    canvas: Any = None
 
     @property
     def is_empty(self) -> bool:
@@ -293,7 +308,7 @@ def _draw_object(
     """Photometric and size parameters of one object (position is drawn separately)."""
     sersic_n = None
     shape_q, shape_beta = 1.0, 0.0
-    if kind == "clump":
+    if kind in ("clump", "odd_clump"):
         c = cfg.clumps
         ratio = loguniform(rng, c.flux_ratio_min, c.flux_ratio_max)
         hlr = 0.5 * float(rng.uniform(c.fwhm_min, c.fwhm_max))
@@ -430,6 +445,10 @@ def simulate_clump_scene(
     cfg = validate_sim_config(config)
     ss = as_seed_sequence(seed)
     with single_threaded_galsim():
+        if cfg.population.model == "realistic":
+            from clumpdet.sim.hosts import simulate_realistic
+
+            return simulate_realistic(cfg, ss, int(image_id), return_components)
         return _simulate(cfg, ss, int(image_id), return_components)
 
 
