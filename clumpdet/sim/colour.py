@@ -1,4 +1,4 @@
-"""8-bit gri colour composites of simulated scenes: the images Galaxy Zoo / Clump Scout volunteers saw.
+"""8-bit gri colour composites of simulated scenes: the images Galaxy Zoo volunteers saw.
 
 One place for the mapping from a ``g, r, i`` cube in nanomaggies to an SDSS-style colour JPEG:
 
@@ -141,7 +141,8 @@ def lupton_rgb(
     from astropy.visualization import make_lupton_rgb
 
     red, green, blue = (planes[b] * scales[b] for b in RGB_BANDS)
-    return make_lupton_rgb(red, green, blue, minimum=minimum, stretch=stretch, Q=q)
+    with np.errstate(invalid="ignore", divide="ignore"):  # astropy divides 0 / 0 off-source
+        return make_lupton_rgb(red, green, blue, minimum=minimum, stretch=stretch, Q=q)
 
 
 def encode_jpeg(rgb: np.ndarray, *, quality: int) -> bytes:

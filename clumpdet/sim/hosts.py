@@ -447,7 +447,10 @@ def simulate_realistic(
     hcx, hcy = side / 2.0 + hx / scale, side / 2.0 + hy / scale  # host centre, canvas px
     hostd = {"flux_r": host["flux_r"]}
     objs: list[dict[str, Any]] = []
-    if rng.random() < cfg.population.clumpy_probability[host["type"]]:
+    pop = cfg.population
+    p_clumpy = pop.clumpy_probability[host["type"]]
+    p_clumpy = min(1.0, p_clumpy * (host["r90"] / pop.clumpy_r90_ref) ** pop.clumpy_r90_power)
+    if rng.random() < p_clumpy:
         wts = np.asarray(cfg.scene.count_weights, dtype=float)
         n = int(rng.choice(len(wts), p=wts / wts.sum())) + 1
         pmap = _position_map(cfg, disk_map, host, hcx, hcy, ox, oy, w, h)

@@ -212,7 +212,7 @@ class ClumpsConfig:
         median clump near 1 R90, as the Clump Scout box distances.
     """
 
-    flux_ratio_min: float = 0.01
+    flux_ratio_min: float = 0.004
     flux_ratio_max: float = 0.15
     fwhm_min: float = 0.0
     fwhm_max: float = 2.0
@@ -221,8 +221,8 @@ class ClumpsConfig:
     ri_min: float = -0.25
     ri_max: float = 0.3
     r_min: float = 0.3
-    r_max: float = 4.5
-    radial_weight: float = 2.5
+    r_max: float = 5.5
+    radial_weight: float = 3.5
 
 
 @dataclass(frozen=True)
@@ -358,7 +358,11 @@ class PopulationConfig:
     type_weights : {type: float}
         Relative frequency of each host type (``HOST_TYPES``).
     clumpy_probability : {type: float}
-        Probability that a host of the type carries labelled objects (clumps / odd clumps).
+        Probability that a host of the type carries labelled objects (clumps / odd clumps), for
+        a host of Petrosian R90 = ``clumpy_r90_ref``.
+    clumpy_r90_ref, clumpy_r90_power : float
+        The probability scales as ``min(1, p_type * (R90 / ref) ** power)``: clumps are resolved
+        (and were marked) mostly in large galaxies.
     mag_min, mag_max, mag_slope : float
         Host total r magnitude, ``p(m) ~ 10 ** (mag_slope * m)`` on [min, max] (counts rising to
         the GZ2 limit r = 17.7).
@@ -418,22 +422,24 @@ class PopulationConfig:
     )
     clumpy_probability: PerBand = field(
         default_factory=lambda: {
-            "elliptical": 0.01,
-            "lenticular": 0.04,
-            "spiral": 0.16,
-            "edge_on": 0.06,
-            "irregular": 0.45,
-            "pair": 0.3,
+            "elliptical": 0.015,
+            "lenticular": 0.06,
+            "spiral": 0.24,
+            "edge_on": 0.09,
+            "irregular": 0.6,
+            "pair": 0.45,
         }
     )
-    mag_min: float = 13.5
+    clumpy_r90_ref: float = 10.0
+    clumpy_r90_power: float = 2.0
+    mag_min: float = 12.5
     mag_max: float = 17.7
     mag_slope: float = 0.45
-    r50_ref: float = 2.4
+    r50_ref: float = 4.0
     r50_mag_slope: float = -0.17
     r50_scatter: float = 0.14
-    r50_min: float = 1.2
-    r50_max: float = 14.0
+    r50_min: float = 1.5
+    r50_max: float = 20.0
     spheroid_size_factor: float = 0.75
     offset_sd: float = 0.4
     disk_q_min: float = 0.2
@@ -494,8 +500,8 @@ class NeighboursConfig:
         No neighbour centre within this many host R50 of the host centre.
     """
 
-    galaxy_density: float = 6.0
-    star_density: float = 2.0
+    galaxy_density: float = 10.0
+    star_density: float = 3.0
     galaxy_mag_min: float = 15.5
     galaxy_mag_max: float = 22.5
     galaxy_mag_slope: float = 0.4
@@ -633,6 +639,8 @@ def _rules() -> list[Rule]:
             problem=f"needs probabilities in [0, 1] for exactly {list(HOST_TYPES)}",
         ),
         *positive("population.r50_ref", "population.r50_min", "population.knot_sigma"),
+        *positive("population.clumpy_r90_ref"),
+        *non_negative("population.clumpy_r90_power"),
         *non_negative("population.r50_scatter", "population.offset_sd"),
         *in_range(0.02, 1.0, "population.disk_q_min", "population.edge_on_q_*"),
         *fraction("population.bar_probability", "population.knot_fraction_*"),

@@ -1,0 +1,192 @@
+"""Tests of the realistic host population (clumpdet.sim.hosts) and the colour writer
+(clumpdet.sim.colour, ``DIR/colour/``)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clumpdet.sim import colour as col
+from clumpdet.sim import image_seed, load_sim_config, simulate_clump_scene, simulate_clumps
+from clumpdet.sim.clumps.config import HOST_TYPES, ClumpSimConfig
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "sim"
+
+#: Every host carries labelled objects (the size-dependent probability saturates at 1).
+ALL_CLUMPY = {"population": {"clumpy_r90_ref": 1e-3}}
+#: No host carries labelled objects.
+NONE_CLUMPY = {"population": {"clumpy_probability": {t: 0.0 for t in HOST_TYPES}}}
+
+
+@pytest.fixture(scope="module")
+def clumpy_scenes():
+    cfg = load_sim_config(None, ALL_CLUMPY)
+    return [simulate_clump_scene(config=cfg, seed=image_seed(3, i)) for i in range(24)]
+
+
+def test_default_is_realistic_and_smooth_set_is_kept():
+    assert ClumpSimConfig().population.model == "realistic"
+    assert load_sim_config(CONFIGS / "clumps_smooth.yaml").population.model == "smooth"
+    colour = load_sim_config(CONFIGS / "clumps_sdss_colour.yaml")
+    assert colour.render.colour and colour.population == ClumpSimConfig().population
+
+
+def test_truth_boxes_belong_to_labelled_objects_only(clumpy_scenes):
+    kinds = {"clump": 1, "odd_clump": 2, "star": 2, "background_galaxy": 2}
+    n_knots = n_neigh = 0
+    for sc in clumpy_scenes:
+        assert len(sc.boxes) == len(sc.objects) == len(sc.labels) >= 1
+        for obj, box, lab in zip(sc.objects, sc.boxes, sc.labels):
+            assert kinds[obj.kind] == obj.label == lab
+            assert box[0] <= obj.x <= box[2] and box[1] <= obj.y <= box[3]
+            assert 0 < obj.flux_ratio <= 0.2 and obj.snr > 0
+        n_knots += sc.host.n_knots
+        n_neigh += sc.host.n_neighbours + sc.host.n_stars
+    # the texture and the field exist but carry no box
+    assert n_knots > 100 and n_neigh > 50
+
+
+def test_unclumpy_hosts_have_texture_and_neighbours_but_no_boxes():
+    cfg = load_sim_config(None, NONE_CLUMPY)
+    scenes = [simulate_clump_scene(config=cfg, seed=image_seed(4, i)) for i in range(8)]
+    assert all(sc.is_empty and sc.boxes.shape == (0, 4) for sc in scenes)
+    assert sum(sc.host.n_neighbours + sc.host.n_stars for sc in scenes) > 10
+    assert any(sc.host.n_knots > 0 for sc in scenes)
+
+
+def test_clumps_sit_on_the_disk_light_and_odd_does_not_separate_on_colour(clumpy_scenes):
+    r = 1
+    on_host, gr = [], {1: [], 2: []}
+    for sc in clumpy_scenes:
+        cv = sc.canvas
+        ox, oy = cv.origin
+        cube = cv.cube[r]
+        sky = cv.sigma[r]
+        for obj in sc.objects:
+            gr[obj.label].append(obj.gr)
+            # the host's light around the object (excluding the object itself is not needed:
+            # the comparison is with the sky noise level, which a faint clump alone rarely beats
+            # over a 3x3 median)
+            x, y = int(obj.x) + ox, int(obj.y) + oy
+            patch = cube[max(y - 6, 0) : y + 7, max(x - 6, 0) : x + 7]
+            on_host.append(np.median(patch) > 0.5 * sky)
+        hx, hy = cv.host_xy
+        assert 0 < hx < cv.cube.shape[2] and 0 < hy < cv.cube.shape[1]
+    assert np.mean(on_host) > 0.8
+    c1, c2 = np.array(gr[1]), np.array(gr[2])
+    lo, hi = np.percentile(c1, [5, 95])
+    # a large share of class 2 lies inside the class-1 colour range
+    assert np.mean((c2 >= lo) & (c2 <= hi)) > 0.3
+
+
+def test_population_statistics_roughly_right():
+    cfg = ClumpSimConfig()
+    types, clumpy, snr = [], [], []
+    for i in range(40):
+        sc = simulate_clump_scene(config=cfg, seed=image_seed(11, i))
+        types.append(sc.host.morphology)
+        clumpy.append(not sc.is_empty)
+        snr.extend(o.snr for o in sc.objects)
+    assert len(set(types)) >= 4 and set(types) <= set(HOST_TYPES)
+    assert 0.0 < np.mean(clumpy) <= 0.35  # Clump Scout ~0.12 (40 draws: +-0.05)
+    cfg_all = load_sim_config(None, ALL_CLUMPY)
+    for i in range(8):
+        sc = simulate_clump_scene(config=cfg_all, seed=image_seed(12, i))
+        snr.extend(o.snr for o in sc.objects)
+    snr = np.array(snr)
+    assert (snr < 10).mean() > 0.1 and (snr > 30).mean() > 0.1
+
+
+# ------------------------------------------------------------------------------ colour writer
+
+
+def test_lupton_channel_order_red_is_i():
+    z = np.zeros((8, 8))
+    one = np.zeros((8, 8))
+    one[4, 4] = 1.0
+    scales = {"g": 1.0, "r": 1.0, "i": 1.0}
+    kw = {"scales": scales, "stretch": 1.0, "q": 8.0, "minimum": 0.0}
+    rgb_i = col.lupton_rgb({"g": z, "r": z, "i": one}, **kw)
+    rgb_g = col.lupton_rgb({"g": one, "r": z, "i": z}, **kw)
+    assert rgb_i.dtype == np.uint8 and rgb_i.shape == (8, 8, 3)
+    assert rgb_i[4, 4, 0] > 0 and rgb_i[4, 4, 1] == rgb_i[4, 4, 2] == 0
+    assert rgb_g[4, 4, 2] > 0 and rgb_g[4, 4, 0] == rgb_g[4, 4, 1] == 0
+    assert col.RGB_BANDS == ("i", "r", "g")
+
+
+def test_gz2_framing_scales_with_r90():
+    small = col.gz2_frame(cx=100, cy=80, r90_arcsec=5.0, pixel_scale=0.4, size=424, frame_r90=0.02)
+    big = col.gz2_frame(cx=100, cy=80, r90_arcsec=10.0, pixel_scale=0.4, size=424, frame_r90=0.02)
+    assert small.zoom == pytest.approx(0.25) and big.zoom == pytest.approx(0.5)
+    for f in (small, big):  # the host centre is the frame centre
+        np.testing.assert_allclose(f.to_colour(100.0, 80.0), (212.0, 212.0))
+    # a box of fixed canvas size is twice as large in the frame of the smaller galaxy
+    b = np.array([[98.0, 78.0, 102.0, 82.0]])
+    assert np.ptp(small.box(b)[0, ::2]) == pytest.approx(2 * np.ptp(big.box(b)[0, ::2]))
+    # the resampled cube keeps a source's surface brightness and position
+    cube = np.zeros((3, 160, 200))
+    cube[:, 79:82, 99:102] = 1.0
+    out = col.resample(cube, big, fill_sigma=np.zeros(3), rng=np.random.default_rng(0))
+    assert out.shape == (3, 424, 424)
+    y, x = np.unravel_index(np.argmax(out[1]), out[1].shape)
+    assert abs(x - 212) <= 2 and abs(y - 212) <= 2 and out[1].max() == pytest.approx(1.0)
+
+
+def test_jpeg_is_lossy_with_the_gz2_quality_tables():
+    rng = np.random.default_rng(0)
+    rgb = np.clip(rng.normal(60, 20, size=(64, 64, 3)), 0, 255).astype(np.uint8)
+    data = col.encode_jpeg(rgb, quality=75)
+    im = Image.open(io.BytesIO(data))
+    assert im.format == "JPEG" and im.mode == "RGB"
+    back = np.asarray(im)
+    assert back.dtype == np.uint8 and not np.array_equal(back, rgb)  # compression present
+    assert list(im.quantization[0])[:4] == [8, 6, 5, 8]  # the quality-75 luma table
+
+
+def test_colour_set_contract(tmp_path):
+    cfg = load_sim_config(CONFIGS / "clumps_sdss_colour.yaml", ALL_CLUMPY)
+    out = simulate_clumps(n=3, seed=5, out=tmp_path / "s", config=cfg, workers=1, progress=False)
+    fits_doc = json.loads((out / "annotations.json").read_text())
+    doc = json.loads((out / "colour" / "annotations.json").read_text())
+    assert [i["id"] for i in doc["images"]] == [i["id"] for i in fits_doc["images"]]
+    assert doc["info"]["rendering"]["channels"] == {"red": "i", "green": "r", "blue": "g"}
+    assert doc["info"]["rendering"]["quality"] == 75
+    assert 0 < len(doc["annotations"]) <= len(fits_doc["annotations"])
+    for img in doc["images"]:
+        path = out / "colour" / img["file_name"]
+        assert path.suffix == ".jpg" and img["bands"] == ["i", "r", "g"]
+        with Image.open(path) as im:
+            assert im.format == "JPEG" and im.size == (424, 424) and im.mode == "RGB"
+            a = np.asarray(im)
+        assert a.dtype == np.uint8 and a.max() > 100 and a.std() > 1
+        # the host sits at the centre of its GZ2 frame: the centre is brighter than the border
+        assert a[180:244, 180:244].mean() > a[:40].mean() + 5
+    for a in doc["annotations"]:
+        x, y, w, h = a["bbox"]
+        assert 0 <= x and 0 <= y and x + w <= 424 and y + h <= 424 and w > 0 and h > 0
+        assert x <= a["centre"][0] <= x + w and y <= a["centre"][1] <= y + h
+        assert a["category_id"] in (1, 2) and a["snr"] > 0 and a["flux_ratio"] > 0
+    with open(out / "colour" / "labels.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["local_ids", "label", "x1", "y1", "x2", "y2"]
+    assert len(rows) - 1 == len(doc["annotations"])
+    # the colour set does not change the FITS set
+    plain = simulate_clumps(
+        n=3,
+        seed=5,
+        out=tmp_path / "p",
+        config=load_sim_config(None, ALL_CLUMPY),
+        workers=1,
+        progress=False,
+    )
+    assert (
+        json.loads((plain / "annotations.json").read_text())["annotations"]
+        == (fits_doc["annotations"])
+    )
+    assert not (plain / "colour").exists()
