@@ -10,9 +10,11 @@ Simulate in memory (no FITS written)::
 
     python tools/sim_statistics.py --n 2000 --seed 0 --out results/sim_stats
 
-Read an existing simulation directory::
+Read an existing simulation directory (``--frame colour``: its colour set, in the 400 px Clump
+Scout subject frame)::
 
     python tools/sim_statistics.py --sim data/sim_train --out results/sim_stats
+    python tools/sim_statistics.py --sim data/sim_colour --frame colour --out results/sim_stats
 """
 
 from __future__ import annotations
@@ -42,12 +44,19 @@ def main(argv: list[str] | None = None) -> int:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="config override"
     )
     p.add_argument("--sim", type=Path, default=None, help="read this simulation dir instead")
+    p.add_argument(
+        "--frame",
+        choices=("fits", "colour"),
+        default="fits",
+        help="with --sim: the FITS frame, or the colour set (DIR/colour) rescaled to the 400 px "
+        "Clump Scout subject frame",
+    )
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--out", type=Path, required=True, help="output directory")
     args = p.parse_args(argv)
     try:
         if args.sim is not None:
-            images, boxes = load_sim_truth(args.sim)
+            images, boxes = load_sim_truth(args.sim, frame=args.frame)
         else:
             cfg = load_sim_config(args.config, args.set)
             images, boxes = simulate_truth(
@@ -78,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     c = s["class_fraction"]
     odd_sim, odd_real = c["sim"]["odd_clump"], c["real"]["odd_clump"]
     print(f"{'class 2 (odd clump) fraction':<34}{odd_sim:>34.3f}  {odd_real:>30.3f}")
+    cf = s["clumpy_fraction"]
+    print(f"{'clumpy fraction':<34}{cf['sim']:>34.3f}  {cf['real']:>30.3f}")
+    print(f"{'boxes with S/N < 10':<34}{s['snr_below_10_fraction']:>34.3f}")
     print(f"wrote {args.out / 'stats.json'} and {args.out / 'stats.png'}")
     print(f"command: {command_line(argv)}")
     return 0

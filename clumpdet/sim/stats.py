@@ -84,16 +84,39 @@ def truth_tables(
     return im, bx
 
 
-def load_sim_truth(sim_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Truth tables of a directory written by :func:`clumpdet.sim.simulate_clumps`."""
-    path = Path(sim_dir) / "annotations.json"
+#: Side of the Clump Scout subject images (Popp et al. crop their central 200 x 200).
+SUBJECT_SIZE = 400
+
+
+def load_sim_truth(
+    sim_dir: str | Path, *, frame: str = "fits"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Truth tables of a directory written by :func:`clumpdet.sim.simulate_clumps`.
+
+    Parameters
+    ----------
+    sim_dir : path
+        The simulation directory.
+    frame : {"fits", "colour"}
+        ``"colour"`` reads the colour set (``DIR/colour/``, GZ2 framing) and rescales its pixel
+        quantities (box side, centre, distance) to the 400 px Clump Scout subject frame, the
+        frame the real box statistics were measured in.
+    """
+    root = Path(sim_dir) / ("colour" if frame == "colour" else "")
+    path = root / "annotations.json"
     if not path.is_file():
         raise InputError(path, "not found; expected a simulation directory (simulate clumps)")
     try:
         doc = json.loads(path.read_text())
-        return truth_tables(doc["images"], doc["annotations"])
+        images, boxes = truth_tables(doc["images"], doc["annotations"])
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(path, f"not a clumpdet COCO truth file ({exc})") from None
+    if frame == "colour" and len(images):
+        f = images.set_index("image_id")["width"].rdiv(SUBJECT_SIZE)
+        k = boxes["image_id"].map(f).to_numpy(dtype=float)
+        for col in ("side", "cx", "cy", "distance"):
+            boxes[col] = boxes[col].to_numpy(dtype=float) * k
+    return images, boxes
 
 
 def simulate_truth(
@@ -131,7 +154,8 @@ def summarize_truth(images: pd.DataFrame, boxes: pd.DataFrame) -> dict[str, Any]
         ``n_images, n_boxes, empty_fraction``; ``counts_per_galaxy`` (fractions of clumpy galaxies
         with 1..9+ boxes, sim and real) and its mean; percentiles (5/25/50/75/95) of ``box_side_px``
         and ``centre_distance_px`` (sim and real); ``class_fraction`` (sim and real);
-        ``flux_ratio`` and ``snr`` percentiles per kind (sim only).
+        ``flux_ratio`` and ``snr`` percentiles per kind (sim only); ``clumpy_fraction`` (sim and
+        real) and ``snr_below_10_fraction`` (sim).
     """
     clumpy = images[images["n_boxes"] > 0]
     real = REAL_CLUMP_SCOUT
@@ -167,6 +191,13 @@ def summarize_truth(images: pd.DataFrame, boxes: pd.DataFrame) -> dict[str, Any]
             },
             "real": real["class_fraction"],
         },
+        "clumpy_fraction": {
+            "sim": round(float((images["n_boxes"] > 0).mean()), 4),
+            "real": 0.127,  # Adams et al. 2022, 3 % u-band flux cut
+        },
+        "snr_below_10_fraction": (
+            round(float((boxes["snr"] < 10).mean()), 4) if n else float("nan")
+        ),
         "flux_ratio": {"all": _pct(boxes["flux_ratio"])},
         "snr": {"all": _pct(boxes["snr"])},
         "host_mag_r": _pct(images["host_mag_r"]),
