@@ -120,6 +120,12 @@ def test_lupton_channel_order_red_is_i():
     assert col.RGB_BANDS == ("i", "r", "g")
 
 
+def _centroid(a: np.ndarray) -> tuple[float, float]:
+    """(row, column) of the light-weighted centre of pixel centres."""
+    rows, cols = np.mgrid[0 : a.shape[0], 0 : a.shape[1]] + 0.5
+    return float((a * rows).sum() / a.sum()), float((a * cols).sum() / a.sum())
+
+
 def test_gz2_framing_scales_with_r90():
     small = col.gz2_frame(cx=100, cy=80, r90_arcsec=5.0, pixel_scale=0.4, size=424, frame_r90=0.02)
     big = col.gz2_frame(cx=100, cy=80, r90_arcsec=10.0, pixel_scale=0.4, size=424, frame_r90=0.02)
@@ -134,8 +140,19 @@ def test_gz2_framing_scales_with_r90():
     cube[:, 79:82, 99:102] = 1.0
     out = col.resample(cube, big, fill_sigma=np.zeros(3), rng=np.random.default_rng(0))
     assert out.shape == (3, 424, 424)
-    y, x = np.unravel_index(np.argmax(out[1]), out[1].shape)
-    assert abs(x - 212) <= 2 and abs(y - 212) <= 2 and out[1].max() == pytest.approx(1.0)
+    y, x = _centroid(out[1])
+    assert abs(x - 212) <= 1 and abs(y - 212) <= 1 and out[1].max() == pytest.approx(1.0)
+    # orientation: a source above the centre in the FITS frame (larger y) is in a picture row
+    # above the centre (smaller row index), and box corners follow
+    cube[:] = 0.0
+    cube[:, 99:102, 99:102] = 1.0  # y ~ 100, 20 px (40 colour px) above the centre
+    out = col.resample(cube, big, fill_sigma=np.zeros(3), rng=np.random.default_rng(0))
+    y, x = _centroid(out[1])
+    assert abs(y - (212 - 40)) <= 1 and abs(x - 212) <= 1
+    u, v = big.to_colour(100.5, 100.5)
+    assert abs(v - y) <= 2 and abs(u - x) <= 2
+    bb = big.box(np.array([[99.0, 99.0, 102.0, 102.0]]))[0]
+    assert bb[0] <= x <= bb[2] and bb[1] <= y <= bb[3]
 
 
 def test_jpeg_is_lossy_with_the_gz2_quality_tables():

@@ -15,7 +15,12 @@ One place for the mapping from a ``g, r, i`` cube in nanomaggies to an SDSS-styl
    quantisation tables of the real GZ2 files.
 
 The pixel mapping from the FITS frame to the colour frame is :class:`ColourFrame` (an isotropic
-scale plus a shift), used for the image and the truth boxes alike.
+scale plus a shift and the vertical flip below), used for the image and the truth boxes alike.
+
+Orientation: a picture's row 0 is its top row, a FITS array's row 0 its bottom row
+(:mod:`clumpdet.data.images`). The colour image shows the sky the same way up as the FITS image
+displayed with ``origin="lower"`` (north up, as the SDSS / GZ2 cutouts), so its array is the
+resampled cube flipped vertically, and a FITS-frame ``y`` maps to ``size - (y - y0) / zoom``.
 """
 
 from __future__ import annotations
@@ -45,14 +50,16 @@ class ColourFrame:
     size: int
 
     def to_colour(self, x: np.ndarray | float, y: np.ndarray | float) -> tuple[Any, Any]:
-        """Canvas pixel coordinates -> colour-image pixel coordinates."""
-        return (np.asarray(x) - self.x0) / self.zoom, (np.asarray(y) - self.y0) / self.zoom
+        """Canvas pixel coordinates -> colour-image pixel coordinates (picture rows, flipped)."""
+        u = (np.asarray(x) - self.x0) / self.zoom
+        v = self.size - (np.asarray(y) - self.y0) / self.zoom
+        return u, v
 
     def box(self, xyxy: np.ndarray) -> np.ndarray:
         """Boxes ``(N, 4)`` xyxy in canvas pixels -> colour pixels, clipped to the image."""
         b = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
-        u1, v1 = self.to_colour(b[:, 0], b[:, 1])
-        u2, v2 = self.to_colour(b[:, 2], b[:, 3])
+        u1, v2 = self.to_colour(b[:, 0], b[:, 1])
+        u2, v1 = self.to_colour(b[:, 2], b[:, 3])
         out = np.stack([u1, v1, u2, v2], axis=1)
         return np.clip(out, 0.0, float(self.size)).astype(np.float32)
 
@@ -95,6 +102,7 @@ def resample(
     Returns
     -------
     ndarray, shape (C, size, size), float64
+        In picture row order (row 0 at the top: flipped relative to the canvas).
     """
     from scipy.ndimage import map_coordinates
 
@@ -112,7 +120,7 @@ def resample(
             # typical zooms; plain white noise of the native sigma is a slightly noisier fill
             fill = rng.standard_normal(out[k].shape) * fill_sigma[k] * min(1.0, 1.0 / frame.zoom)
             out[k][~inside] = fill[~inside]
-    return out
+    return out[:, ::-1]
 
 
 def lupton_rgb(

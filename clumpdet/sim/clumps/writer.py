@@ -22,7 +22,9 @@ Colour-set contract (``render.colour: true``; ``configs/sim/clumps_sdss_colour.y
   clipped; objects whose centre falls outside the colour frame are dropped); per annotation
   the FITS-set truth (``kind, flux_ratio, snr, flux, hlr, fwhm_eff``) plus ``centre`` in colour
   pixels; per image ``bands: [i, r, g]`` (channel order), ``pixel_scale`` (arcsec per colour
-  pixel) and ``frame`` (``x0, y0, zoom``: colour pixel ``u = (x_fits - x0) / zoom``);
+  pixel) and ``frame`` (``x0, y0, zoom``: colour pixel ``u = (x_fits - x0) / zoom``,
+  ``v = size - (y_fits - y0) / zoom``; the picture shows the sky the same way up as the FITS image
+  displayed with ``origin="lower"``, so its rows are flipped relative to the FITS array);
   ``info.rendering`` records the whole ``render`` config;
 * ``colour/labels.csv``: Clump Scout ``local_ids,label,x1,y1,x2,y2`` in colour pixels.
 
