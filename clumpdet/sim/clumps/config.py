@@ -212,7 +212,7 @@ class ClumpsConfig:
         median clump near 1 R90, as the Clump Scout box distances.
     """
 
-    flux_ratio_min: float = 0.004
+    flux_ratio_min: float = 0.0025
     flux_ratio_max: float = 0.15
     fwhm_min: float = 0.0
     fwhm_max: float = 2.0
@@ -434,7 +434,7 @@ class PopulationConfig:
     clumpy_r90_power: float = 2.0
     mag_min: float = 12.5
     mag_max: float = 17.7
-    mag_slope: float = 0.45
+    mag_slope: float = 0.25
     r50_ref: float = 4.0
     r50_mag_slope: float = -0.17
     r50_scatter: float = 0.14
@@ -500,8 +500,8 @@ class NeighboursConfig:
         No neighbour centre within this many host R50 of the host centre.
     """
 
-    galaxy_density: float = 10.0
-    star_density: float = 3.0
+    galaxy_density: float = 5.0
+    star_density: float = 1.5
     galaxy_mag_min: float = 15.5
     galaxy_mag_max: float = 22.5
     galaxy_mag_slope: float = 0.4
@@ -547,7 +547,7 @@ class RenderConfig:
     quality: int = 75
     scales: PerBand = field(default_factory=lambda: {"g": 2.0, "r": 1.45, "i": 1.25})
     stretch: float = 1.3
-    q: float = 8.0
+    q: float = 5.0
     minimum: float = -0.02
     canvas_max: int = 640
 
