@@ -422,12 +422,12 @@ class PopulationConfig:
     )
     clumpy_probability: PerBand = field(
         default_factory=lambda: {
-            "elliptical": 0.015,
-            "lenticular": 0.06,
-            "spiral": 0.24,
-            "edge_on": 0.09,
-            "irregular": 0.6,
-            "pair": 0.45,
+            "elliptical": 0.01,
+            "lenticular": 0.035,
+            "spiral": 0.14,
+            "edge_on": 0.05,
+            "irregular": 0.36,
+            "pair": 0.27,
         }
     )
     clumpy_r90_ref: float = 10.0
