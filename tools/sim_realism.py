@@ -38,8 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     command = command_line(argv)
     try:
         res = run_realism(
-            sim=args.sim, real=args.real, out=args.out, n=args.n or None, seed=args.seed,
-            size=args.size, progress=True, command=command,
+            sim=args.sim,
+            real=args.real,
+            out=args.out,
+            n=args.n or None,
+            seed=args.seed,
+            size=args.size,
+            progress=True,
+            command=command,
         )
     except ClumpdetError as exc:
         print(f"sim_realism: error: {exc}", file=sys.stderr)

@@ -116,8 +116,12 @@ def load_colour_image(path: str | Path, *, size: int | None = 128) -> np.ndarray
 
 def _border(a: np.ndarray, width: int) -> np.ndarray:
     return np.concatenate(
-        [a[:width].ravel(), a[-width:].ravel(), a[width:-width, :width].ravel(),
-         a[width:-width, -width:].ravel()]
+        [
+            a[:width].ravel(),
+            a[-width:].ravel(),
+            a[width:-width, :width].ravel(),
+            a[width:-width, -width:].ravel(),
+        ]
     )
 
 
@@ -149,7 +153,7 @@ def galaxy_statistics(
     out["flag"] = 3.0
     rgb = np.asarray(rgb, dtype=np.float64)
     h, w = rgb.shape[:2]
-    width = max(2, int(round(0.06 * min(h, w))))
+    width = max(2, round(0.06 * min(h, w)))
     sky = np.array([np.median(_border(rgb[..., c], width)) for c in range(3)])
     sub = rgb - sky
     lum = sub.mean(axis=2)
@@ -271,8 +275,12 @@ def compare_realism(sim: RealismSet, real: RealismSet) -> dict[str, Any]:
 
 
 def realism_grid(
-    sim_files: Sequence[Path], real_files: Sequence[Path], path: str | Path, *,
-    n: int = 24, seed: int = 0,
+    sim_files: Sequence[Path],
+    real_files: Sequence[Path],
+    path: str | Path,
+    *,
+    n: int = 24,
+    seed: int = 0,
 ) -> Path:
     """PNG grid: ``n`` random simulated (left) next to ``n`` random real (right) galaxies."""
     import matplotlib
@@ -286,9 +294,13 @@ def realism_grid(
         for files in (sim_files, real_files)
     ]
     rows = 4
-    cols = int(math.ceil(n / rows))
-    fig, axes = plt.subplots(rows, 2 * cols + 1, figsize=(1.6 * (2 * cols + 1), 1.6 * rows + 0.4),
-                             gridspec_kw={"width_ratios": [1] * cols + [0.15] + [1] * cols})
+    cols = math.ceil(n / rows)
+    fig, axes = plt.subplots(
+        rows,
+        2 * cols + 1,
+        figsize=(1.6 * (2 * cols + 1), 1.6 * rows + 0.4),
+        gridspec_kw={"width_ratios": [1] * cols + [0.15] + [1] * cols},
+    )
     for ax in axes.ravel():
         ax.axis("off")
     for side, files in enumerate(pick):
@@ -352,7 +364,11 @@ def run_realism(
     r = measure_set("real", real_files, size=size, progress=progress)
     res = compare_realism(s, r)
     res.update(
-        sim=str(sim), real=str(real), size=size, seed=seed, statistics=list(STATISTICS),
+        sim=str(sim),
+        real=str(real),
+        size=size,
+        seed=seed,
+        statistics=list(STATISTICS),
         command=command,
     )
     outd = Path(out)
