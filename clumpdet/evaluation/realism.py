@@ -41,6 +41,7 @@ __all__ = [
     "list_colour_images",
     "load_colour_image",
     "realism_grid",
+    "render_fits_colour",
     "run_realism",
 ]
 
@@ -58,6 +59,15 @@ STATISTICS: tuple[str, ...] = (
 )
 
 _SUFFIXES = (".jpg", ".jpeg", ".png")
+_FITS_SUFFIXES = (".fits", ".fits.gz", ".fit", ".fts")
+
+#: Lupton asinh parameters for rendering FITS-only sets (the sim's colour defaults).
+FITS_RENDER: dict[str, Any] = {
+    "scales": {"g": 2.2, "r": 1.45, "i": 1.0},
+    "stretch": 0.5,
+    "q": 8.0,
+    "minimum": -0.02,
+}
 
 
 def list_colour_images(path: str | Path) -> list[Path]:
@@ -82,9 +92,50 @@ def list_colour_images(path: str | Path) -> list[Path]:
             if files:
                 return files
     files = sorted(p for p in root.rglob("*") if p.name.lower().endswith(_SUFFIXES))
+    if not files:  # a FITS-only set: rendered as gri colour on load (render_fits_colour)
+        files = sorted(p for p in root.rglob("*") if p.name.lower().endswith(_FITS_SUFFIXES))
     if not files:
-        raise InputError(root, "no colour images (*.jpg, *.png) found")
+        raise InputError(root, "no colour images (*.jpg, *.png) or FITS cubes found")
     return files
+
+
+def render_fits_colour(path: str | Path) -> np.ndarray:
+    """Render a ``g, r, i`` FITS cube (nanomaggies) as an 8-bit colour picture.
+
+    Uses ``clumpdet.sim.colour.lupton_rgb`` when that module exists, else astropy's
+    ``make_lupton_rgb`` with the same :data:`FITS_RENDER` parameters; red = i, green = r,
+    blue = g. The whole FITS frame is rendered (no re-framing) and flipped to picture
+    orientation (row 0 on top).
+
+    Returns
+    -------
+    ndarray, shape (H, W, 3), uint8
+    """
+    from clumpdet.data.images import read_image
+
+    img = read_image(path, bands=["g", "r", "i"], nan_policy="zero")
+    planes = {b: img.data[k][::-1] for k, b in enumerate(("g", "r", "i"))}
+    try:
+        from clumpdet.sim.colour import lupton_rgb
+    except ImportError:
+        from astropy.visualization import make_lupton_rgb
+
+        sc = FITS_RENDER["scales"]
+        return make_lupton_rgb(
+            planes["i"] * sc["i"],
+            planes["r"] * sc["r"],
+            planes["g"] * sc["g"],
+            minimum=FITS_RENDER["minimum"],
+            stretch=FITS_RENDER["stretch"],
+            Q=FITS_RENDER["q"],
+        )
+    return lupton_rgb(
+        planes,
+        scales=FITS_RENDER["scales"],
+        stretch=FITS_RENDER["stretch"],
+        q=FITS_RENDER["q"],
+        minimum=FITS_RENDER["minimum"],
+    )
 
 
 def load_colour_image(path: str | Path, *, size: int | None = 128) -> np.ndarray:
@@ -93,7 +144,7 @@ def load_colour_image(path: str | Path, *, size: int | None = 128) -> np.ndarray
     Parameters
     ----------
     path : path
-        JPEG or PNG.
+        JPEG or PNG (or a FITS cube, rendered by :func:`render_fits_colour`).
     size : int, optional
         Resize (bilinear, whole frame) to ``size x size``; ``None`` keeps the pixels.
 
@@ -104,6 +155,11 @@ def load_colour_image(path: str | Path, *, size: int | None = 128) -> np.ndarray
     """
     from PIL import Image, UnidentifiedImageError
 
+    if Path(path).name.lower().endswith(_FITS_SUFFIXES):
+        im = Image.fromarray(render_fits_colour(path), mode="RGB")
+        if size is not None and im.size != (size, size):
+            im = im.resize((size, size), Image.BILINEAR)
+        return np.asarray(im, dtype=np.float32)
     try:
         with Image.open(path) as im:
             im = im.convert("RGB")
