@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from clumpdet.data.augment import apply_augmentation
 from clumpdet.data.coco import load_coco
-from clumpdet.data.images import NanPolicy, _is_raster, read_image
+from clumpdet.data.images import NanPolicy, _is_raster, read_model_input
 from clumpdet.data.preprocessing import Preprocessing
 from clumpdet.errors import ConfigError, InputError
 
@@ -116,20 +116,8 @@ class DetectionDataset(Dataset):
             return cached
         info = self._images[image_id]
         path = self.root / info["file_name"]
-        if _is_raster(path):
-            # 8-bit colour cutout: planes B, G, R (wavelength order) are the model's bands by
-            # count (g, r, i for an SDSS composite: red = i, green = r, blue = g)
-            image = read_image(path, nan_policy=self.nan_policy)
-            if len(image.bands) != self.preprocessing.n_bands:
-                raise InputError(
-                    path,
-                    f"colour image has {len(image.bands)} planes but the model takes "
-                    f"{self.preprocessing.n_bands} bands ({', '.join(self.preprocessing.bands)})",
-                )
-            image = image.data
-        else:
-            image = read_image(path, bands=self.preprocessing.bands, nan_policy=self.nan_policy)
-        h, w = image.shape[1:] if isinstance(image, np.ndarray) else image.data.shape[1:]
+        image = read_model_input(path, self.preprocessing.bands, nan_policy=self.nan_policy)
+        h, w = image.data.shape[1:]
         if (w, h) != (int(info["width"]), int(info["height"])):
             raise InputError(
                 path,
