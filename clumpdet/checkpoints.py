@@ -11,8 +11,10 @@ by all kinds:
 ``input``
     What the model was trained on: ``{"kind": "fits", "unit": "nanomaggy"}`` (physical units,
     the FITS ``BUNIT``; ``"unknown"`` when the files do not say), ``{"kind": "png" | "jpeg",
-    "unit": "8-bit colour / 255"}``, or ``{"kind": "unknown", "unit": ""}`` when the trainer did
-    not record it (:data:`INPUT_KINDS`).
+    "unit": "8-bit colour / 255", "channels": "red=i green=r blue=g", "bin": "2"}`` (colour
+    channel to band order and the pixel binning applied before the network, when the trainer
+    records them), or ``{"kind": "unknown", "unit": ""}`` when the trainer
+    did not record it (:data:`INPUT_KINDS`).
 ``preprocessing``
     :meth:`clumpdet.data.preprocessing.Preprocessing.to_dict`.
 ``state_dict``
@@ -112,7 +114,12 @@ def _check_input(record: Mapping[str, Any] | None, where: str | Path) -> dict[st
         raise CheckpointError(
             where, f"input {record!r} must be {{kind: one of {list(INPUT_KINDS)}, unit: str}}"
         )
-    return {"kind": str(rec["kind"]), "unit": str(rec.get("unit", ""))}
+    out = {"kind": str(rec["kind"]), "unit": str(rec.get("unit", ""))}
+    if "channels" in rec:  # colour input: "red=i green=r blue=g" (SDSS / Galaxy Zoo order)
+        out["channels"] = str(rec["channels"])
+    if "bin" in rec:  # colour input binned b x b before the network (detection does the same)
+        out["bin"] = str(int(rec["bin"]))
+    return out
 
 
 def _check_detection_kind(kind: Any, where: str | Path) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -14,7 +15,7 @@ from torch.utils.data import Dataset
 
 from clumpdet.data.augment import apply_augmentation
 from clumpdet.data.coco import load_coco
-from clumpdet.data.images import NanPolicy, read_image
+from clumpdet.data.images import NanPolicy, _is_raster, read_model_input
 from clumpdet.data.preprocessing import Preprocessing
 from clumpdet.errors import ConfigError, InputError
 
@@ -115,7 +116,7 @@ class DetectionDataset(Dataset):
             return cached
         info = self._images[image_id]
         path = self.root / info["file_name"]
-        image = read_image(path, bands=self.preprocessing.bands, nan_policy=self.nan_policy)
+        image = read_model_input(path, self.preprocessing.bands, nan_policy=self.nan_policy)
         h, w = image.data.shape[1:]
         if (w, h) != (int(info["width"]), int(info["height"])):
             raise InputError(
@@ -229,3 +230,98 @@ def split_ids(
     order = np.random.default_rng(seed).permutation(n)
     cuts = [0, *(round(float(c) * n) for c in np.cumsum(fr)[:-1]), n]
     return tuple(sorted(uniq[j] for j in order[a:b]) for a, b in itertools.pairwise(cuts))
+
+
+def bin_planes(data: np.ndarray, factor: int) -> np.ndarray:
+    """Average ``factor x factor`` pixel blocks of the last two axes (edge rows/columns that do
+    not fill a block are dropped).
+
+    Parameters
+    ----------
+    data : ndarray, shape (..., H, W)
+    factor : int
+        Block side; 1 returns ``data`` unchanged.
+
+    Returns
+    -------
+    ndarray, shape (..., H // factor, W // factor), float32
+    """
+    f = int(factor)
+    if f == 1:
+        return data
+    h, w = data.shape[-2] // f * f, data.shape[-1] // f * f
+    x = np.asarray(data[..., :h, :w], dtype=np.float32)
+    x = x.reshape(*x.shape[:-2], h // f, f, w // f, f)
+    return x.mean(axis=(-3, -1))
+
+
+def bin_detection_set(annotations: str | Path, out: str | Path, *, factor: int) -> Path:
+    """Write a colour (PNG/JPEG) detection set binned ``factor x factor`` (:func:`bin_planes`).
+
+    Galaxy Zoo 2 frames (424 px at 0.02 petroR90 per pixel) oversample the SDSS pixels
+    (0.396") 3-7x for typical galaxies, so 2x2 binning keeps the whole frame the volunteers saw at
+    a quarter of the CPU cost with little loss. The binned images are 8-bit PNG (rounded block
+    means of the source pixels; the source JPEG blocks are averaged, not re-compressed); boxes are
+    divided by ``factor``. Detection applies the same binning (checkpoint ``input["bin"]``,
+    :class:`clumpdet.inference.predictor.Predictor`).
+
+    Parameters
+    ----------
+    annotations : path
+        COCO file of the colour set (images relative to its folder).
+    out : path
+        Output folder: ``out/images/*.png`` and ``out/annotations.json``.
+    factor : int
+        Block side in pixels (>= 1).
+
+    Returns
+    -------
+    Path
+        The new annotation file.
+    """
+    from PIL import Image
+
+    from clumpdet.utils import atomic_write
+
+    f = int(factor)
+    if f < 1:
+        raise ConfigError(f"bin factor must be >= 1, got {factor}")
+    src = Path(annotations)
+    doc = load_coco(src)
+    root = Path(doc["_root"])
+    outd = Path(out)
+    (outd / "images").mkdir(parents=True, exist_ok=True)
+    images = []
+    for im in doc["images"]:
+        path = root / im["file_name"]
+        if not _is_raster(path):
+            raise InputError(path, "bin_detection_set takes PNG/JPEG images only")
+        try:
+            with Image.open(path) as pic:
+                rgb = np.asarray(pic.convert("RGB"), dtype=np.float32)
+        except OSError as exc:
+            raise InputError(path, f"not a valid PNG/JPEG image ({exc})") from None
+        small = bin_planes(rgb.transpose(2, 0, 1), f).transpose(1, 2, 0)
+        name = f"images/{Path(im['file_name']).stem}.png"
+        Image.fromarray(np.clip(np.rint(small), 0, 255).astype(np.uint8), mode="RGB").save(
+            outd / name
+        )
+        rec = dict(im)
+        rec.update(file_name=name, width=small.shape[1], height=small.shape[0], bin=f)
+        if "pixel_scale" in rec:
+            rec["pixel_scale"] = float(rec["pixel_scale"]) * f
+        images.append(rec)
+    anns = []
+    for a in doc["annotations"]:
+        new = dict(a)
+        new["bbox"] = [float(v) / f for v in a["bbox"]]
+        if "area" in new:
+            new["area"] = float(new["area"]) / f**2
+        anns.append(new)
+    out_doc = {k: v for k, v in doc.items() if not k.startswith("_")}
+    out_doc["images"], out_doc["annotations"] = images, anns
+    out_doc["info"] = {**(out_doc.get("info") or {}), "bin": f, "binned_from": str(src)}
+    target = outd / "annotations.json"
+    with atomic_write(target, "w") as fh:
+        json.dump(out_doc, fh)
+    return target

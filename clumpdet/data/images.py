@@ -343,3 +343,31 @@ def read_image(
     if bands is not None:
         image = select_bands(image, bands)
     return apply_nan_policy(image, nan_policy)
+
+
+def read_model_input(
+    path: str | Path, bands: Sequence[str], *, nan_policy: NanPolicy = "raise"
+) -> ImageData:
+    """Read one file as a model's input bands.
+
+    FITS files have ``bands`` picked by name (:func:`read_image`). A PNG/JPEG colour cutout keeps
+    its planes in wavelength order (B, G, R), taken by count as ``bands`` (``g, r, i`` for an
+    SDSS / Galaxy Zoo composite: red = i, green = r, blue = g); a greyscale raster is one band.
+
+    Raises
+    ------
+    InputError
+        The file is unreadable, or a raster's plane count differs from ``len(bands)``.
+    """
+    path = Path(path)
+    if not _is_raster(path):
+        return read_image(path, bands=bands, nan_policy=nan_policy)
+    image = read_image(path, nan_policy=nan_policy)
+    want = tuple(str(b) for b in bands)
+    if len(image.bands) != len(want):
+        raise InputError(
+            path,
+            f"{'colour' if len(image.bands) == 3 else 'greyscale'} image has {len(image.bands)} "
+            f"plane(s) but the model takes {len(want)} bands ({', '.join(want)})",
+        )
+    return dataclasses.replace(image, bands=want)

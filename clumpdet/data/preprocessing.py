@@ -18,7 +18,7 @@ import numpy as np
 
 from clumpdet.config import from_dict as _config_from_dict
 from clumpdet.config import to_dict as _config_to_dict
-from clumpdet.data.images import ImageData, read_image, select_bands
+from clumpdet.data.images import ImageData, read_model_input, select_bands
 from clumpdet.data.stretch import apply_stretch, check_stretch
 from clumpdet.errors import ConfigError, InputError
 
@@ -162,7 +162,7 @@ class Preprocessing:
         ----------
         images : iterable of ImageData, ndarray (C, H, W) or file paths
             The sample (e.g. a few hundred training images); files are read with
-            :func:`~clumpdet.data.images.read_image` and this object's ``bands``.
+            :func:`~clumpdet.data.images.read_model_input` and this object's ``bands``.
 
         Returns
         -------
@@ -180,7 +180,7 @@ class Preprocessing:
         count = 0
         for image in images:
             if isinstance(image, (str, Path)):
-                image = read_image(image, bands=self.bands)
+                image = read_model_input(image, self.bands)
             x = self.stretch_only(image).astype(np.float64).reshape(n, -1)
             total += x.sum(axis=1)
             total_sq += np.square(x).sum(axis=1)

@@ -24,6 +24,14 @@ class SimulateDataConfig:
         Images to simulate for training and validation (validation uses ``seed + 1``).
     seed : int
         Seed of the training set.
+    rendering : {"fits", "colour"}
+        Train on the physical-unit FITS cubes (default) or on the simulator's 8-bit gri colour
+        set (``DIR/colour/``: JPEG composites framed as Galaxy Zoo 2 cutouts; the sim config must
+        switch ``render.colour`` on, e.g. ``configs/sim/clumps_sdss_colour.yaml``).
+    bin : int
+        Colour rendering only: average ``bin x bin`` pixel blocks of each frame
+        (:func:`clumpdet.data.dataset.bin_detection_set`; 2 turns a 424 px Galaxy Zoo frame into
+        212 px). The checkpoint records it and detection bins its input the same way.
     """
 
     kind: str = "clumps"
@@ -31,6 +39,8 @@ class SimulateDataConfig:
     n_train: int = 300
     n_val: int = 60
     seed: int = 0
+    rendering: Literal["fits", "colour"] = "fits"
+    bin: int = 1
 
 
 @dataclass

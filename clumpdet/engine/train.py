@@ -206,7 +206,29 @@ def _simulate_if_needed(config: TrainConfig, out: Path) -> tuple[str, str | None
         config=s.config,
         out=out / "data",
     )
-    return str(sets["train"] / "annotations.json"), str(sets["val"] / "annotations.json")
+    if s.rendering == "fits":
+        if s.bin != 1:
+            raise ConfigError("data.simulate.bin applies to rendering: colour only")
+        return str(sets["train"] / "annotations.json"), str(sets["val"] / "annotations.json")
+    return tuple(str(_colour_set(Path(sets[k]), s.bin)) for k in ("train", "val"))  # type: ignore[return-value]
+
+
+def _colour_set(sim_dir: Path, factor: int) -> Path:
+    """The colour detection set of a simulated dir (``DIR/colour/``), binned if asked."""
+    from clumpdet.data.dataset import bin_detection_set
+
+    ann = sim_dir / "colour" / "annotations.json"
+    if not ann.is_file():
+        raise ConfigError(
+            f"data.simulate.rendering: colour but {ann} was not written; use a sim config with "
+            "render.colour: true (configs/sim/clumps_sdss_colour.yaml)"
+        )
+    if factor == 1:
+        return ann
+    target = sim_dir / f"colour_bin{int(factor)}" / "annotations.json"
+    if target.is_file():
+        return target
+    return bin_detection_set(ann, target.parent, factor=int(factor))
 
 
 def prepare_data(
@@ -268,8 +290,19 @@ def prepare_data(
         val_truth=_subset_coco(val_doc, val_ids),
         preprocessing=preprocessing,
         image_size=image_size,
-        input=input_kind_of(Path(train_doc["_root"]) / train_doc["images"][0]["file_name"]),
+        input=_input_record(train_doc),
     )
+
+
+def _input_record(train_doc: dict[str, Any]) -> dict[str, str]:
+    """Checkpoint ``input`` of a training set; colour sets also state their channel order."""
+    rec = input_kind_of(Path(train_doc["_root"]) / train_doc["images"][0]["file_name"])
+    if rec["kind"] in ("png", "jpeg"):
+        rendering = (train_doc.get("info") or {}).get("rendering") or {}
+        ch = rendering.get("channels") or {"red": "i", "green": "r", "blue": "g"}
+        rec["channels"] = " ".join(f"{c}={ch.get(c, '?')}" for c in ("red", "green", "blue"))
+        rec["bin"] = str(int((train_doc.get("info") or {}).get("bin", 1)))
+    return rec
 
 
 def train_detector(

@@ -20,6 +20,7 @@ import torch
 from torchvision.ops import batched_nms
 
 from clumpdet.checkpoints import DetectorBundle, load_detector
+from clumpdet.data.dataset import bin_planes
 from clumpdet.data.images import COLOUR_BANDS, RASTER_SUFFIXES, ImageData, read_image
 from clumpdet.detections import Detections, coco_results
 from clumpdet.errors import InputError
@@ -106,6 +107,12 @@ class Predictor:
         """Bands the model expects, in order."""
         return self.bundle.preprocessing.bands
 
+    @property
+    def bin(self) -> int:
+        """Pixel binning applied before the network (checkpoint ``input["bin"]``, colour models
+        trained on binned Galaxy Zoo frames; 1 otherwise). Boxes are returned in input pixels."""
+        return int(self.bundle.input.get("bin", 1) or 1)
+
     def prepare(self, image: ImageData | np.ndarray) -> np.ndarray:
         """Select bands and stretch one image (float32 ``(C, H, W)``), with input checks."""
         name = getattr(image, "path", None)
@@ -156,8 +163,11 @@ class Predictor:
         crops: list[np.ndarray] = []
         shapes: list[tuple[int, int]] = []
         th, tw = self.tile
+        factor = self.bin
         for i, image in enumerate(images):
             x = self.prepare(image)
+            if factor > 1:  # colour model trained on binned frames: bin the same way
+                x = bin_planes(x, factor)
             h, w = x.shape[1:]
             shapes.append((h, w))
             if h <= th and w <= tw:
@@ -187,7 +197,10 @@ class Predictor:
                         & (cy < core[3] + m)
                     )
                 results[i].append(Detections(boxes[keep], d.labels[keep], d.scores[keep]))
-        return [self._merge(parts) for parts in results]
+        merged = [self._merge(parts) for parts in results]
+        if factor > 1:  # boxes back to the input's pixels
+            merged = [Detections(d.boxes * np.float32(factor), d.labels, d.scores) for d in merged]
+        return merged
 
     def _merge(self, parts: list[Detections]) -> Detections:
         if len(parts) == 1:
