@@ -384,8 +384,8 @@ class DetectionEvaluator:
             ``n_pred`` (predictions with score >= threshold), ``n_pred_all``,
             ``score_threshold``, ``matching``; ``purity_at_completeness`` (overall and per
             class: ``{"0.8"|"0.9": {purity, threshold, completeness}}``, exact over every
-            distinct score, :func:`purity_at_completeness`); ``curves`` (``threshold``: completeness,
-            purity, F1 and n_pred on a 0..1 grid; ``completeness_vs_flux_ratio`` and
+            distinct score, :func:`purity_at_completeness`); ``curves`` (``threshold``:
+            completeness, purity, F1 and n_pred on a 0..1 grid; ``completeness_vs_flux_ratio`` and
             ``completeness_vs_snr``: log bins, null without those truth fields;
             ``precision_recall``: COCO IoU-0.5 PR curve); ``best_f1`` {threshold,
             completeness, purity, f1} over the grid.
