@@ -843,8 +843,7 @@ def run_source_baseline(
             raise InputError(truth, "cannot measure the PSF: too few bright isolated stars")
         fill = float(np.nanmedian(est)) if jobs else math.nan
         jobs = [
-            j._replace(psf_fwhm_px=float(e) if np.isfinite(e) else fill)
-            for j, e in zip(jobs, est)
+            j._replace(psf_fwhm_px=float(e) if np.isfinite(e) else fill) for j, e in zip(jobs, est)
         ]
     tables = map_images(
         functools.partial(_process_one, cfg=cfg),

@@ -688,7 +688,8 @@ def comparison_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     Returns
     -------
     str
-        Columns: method, per class precision at the target recall, completeness, purity, F1,
+        Columns: method, per class precision at the target recall (and, when present, at the
+        detector's recall: ``precision_at_detector_recall``), completeness, purity, F1,
         pair-deblending rate below ``close_pair_fwhm`` and over all pairs. Missing values
         (e.g. a recall never reached) read ``n/a``.
     """
@@ -696,9 +697,15 @@ def comparison_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     first = next(iter(results.values()), {})
     target = next((c["target_recall"] for c in first.get("per_class", {}).values()), 0.8)
     close = (first.get("pair_deblending") or {}).get("close_pair_fwhm", 2.0)
+    matched = any(
+        "precision_at_detector_recall" in c
+        for r in results.values()
+        for c in r.get("per_class", {}).values()
+    )
     header = [
         "method",
         *[f"{c} P@R{target:g}" for c in classes],
+        *[f"{c} P@R(detector)" for c in classes if matched],
         "completeness",
         "purity",
         "F1",
@@ -713,6 +720,11 @@ def comparison_table(results: Mapping[str, Mapping[str, Any]]) -> str:
             [
                 str(method),
                 *[(pc.get(c) or {}).get("precision_at_recall") for c in classes],
+                *[
+                    (pc.get(c) or {}).get("precision_at_detector_recall")
+                    for c in classes
+                    if matched
+                ],
                 res.get("completeness"),
                 res.get("purity"),
                 res.get("f1"),
