@@ -44,6 +44,8 @@ from clumpdet.sim.fields.writer import read_objects
 from clumpdet.units import flux_to_mag
 from clumpdet.utils import atomic_write
 
+#: Name of the learned detector's row.
+DETECTOR: str = "clumpdet Faster R-CNN"
 #: Lowest detection threshold of the classical sweep, sigma of the filtered image.
 SWEEP_FLOOR: float = 1.5
 #: Classical tuning grid: (threshold in matched-filter sigmas, deblending contrast); the
@@ -199,7 +201,7 @@ def tune_source_finder(
 
 def run_deblending_benchmark(
     *,
-    checkpoint: str | Path,
+    checkpoint: str | Path | None,
     test_dir: str | Path,
     val_dir: str | Path,
     out: str | Path,
@@ -208,6 +210,8 @@ def run_deblending_benchmark(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Score the detector, tuned sep / photutils and SExtractor-default sep on one test set.
+
+    ``checkpoint=None`` scores the classical finders only (no matched-recall columns).
 
     Writes under ``out``: ``comparison.json`` (every metric), ``comparison.md`` (the table),
     ``predictions_<method>.csv``, the comparison PNGs and ``tuning.json``. For each S/N cut in
@@ -226,12 +230,12 @@ def run_deblending_benchmark(
     val_truth = Path(val_dir) / "annotations.json"
     objects = read_objects(test_dir)
     fwhm = psf_fwhm_by_image(test_truth)
-    predictor = Predictor.from_checkpoint(checkpoint)
-    thr = predictor.bundle.model_config.score_threshold
-
     runs: dict[str, tuple[pd.DataFrame, float, float | None]] = {}
-    preds, secs = detector_predictions(predictor, test_truth, progress=progress)
-    runs["clumpdet Faster R-CNN"] = (preds, secs, thr)
+    if checkpoint is not None:  # None: the classical finders only
+        predictor = Predictor.from_checkpoint(checkpoint)
+        thr = predictor.bundle.model_config.score_threshold
+        preds, secs = detector_predictions(predictor, test_truth, progress=progress)
+        runs[DETECTOR] = (preds, secs, thr)
     tuning: dict[str, Any] = {}
     val_objects = read_objects(val_dir)
     for method in methods:
@@ -258,7 +262,8 @@ def run_deblending_benchmark(
         m = evaluate_sources(objects, p, fwhm_px=fwhm, score_threshold=threshold)
         m["timing_s"] = {"total": secs, "per_image": secs / max(1, len(fwhm))}
         results[name] = m
-    add_matched_recall(results, runs, objects, fwhm, reference="clumpdet Faster R-CNN")
+    if DETECTOR in results:
+        add_matched_recall(results, runs, objects, fwhm, reference=DETECTOR)
     with atomic_write(out / "comparison.json", "w") as fh:
         json.dump(to_json_safe(results), fh, indent=1)
     for cut in snr_cuts:
@@ -266,7 +271,8 @@ def run_deblending_benchmark(
         sub = {}
         for name, (p, _secs, threshold) in runs.items():
             sub[name] = evaluate_sources(bright, p, fwhm_px=fwhm, score_threshold=threshold)
-        add_matched_recall(sub, runs, bright, fwhm, reference="clumpdet Faster R-CNN")
+        if DETECTOR in sub:
+            add_matched_recall(sub, runs, bright, fwhm, reference=DETECTOR)
         with atomic_write(out / f"comparison_snr{cut:g}.json", "w") as fh:
             json.dump(to_json_safe(sub), fh, indent=1)
         with atomic_write(out / f"comparison_snr{cut:g}.md", "w") as fh:
