@@ -222,6 +222,7 @@ def estimate_psf_fwhm(
     max_stars: int = 40,
     min_stars: int = 3,
     guess_fwhm_px: float = 3.0,
+    isolation: float = 4.0,
     _depth: int = 0,
 ) -> float:
     """PSF FWHM (pixels) measured from the point sources of an image, not from any truth.
@@ -248,6 +249,8 @@ def estimate_psf_fwhm(
         Fewer measured candidates than this is an error.
     guess_fwhm_px : float
         Starting FWHM of the moment measurement.
+    isolation : float
+        A candidate needs no other detection within this many guess FWHMs (0: no cut).
 
     Returns
     -------
@@ -267,8 +270,10 @@ def estimate_psf_fwhm(
     arr = np.asarray(image, dtype=np.float64)
     det = arr.reshape(-1, *arr.shape[-2:]).sum(axis=0) if arr.ndim == 3 else arr
     det = np.ascontiguousarray(np.where(np.isfinite(det), det, 0.0), dtype=np.float32)
-    bkg = sep.Background(det, bw=64, bh=64)
-    sub = det - bkg.back()
+    if min(det.shape) >= 192:
+        sub = det - sep.Background(det, bw=64, bh=64).back()
+    else:  # a small tile: one sky level (a 64 px mesh would eat its sources)
+        sub = det - np.float32(np.median(det[det != 0])) if np.any(det != 0) else det
     rms = mad_sigma(sub, ignore_zeros=True)
     if not rms > 0:
         raise InputError(None, "cannot measure the PSF: the image has no noise")
@@ -277,7 +282,7 @@ def estimate_psf_fwhm(
     except Exception as exc:  # sep raises bare Exception on overflow
         raise InputError(None, f"cannot measure the PSF: sep failed ({exc})") from None
     h, w = sub.shape
-    edge = 4.0 * guess_fwhm_px
+    edge = 3.0 * guess_fwhm_px
     snr = objs["flux"] / (rms * np.sqrt(np.maximum(objs["npix"], 1)))
     ok = (
         (objs["flag"] == 0)
@@ -287,11 +292,10 @@ def estimate_psf_fwhm(
         & (objs["y"] > edge)
         & (objs["y"] < h - 1 - edge)
     )
-    # isolated: no other detection within 4 guess FWHMs
-    if len(objs) > 1:
+    if len(objs) > 1 and isolation > 0:
         d = np.hypot(objs["x"][:, None] - objs["x"][None], objs["y"][:, None] - objs["y"][None])
         np.fill_diagonal(d, np.inf)
-        ok &= d.min(axis=1) > 4.0 * guess_fwhm_px
+        ok &= d.min(axis=1) > isolation * guess_fwhm_px
     idx = np.flatnonzero(ok)
     idx = idx[np.argsort(-snr[idx])][: int(max_stars)]
     r = math.ceil(3.0 * guess_fwhm_px)
@@ -321,10 +325,14 @@ def estimate_psf_fwhm(
     for _ in range(2):
         fwhm *= star_sigma / _psf_moment_sigma(profile, float(moffat_beta), round(fwhm, 4))
     if abs(fwhm / guess_fwhm_px - 1.0) > 0.3 and _depth < 2:  # stamps / isolation sized anew
-        return estimate_psf_fwhm(
-            image, profile=profile, moffat_beta=moffat_beta, min_snr=min_snr,
-            max_stars=max_stars, min_stars=min_stars, guess_fwhm_px=fwhm, _depth=_depth + 1,
-        )  # fmt: skip
+        try:
+            return estimate_psf_fwhm(
+                image, profile=profile, moffat_beta=moffat_beta, min_snr=min_snr,
+                max_stars=max_stars, min_stars=min_stars, guess_fwhm_px=fwhm,
+                isolation=isolation, _depth=_depth + 1,
+            )  # fmt: skip
+        except InputError:
+            pass
     return float(fwhm)
 
 

@@ -704,17 +704,23 @@ class _Job(NamedTuple):
 
 
 def _estimate_one(job: _Job, *, cfg: SourceFinderConfig) -> float | JobFailure:
-    """PSF FWHM of one image measured from its stars (NaN when too few)."""
+    """PSF FWHM of one image measured from its stars (NaN when none can be measured)."""
     from clumpdet.baselines.common import estimate_psf_fwhm
     from clumpdet.data.images import read_image
 
     try:
         im = read_image(job.path, bands=job.bands, nan_policy="keep")
-        return estimate_psf_fwhm(im.data, profile=cfg.psf_profile, moffat_beta=cfg.psf_moffat_beta)
     except InputError as exc:
-        if "cannot measure the PSF" in exc.problem:
-            return math.nan
         return JobFailure(str(job.path), exc.problem, input_error=True)
+    kw = {"profile": cfg.psf_profile, "moffat_beta": cfg.psf_moffat_beta}
+    # strict (>= 3 bright isolated stars), then relaxed (the most compact source at S/N >= 10)
+    for extra in ({}, {"min_snr": 10.0, "min_stars": 1, "isolation": 0.0}):
+        try:
+            return estimate_psf_fwhm(im.data, **kw, **extra)  # type: ignore[arg-type]
+        except InputError as exc:
+            if "cannot measure the PSF" not in exc.problem:
+                return JobFailure(str(job.path), exc.problem, input_error=True)
+    return math.nan
 
 
 def _process_one(job: _Job, *, cfg: SourceFinderConfig) -> Table | JobFailure:
