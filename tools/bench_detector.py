@@ -86,6 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument(f"--{split}", type=Path, default=None,
                        help=f"existing {split} annotations.json (skips simulating it)")  # fmt: skip
     p.add_argument("--workers", type=int, default=1, help="classical finder processes")
+    p.add_argument(
+        "--classical-only",
+        action="store_true",
+        help="tune and run the classical finders only (cached under OUT)",
+    )
+    p.add_argument("--reuse-classical", action="store_true",
+                   help="reuse the classical tuning + predictions cached in OUT")  # fmt: skip
     args = p.parse_args(argv)
 
     from clumpdet.baselines.tuning import run_tables, tables_to_results, tune_classical
@@ -98,14 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = args.data or args.out / "data"
     given = {k: getattr(args, k) for k in ("train", "val", "test") if getattr(args, k)}
     sizes = {"train": args.n_train, "val": args.n_val, "test": args.n_test}
-    if args.checkpoint is not None:
+    if args.checkpoint is not None or args.classical_only:
         sizes.pop("train")
     todo = {k: n for k, n in sizes.items() if k not in given}
     sets = {**(simulate_sets(data_dir, todo, args.sim_config) if todo else {}), **given}
     timings = {"simulate_s": time.perf_counter() - t0}
 
-    model = args.checkpoint
-    if model is None:
+    model, ours = args.checkpoint, None
+    if model is None and not args.classical_only:
         overrides = [f"data.train={sets['train']}", f"data.val={sets['val']}", *args.set]
         if args.epochs:
             overrides.append(f"optim.max_epochs={args.epochs}")
@@ -114,37 +121,44 @@ def main(argv: list[str] | None = None) -> int:
         model = train_detector(cfg, out=args.out / "run")
         timings["train_s"] = time.perf_counter() - t1
 
-    t2 = time.perf_counter()
-    cat = args.out / "test_catalogue.fits"
-    run_detection(
-        checkpoint=model,
-        coco=sets["test"],
-        out=cat,
-        overlays=args.out / "overlays",
-        max_overlays=12,
-        progress=False,
-    )
-    timings["detect_s"] = time.perf_counter() - t2
-    ours = evaluate_detections(
-        truth=sets["test"],
-        predictions=coco_results_path(cat),
-        out=args.out / "eval_detector",
-        score_threshold=args.score_threshold,
-    )
+    if model is not None:
+        t2 = time.perf_counter()
+        cat = args.out / "test_catalogue.fits"
+        run_detection(
+            checkpoint=model,
+            coco=sets["test"],
+            out=cat,
+            overlays=args.out / "overlays",
+            max_overlays=12,
+            progress=False,
+        )
+        timings["detect_s"] = time.perf_counter() - t2
+        ours = evaluate_detections(
+            truth=sets["test"],
+            predictions=coco_results_path(cat),
+            out=args.out / "eval_detector",
+            score_threshold=args.score_threshold,
+        )
 
-    rows = [row("clumpdet Faster R-CNN", ours)]
-    best = {"detector": ours.get("best_f1")}
+    rows = [row("clumpdet Faster R-CNN", ours)] if ours else []
+    best = {"detector": ours.get("best_f1")} if ours else {}
     classical, tuning = {}, {}
     for method in ("residual", "unsharp"):
-        t3 = time.perf_counter()
-        cfg, trials = tune_classical(sets["val"], method=method, workers=args.workers)
-        timings[f"tune_{method}_s"] = time.perf_counter() - t3
-        tuning[method] = {"best": dataclasses.asdict(cfg), "trials": trials}
-        t3 = time.perf_counter()
-        tables = run_tables(sets["test"], method=method, config=cfg, workers=args.workers)
-        timings[f"classical_{method}_s"] = time.perf_counter() - t3
         base_pred = args.out / f"classical_{method}_predictions.json"
-        write_predictions(base_pred, tables_to_results(tables, cfg))
+        cache = args.out / f"classical_{method}_tuning.json"
+        if args.reuse_classical and base_pred.is_file() and cache.is_file():
+            tuning[method] = json.loads(cache.read_text())
+        else:
+            t3 = time.perf_counter()
+            cfg, trials = tune_classical(sets["val"], method=method, workers=args.workers)
+            timings[f"tune_{method}_s"] = time.perf_counter() - t3
+            tuning[method] = {"best": dataclasses.asdict(cfg), "trials": trials}
+            t3 = time.perf_counter()
+            tables = run_tables(sets["test"], method=method, config=cfg, workers=args.workers)
+            timings[f"classical_{method}_s"] = time.perf_counter() - t3
+            write_predictions(base_pred, tables_to_results(tables, cfg))
+            args.out.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps(to_json_safe(tuning[method]), indent=1))
         classical[method] = evaluate_detections(
             truth=sets["test"],
             predictions=base_pred,
@@ -153,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         rows.append(row(f"classical {method} (tuned, swept)", classical[method]))
         best[f"classical_{method}"] = classical[method].get("best_f1")
+    scored = {**({"detector": ours} if ours else {}), **classical}
     cmd = " ".join(["python", *sys.argv])
     result = {
         "command": cmd,
@@ -162,17 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "timings": timings,
         "best_f1": best,
-        "purity_at_completeness": {
-            "detector": ours["purity_at_completeness"],
-            **{k: v["purity_at_completeness"] for k, v in classical.items()},
-        },
-        "completeness_vs_snr": {
-            "detector": ours["curves"]["completeness_vs_snr"],
-            **{k: v["curves"]["completeness_vs_snr"] for k, v in classical.items()},
-        },
+        "purity_at_completeness": {k: v["purity_at_completeness"] for k, v in scored.items()},
+        "completeness_vs_snr": {k: v["curves"]["completeness_vs_snr"] for k, v in scored.items()},
         "completeness_vs_flux_ratio": {
-            "detector": ours["curves"]["completeness_vs_flux_ratio"],
-            **{k: v["curves"]["completeness_vs_flux_ratio"] for k, v in classical.items()},
+            k: v["curves"]["completeness_vs_flux_ratio"] for k, v in scored.items()
         },
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -202,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     (args.out / "comparison.md").write_text(f"{table}\n\nCommand: `{cmd}`\n")
 
-    methods = (("clumpdet", ours), *((f"classical {k}", v) for k, v in classical.items()))
+    methods = (*((("clumpdet", ours),) if ours else ()),
+               *((f"classical {k}", v) for k, v in classical.items()))  # fmt: skip
     for key, xlabel in (("completeness_vs_flux_ratio", "clump / host flux ratio"),
                         ("completeness_vs_snr", "clump S/N (truth)")):  # fmt: skip
         fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
