@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -272,3 +273,46 @@ def test_run_classical_baseline_warns_when_nothing_found(tmp_path: Path) -> None
     with pytest.warns(NoDetectionsWarning, match="no clumps"):
         out = run_classical_baseline(images=[path], out=tmp_path / "pred.json", workers=1)
     assert json.loads(out.read_text()) == []
+
+
+def test_sweep_config_and_box_rebuild_match_the_finder() -> None:
+    from clumpdet.baselines.tuning import boxes_for, sweep_config
+
+    cfg = sweep_config(ClassicalConfig())
+    assert cfg.threshold == 1.5 and cfg.min_snr == 1.5 and cfg.max_detections >= 200
+    img = make_galaxy()
+    low = find_clumps(img, config=cfg, bands=BANDS)
+    high = find_clumps(img, config=ClassicalConfig(), bands=BANDS)
+    assert len(low) >= len(high)  # the sweep floor only adds low-S/N detections
+    assert np.all(np.diff(np.asarray(low["score"])) <= 0) and np.all(low["snr"] >= 1.5)
+    for scale, rule in ((3.4, "size"), (2.5, "psf")):
+        c = dataclasses.replace(cfg, box_scale=scale, box_rule=rule)
+        t = find_clumps(img, config=c, bands=BANDS)
+        got = boxes_for(t, c, img.shape[-2:])
+        want = np.stack([np.asarray(t[k], dtype=np.float64) for k in ("x1", "y1", "x2", "y2")], 1)
+        np.testing.assert_allclose(got, want, atol=1e-3)
+
+
+def test_tune_classical_picks_the_box_scale_of_the_truth(tmp_path: Path) -> None:
+    """Truth boxes of side 3.4 x the knots' measured FWHM: the tuning must land near 3.4."""
+    from clumpdet.baselines.tuning import tune_classical
+
+    img = make_galaxy()
+    t = find_clumps(img, config=ClassicalConfig(), bands=BANDS)
+    (tmp_path / "images").mkdir()
+    write_image_fits(tmp_path / "images/000000.fits", img, bands=BANDS, pixel_scale=0.396)
+    anns = []
+    for x, y in KNOTS:
+        k = int(np.argmin(np.hypot(np.asarray(t["x"]) - x, np.asarray(t["y"]) - y)))
+        side = 3.4 * float(t["fwhm"][k])
+        anns.append(
+            {"id": len(anns) + 1, "image_id": 0, "category_id": 1, "iscrowd": 0,
+             "bbox": [x - side / 2, y - side / 2, side, side], "area": side * side}
+        )  # fmt: skip
+    rec = {"id": 0, "file_name": "images/000000.fits", "width": SIZE, "height": SIZE}
+    truth = write_coco(tmp_path / "annotations.json", images=[rec], annotations=anns)
+    best, trials = tune_classical(
+        truth, method="residual", box_scales=(2.4, 3.4, 4.4), box_rules=("size",), workers=1
+    )
+    assert best.box_scale == 3.4 and best.threshold == 1.5
+    assert len(trials) == 3 and max(tr["AP50"] for tr in trials) == trials[1]["AP50"]

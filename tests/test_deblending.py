@@ -13,6 +13,7 @@ from clumpdet.evaluation.deblending import (
     binned_fraction,
     comparison_table,
     evaluate_sources,
+    pair_deblended,
     precision_recall,
     psf_fwhm_by_image,
 )
@@ -62,6 +63,34 @@ def test_pair_found_twice_is_deblended() -> None:
     assert pairs["n_pairs"] == 1 and pairs["n_deblended"] == 1
     assert pairs["rate"] == 1.0 and pairs["rate_close"] == 1.0 and pairs["n_pairs_close"] == 1
     assert res["completeness"] == 1.0 and res["purity"] == 1.0 and res["f1"] == 1.0
+
+
+def test_pair_rule_needs_each_detection_nearer_its_own_member() -> None:
+    m = np.array([[10.0, 10.0], [11.5, 10.0]])  # 0.375 FWHM apart (FWHM 4, radius 2)
+    assert pair_deblended(m, np.array([[10.1, 10.0], [11.4, 10.0]]), radius=2.0)
+    # both detections between the members, within 2 px of both: matched one-to-one, but the
+    # one assigned to member 0 sits nearer member 1 -> not deblended
+    assert not pair_deblended(m, np.array([[11.1, 10.0], [10.9, 10.0]]), radius=2.0)
+    assert not pair_deblended(m, np.array([[10.0, 10.0], [np.nan, np.nan]]), radius=2.0)
+    assert not pair_deblended(m, None, radius=2.0)
+    assert not pair_deblended(m, np.array([[10.5, 10.0], [10.5, 10.0]]), radius=2.0)
+    # own member farther than the radius
+    assert not pair_deblended(m, np.array([[7.5, 10.0], [11.5, 10.0]]), radius=2.0)
+    # through evaluate_sources: greedy matching gives det 10.9 -> 11.5 and det 11.1 -> 10.0
+    close = [{**PAIR[0]}, {**PAIR[1], "x": 11.5}]
+    res = evaluate_sources(
+        objects(close),
+        preds([{"x": 10.9, "y": 10.0, "score": 5.0}, {"x": 11.1, "y": 10.0, "score": 4.0}]),
+        fwhm_px=FWHM,
+    )
+    assert res["completeness"] == 1.0  # both members matched ...
+    assert res["pair_deblending"]["n_deblended"] == 0  # ... but the pair is not deblended
+    res = evaluate_sources(
+        objects(close),
+        preds([{"x": 10.2, "y": 10.0, "score": 5.0}, {"x": 11.4, "y": 10.0, "score": 4.0}]),
+        fwhm_px=FWHM,
+    )
+    assert res["pair_deblending"]["n_deblended"] == 1
 
 
 def test_one_merged_detection_fails_the_pair() -> None:

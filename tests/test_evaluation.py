@@ -425,3 +425,20 @@ def test_cli_evaluate_unknown_image_id(tmp_path: Path, capsys: pytest.CaptureFix
     err = capsys.readouterr().err.strip()
     assert err == f"clumpdet: error: {pred}: prediction 2 references unknown image_id 999"
     assert not (out / "metrics.json").exists()
+
+
+def test_purity_at_completeness_is_exact_over_scores() -> None:
+    from clumpdet.evaluation.detection import purity_at_completeness
+
+    # 5 truths; predictions by score: TP .9, FP .8, TP .7, TP .6, FP .5, TP .4, (truth 5 missed)
+    fs = np.array([0.9, 0.7, 0.6, 0.4, -np.inf])
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    matched = np.array([True, False, True, True, False, True])
+    got = purity_at_completeness(fs, matched, scores, targets=(0.6, 0.8, 0.9))
+    assert got["0.6"] == {"purity": 0.75, "threshold": 0.6, "completeness": 0.6}
+    assert got["0.8"] == {"purity": 4 / 6, "threshold": 0.4, "completeness": 0.8}
+    assert math.isnan(got["0.9"]["purity"])  # never reached
+    # through the evaluator: the exact truth reaches completeness 1 at purity 1
+    m = _run(_exact())
+    assert m["purity_at_completeness"]["0.9"]["purity"] == 1.0
+    assert m["per_class"]["clump"]["purity_at_completeness"]["0.9"]["purity"] == 1.0

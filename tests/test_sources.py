@@ -292,7 +292,7 @@ def _write_set(root) -> tuple:
 @pytest.mark.parametrize("method", METHODS)
 def test_run_source_baseline_on_a_coco_set(tmp_path, method: str) -> None:
     path, truths = _write_set(tmp_path)
-    pred = run_source_baseline(path, method=method, workers=1, progress=False)
+    pred = run_source_baseline(path, method=method, workers=1, progress=False, calibration="truth")
     assert isinstance(pred, Table) and pred.colnames == ["image_id", *SOURCE_COLUMNS]
     assert pred["image_id"].dtype == np.int64 and pred["x"].unit == "pix"
     for iid, objs in zip((3, 8), truths):
@@ -311,6 +311,8 @@ def test_run_source_baseline_errors_and_empty(tmp_path) -> None:
     cats = [{"id": 1, "name": "star"}, {"id": 2, "name": "galaxy"}]
     bad = write_coco(tmp_path / "bad.json", images=[rec], annotations=[], categories=cats)
     with pytest.raises(InputError, match="psf_fwhm_px"):
+        run_source_baseline(bad, method="sep", progress=False, calibration="truth")
+    with pytest.raises(InputError, match="cannot measure the PSF"):  # no stars in the image
         run_source_baseline(bad, method="sep", progress=False)
     good = write_coco(
         tmp_path / "good.json",
@@ -319,7 +321,7 @@ def test_run_source_baseline_errors_and_empty(tmp_path) -> None:
         categories=cats,
     )
     with pytest.warns(NoDetectionsWarning):
-        pred = run_source_baseline(good, method="sep", progress=False)
+        pred = run_source_baseline(good, method="sep", progress=False, calibration="truth")
     assert len(pred) == 0 and pred.colnames == ["image_id", *SOURCE_COLUMNS]
     with pytest.raises(ConfigError, match="workers"):
         run_source_baseline(good, method="sep", workers=0, progress=False)
@@ -328,8 +330,60 @@ def test_run_source_baseline_errors_and_empty(tmp_path) -> None:
 def test_run_source_baseline_uses_the_spawn_pool(tmp_path, monkeypatch) -> None:
     calls = spy_parallel_map(monkeypatch)
     path, _ = _write_set(tmp_path)
-    serial = run_source_baseline(path, method="sep", workers=1, progress=False)
-    par = run_source_baseline(path, method="sep", workers=2, progress=False)
+    kw = {"method": "sep", "progress": False, "calibration": "truth"}
+    serial = run_source_baseline(path, workers=1, **kw)
+    par = run_source_baseline(path, workers=2, **kw)
     assert calls == [1, 2]
     assert all(np.array_equal(serial[c], par[c], equal_nan=True) for c in serial.colnames)
     assert not hasattr(sources, "ProcessPoolExecutor")
+
+
+def _star_field(fwhm: float, *, seed: int, n_stars: int = 14, n_gal: int = 8) -> np.ndarray:
+    """(3, 160, 160) field of Moffat stars and resolved galaxies with PSF ``fwhm`` px."""
+    import galsim
+
+    rng = np.random.default_rng(seed)
+    img = galsim.ImageF(160, 160, scale=1.0)
+    psf = galsim.Moffat(beta=BETA, fwhm=fwhm)
+    for k in range(n_stars + n_gal):
+        x, y = rng.uniform(15, 145, 2)
+        obj = (
+            psf
+            if k < n_stars
+            else galsim.Convolve(galsim.Exponential(half_light_radius=rng.uniform(2.0, 4.0)), psf)
+        )
+        obj.withFlux(rng.uniform(3.0, 20.0)).drawImage(
+            img, center=galsim.PositionD(x, y), add_to_image=True
+        )
+    r = img.array.astype(np.float32)
+    return np.stack([r * f + rng.normal(0, SIGMA[b], r.shape) for f, b in zip(SED["star"], BANDS)])
+
+
+@pytest.mark.parametrize("fwhm", [1.9, 3.5, 5.0])
+def test_psf_fwhm_is_measured_from_the_image(fwhm: float) -> None:
+    from clumpdet.baselines.common import estimate_psf_fwhm
+
+    field = _star_field(fwhm, seed=int(fwhm * 10))
+    est = estimate_psf_fwhm(field, profile="moffat", moffat_beta=BETA)
+    assert est == pytest.approx(fwhm, rel=0.05)
+    with pytest.raises(InputError, match="cannot measure the PSF"):
+        estimate_psf_fwhm(np.random.default_rng(0).normal(0, 0.01, (3, 64, 64)))
+
+
+def test_run_source_baseline_calibrates_from_the_image_not_the_truth(tmp_path) -> None:
+    """The records carry a wrong PSF and noise: image calibration must not read them."""
+    (tmp_path / "images").mkdir()
+    write_image_fits(
+        tmp_path / "images/0.fits", _star_field(3.5, seed=5), bands=BANDS, pixel_scale=0.262
+    )
+    rec = {
+        "id": 0, "file_name": "images/0.fits", "width": 160, "height": 160,
+        "bands": list(BANDS), "psf_fwhm_px": 9.0, "noise_sigma": {b: 1.0 for b in BANDS},
+    }  # fmt: skip
+    cats = [{"id": 1, "name": "star"}, {"id": 2, "name": "galaxy"}]
+    path = write_coco(tmp_path / "a.json", images=[rec], annotations=[], categories=cats)
+    img = run_source_baseline(path, method="sep", progress=False)
+    with pytest.warns(NoDetectionsWarning):  # a 100x noise: nothing passes the threshold
+        wrong = run_source_baseline(path, method="sep", progress=False, calibration="truth")
+    assert len(wrong) == 0 and len(img) >= 18
+    assert np.count_nonzero(img["label"] == 1) >= 10  # stars recognised with the measured PSF

@@ -25,14 +25,15 @@ from clumpdet.utils import command_line
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", type=Path, required=True, help="trained fields model.pt")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="trained fields model.pt (omit: classical finders only)")  # fmt: skip
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--sim-config", default="configs/sim/fields_decam.yaml")
     p.add_argument("--n-test", type=int, default=200, help="test tiles (seed 2)")
     p.add_argument("--n-val", type=int, default=60, help="classical tuning tiles (seed 1)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    if not args.checkpoint.is_file():  # before minutes of simulation
+    if args.checkpoint is not None and not args.checkpoint.is_file():  # before simulating
         print(f"bench_fields: error: {args.checkpoint}: checkpoint not found", file=sys.stderr)
         return 2
     try:

@@ -211,3 +211,141 @@ def map_images(
             raise ClumpdetError(f"{item.path}: {item.problem}")
         results.append(item)
     return results
+
+
+def estimate_psf_fwhm(
+    image: np.ndarray,
+    *,
+    profile: str = "moffat",
+    moffat_beta: float = 3.5,
+    min_snr: float = 30.0,
+    max_stars: int = 40,
+    min_stars: int = 3,
+    guess_fwhm_px: float = 3.0,
+    isolation: float = 4.0,
+    _depth: int = 0,
+) -> float:
+    """PSF FWHM (pixels) measured from the point sources of an image, not from any truth.
+
+    Bright, isolated, unflagged ``sep`` sources of the (band-summed, background-subtracted)
+    image are measured with GalSim HSM adaptive moments; the stellar locus is the compact end of
+    their size distribution (sources within 15 % of the 20th-percentile moment size); its
+    median moment size is turned into a FWHM by measuring a noiseless, pixel-integrated PSF of
+    the given ``profile`` the same way (so estimator and pixel biases cancel), iterated twice.
+
+    Parameters
+    ----------
+    image : ndarray, shape (C, H, W) or (H, W)
+        Image; planes are summed, non-finite pixels count as 0.
+    profile : {"moffat", "gaussian", "kolmogorov"}
+        PSF shape assumed to convert moments to a FWHM.
+    moffat_beta : float
+        Moffat ``beta`` when ``profile="moffat"``.
+    min_snr : float
+        Minimum isophotal S/N of a candidate star.
+    max_stars : int
+        Use at most this many (brightest unsaturated-looking) candidates.
+    min_stars : int
+        Fewer measured candidates than this is an error.
+    guess_fwhm_px : float
+        Starting FWHM of the moment measurement.
+    isolation : float
+        A candidate needs no other detection within this many guess FWHMs (0: no cut).
+
+    Returns
+    -------
+    float
+        Estimated PSF FWHM in pixels.
+
+    Raises
+    ------
+    InputError
+        Too few point-like sources to measure the PSF.
+    """
+    import galsim
+    import sep
+
+    from clumpdet.noise import mad_sigma
+
+    arr = np.asarray(image, dtype=np.float64)
+    det = arr.reshape(-1, *arr.shape[-2:]).sum(axis=0) if arr.ndim == 3 else arr
+    det = np.ascontiguousarray(np.where(np.isfinite(det), det, 0.0), dtype=np.float32)
+    if min(det.shape) >= 192:
+        sub = det - sep.Background(det, bw=64, bh=64).back()
+    else:  # a small tile: one sky level (a 64 px mesh would eat its sources)
+        sub = det - np.float32(np.median(det[det != 0])) if np.any(det != 0) else det
+    rms = mad_sigma(sub, ignore_zeros=True)
+    if not rms > 0:
+        raise InputError(None, "cannot measure the PSF: the image has no noise")
+    try:
+        objs = sep.extract(sub, 5.0, err=rms, minarea=5, deblend_cont=1.0)
+    except Exception as exc:  # sep raises bare Exception on overflow
+        raise InputError(None, f"cannot measure the PSF: sep failed ({exc})") from None
+    h, w = sub.shape
+    edge = 3.0 * guess_fwhm_px
+    snr = objs["flux"] / (rms * np.sqrt(np.maximum(objs["npix"], 1)))
+    ok = (
+        (objs["flag"] == 0)
+        & (snr >= min_snr)
+        & (objs["x"] > edge)
+        & (objs["x"] < w - 1 - edge)
+        & (objs["y"] > edge)
+        & (objs["y"] < h - 1 - edge)
+    )
+    if len(objs) > 1 and isolation > 0:
+        d = np.hypot(objs["x"][:, None] - objs["x"][None], objs["y"][:, None] - objs["y"][None])
+        np.fill_diagonal(d, np.inf)
+        ok &= d.min(axis=1) > isolation * guess_fwhm_px
+    idx = np.flatnonzero(ok)
+    idx = idx[np.argsort(-snr[idx])][: int(max_stars)]
+    r = math.ceil(3.0 * guess_fwhm_px)
+    sig = []
+    for k in idx:
+        xi, yi = round(float(objs["x"][k])), round(float(objs["y"][k]))
+        stamp = sub[max(0, yi - r) : yi + r + 1, max(0, xi - r) : xi + r + 1]
+        try:
+            mom = galsim.hsm.FindAdaptiveMom(
+                galsim.Image(np.ascontiguousarray(stamp, dtype=np.float64)),
+                guess_sig=guess_fwhm_px / FWHM_PER_SIGMA,
+                strict=False,
+            )
+        except (galsim.GalSimError, RuntimeError, ValueError):
+            continue
+        if mom.moments_status == 0 and mom.moments_sigma > 0:
+            sig.append(mom.moments_sigma)
+    if len(sig) < min_stars:
+        raise InputError(
+            None,
+            f"cannot measure the PSF: {len(sig)} bright isolated source(s), need {min_stars}",
+        )
+    s = np.asarray(sig)
+    lo = np.percentile(s, 20)
+    star_sigma = float(np.median(s[s <= 1.15 * lo]))
+    fwhm = FWHM_PER_SIGMA * star_sigma
+    for _ in range(2):
+        fwhm *= star_sigma / _psf_moment_sigma(profile, float(moffat_beta), round(fwhm, 4))
+    if abs(fwhm / guess_fwhm_px - 1.0) > 0.3 and _depth < 2:  # stamps / isolation sized anew
+        try:
+            return estimate_psf_fwhm(
+                image, profile=profile, moffat_beta=moffat_beta, min_snr=min_snr,
+                max_stars=max_stars, min_stars=min_stars, guess_fwhm_px=fwhm,
+                isolation=isolation, _depth=_depth + 1,
+            )  # fmt: skip
+        except InputError:
+            pass
+    return float(fwhm)
+
+
+def _psf_moment_sigma(profile: str, beta: float, fwhm: float) -> float:
+    """HSM adaptive-moment sigma (pixels) of a noiseless, pixel-integrated PSF of this FWHM."""
+    import galsim
+
+    if profile == "gaussian":
+        psf = galsim.Gaussian(fwhm=fwhm)
+    elif profile == "kolmogorov":
+        psf = galsim.Kolmogorov(fwhm=fwhm)
+    else:
+        psf = galsim.Moffat(beta=beta, fwhm=fwhm)
+    n = int(2 * math.ceil(4 * fwhm) + 1)
+    img = psf.drawImage(nx=n, ny=n, scale=1.0)
+    return float(galsim.hsm.FindAdaptiveMom(img).moments_sigma)

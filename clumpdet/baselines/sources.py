@@ -700,7 +700,27 @@ class _Job(NamedTuple):
     path: Path
     bands: tuple[str, ...] | None
     noise_sigma: dict[str, float] | None
-    psf_fwhm_px: float
+    psf_fwhm_px: float | None
+
+
+def _estimate_one(job: _Job, *, cfg: SourceFinderConfig) -> float | JobFailure:
+    """PSF FWHM of one image measured from its stars (NaN when none can be measured)."""
+    from clumpdet.baselines.common import estimate_psf_fwhm
+    from clumpdet.data.images import read_image
+
+    try:
+        im = read_image(job.path, bands=job.bands, nan_policy="keep")
+    except InputError as exc:
+        return JobFailure(str(job.path), exc.problem, input_error=True)
+    kw = {"profile": cfg.psf_profile, "moffat_beta": cfg.psf_moffat_beta}
+    # strict (>= 3 bright isolated stars), then relaxed (the most compact source at S/N >= 10)
+    for extra in ({}, {"min_snr": 10.0, "min_stars": 1, "isolation": 0.0}):
+        try:
+            return estimate_psf_fwhm(im.data, **kw, **extra)  # type: ignore[arg-type]
+        except InputError as exc:
+            if "cannot measure the PSF" not in exc.problem:
+                return JobFailure(str(job.path), exc.problem, input_error=True)
+    return math.nan
 
 
 def _process_one(job: _Job, *, cfg: SourceFinderConfig) -> Table | JobFailure:
@@ -709,8 +729,8 @@ def _process_one(job: _Job, *, cfg: SourceFinderConfig) -> Table | JobFailure:
     try:
         im = read_image(job.path, bands=job.bands, nan_policy="keep")  # find_sources masks
         table = find_sources(
-            im.data, noise_sigma=job.noise_sigma, psf_fwhm_px=job.psf_fwhm_px, bands=im.bands,
-            config=cfg,
+            im.data, noise_sigma=job.noise_sigma, psf_fwhm_px=float(job.psf_fwhm_px),
+            bands=im.bands, config=cfg,
         )  # fmt: skip
     except InputError as exc:
         return JobFailure(str(job.path), exc.problem, input_error=True)
@@ -721,25 +741,25 @@ def _process_one(job: _Job, *, cfg: SourceFinderConfig) -> Table | JobFailure:
     return table
 
 
-def _jobs_from_coco(truth: Path) -> list[_Job]:
+def _jobs_from_coco(truth: Path, *, from_truth: bool = False) -> list[_Job]:
     from clumpdet.data.coco import load_coco
     from clumpdet.evaluation.deblending import psf_fwhm_by_image
 
     doc = load_coco(truth)
-    fwhm = psf_fwhm_by_image(truth)
+    fwhm = psf_fwhm_by_image(truth) if from_truth else {}
     root = Path(doc.get("_root", truth.parent))
     jobs = []
     for rec in doc["images"]:
         iid = int(rec["id"])
         bands = rec.get("bands")
-        noise = rec.get("noise_sigma")
+        noise = rec.get("noise_sigma") if from_truth else None
         jobs.append(
             _Job(
                 image_id=iid,
                 path=root / str(rec["file_name"]),
                 bands=tuple(str(b) for b in bands) if bands else None,
                 noise_sigma={str(k): float(v) for k, v in noise.items()} if noise else None,
-                psf_fwhm_px=fwhm[iid],
+                psf_fwhm_px=fwhm.get(iid),
             )
         )
     return jobs
@@ -752,12 +772,17 @@ def run_source_baseline(
     config: SourceFinderConfig | None = None,
     workers: int = 1,
     progress: bool = True,
+    calibration: Literal["image", "truth"] = "image",
 ) -> Table:
     """Run :func:`find_sources` on every image of a COCO set (the blended-field benchmark).
 
-    Each image record supplies ``file_name`` (relative to the COCO file's folder), ``bands``,
-    ``noise_sigma`` (``{band: sigma}``, nanomaggies; estimated from the image when absent) and
-    ``psf_fwhm_px`` (or ``psf_fwhm`` / ``pixel_scale``).
+    Each image record supplies ``file_name`` (relative to the COCO file's folder) and
+    ``bands``. With ``calibration="image"`` (default, as the detector must) the per-band noise
+    is estimated from each image (MAD) and the PSF FWHM is measured from its stars
+    (:func:`clumpdet.baselines.common.estimate_psf_fwhm`; an image with too few stars takes
+    the median of the set's measurements). ``calibration="truth"`` reads the true
+    ``noise_sigma`` and ``psf_fwhm_px`` (or ``psf_fwhm`` / ``pixel_scale``) from the records,
+    for a diagnostic upper bound only.
 
     Parameters
     ----------
@@ -771,6 +796,8 @@ def run_source_baseline(
         Processes (spawn, :func:`clumpdet.parallel.parallel_map`); 1 runs in this process.
     progress : bool
         Show a tqdm progress bar.
+    calibration : {"image", "truth"}
+        Where noise and PSF come from (see above).
 
     Returns
     -------
@@ -800,11 +827,30 @@ def run_source_baseline(
         cfg = dataclasses.replace(cfg, method=method)
     if int(workers) < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
+    if calibration not in ("image", "truth"):
+        raise ConfigError(f"calibration {calibration!r} is not one of ['image', 'truth']")
     truth = Path(truth)
-    jobs = _jobs_from_coco(truth)
+    jobs = _jobs_from_coco(truth, from_truth=calibration == "truth")
     for j in jobs:
         if not j.path.is_file():
             raise InputError(j.path, "image file not found")
+    if calibration == "image":
+        est = np.asarray(
+            map_images(
+                functools.partial(_estimate_one, cfg=cfg),
+                jobs,
+                workers=min(int(workers), max(1, len(jobs))),
+                desc="PSF from stars",
+                progress=False,
+            ),
+            dtype=np.float64,
+        )
+        if jobs and not np.isfinite(est).any():
+            raise InputError(truth, "cannot measure the PSF: too few bright isolated stars")
+        fill = float(np.nanmedian(est)) if jobs else math.nan
+        jobs = [
+            j._replace(psf_fwhm_px=float(e) if np.isfinite(e) else fill) for j, e in zip(jobs, est)
+        ]
     tables = map_images(
         functools.partial(_process_one, cfg=cfg),
         jobs,

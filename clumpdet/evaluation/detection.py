@@ -56,6 +56,68 @@ def _found_score(truth_to_pred: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Completeness levels of :func:`purity_at_completeness` in the metrics.
+COMPLETENESS_TARGETS: tuple[float, ...] = (0.8, 0.9)
+
+
+def purity_at_completeness(
+    found_score: np.ndarray,
+    matched: np.ndarray,
+    scores: np.ndarray,
+    targets: Sequence[float] = COMPLETENESS_TARGETS,
+) -> dict[str, dict[str, float]]:
+    """Best purity over every score threshold that reaches each completeness target.
+
+    Exact (one threshold per distinct prediction score, not a grid), so methods whose scores
+    live on different scales (a network's probability, a classical finder's S/N map) compare
+    like with like.
+
+    Parameters
+    ----------
+    found_score : ndarray, shape (N,)
+        Per truth, the score of the prediction that found it (``-inf`` never found); with
+        score-ordered greedy matching truth ``i`` is found at threshold ``t`` iff
+        ``found_score[i] >= t``.
+    matched : ndarray of bool, shape (M,)
+        Whether each prediction is matched to a truth.
+    scores : ndarray, shape (M,)
+        Prediction scores.
+    targets : sequence of float
+        Completeness levels in (0, 1].
+
+    Returns
+    -------
+    dict
+        ``{f"{target:g}": {"purity", "threshold", "completeness"}}``; NaN values where the
+        target is never reached (or there are no truths).
+    """
+    fs = np.asarray(found_score, dtype=np.float64).reshape(-1)
+    m = np.asarray(matched, dtype=bool).reshape(-1)
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    nan = {"purity": math.nan, "threshold": math.nan, "completeness": math.nan}
+    out = {f"{t:g}": dict(nan) for t in targets}
+    if fs.size == 0 or s.size == 0:
+        return out
+    order = np.argsort(-s, kind="stable")
+    s_sorted, m_sorted = s[order], m[order]
+    last = np.r_[np.flatnonzero(np.diff(s_sorted) != 0), s_sorted.size - 1]
+    thr = s_sorted[last]
+    n_pred = last + 1.0
+    purity = np.cumsum(m_sorted)[last] / n_pred
+    fs_sorted = np.sort(fs)
+    comp = (fs.size - np.searchsorted(fs_sorted, thr, side="left")) / float(fs.size)
+    for t in targets:
+        ok = np.flatnonzero(comp >= float(t) - 1e-12)
+        if ok.size:
+            k = ok[int(np.argmax(purity[ok]))]
+            out[f"{t:g}"] = {
+                "purity": float(purity[k]),
+                "threshold": float(thr[k]),
+                "completeness": float(comp[k]),
+            }
+    return out
+
+
 def wilson_interval(k: np.ndarray, n: np.ndarray, z: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score interval of a success fraction.
 
@@ -320,8 +382,10 @@ class DetectionEvaluator:
             ``area_ranges``; ``per_class`` {name: {completeness, purity, f1, AP, AP50, AP75,
             AR, n_true, n_pred, n_matched}} (class-aware matching); ``n_images``, ``n_true``,
             ``n_pred`` (predictions with score >= threshold), ``n_pred_all``,
-            ``score_threshold``, ``matching``; ``curves`` (``threshold``: completeness,
-            purity, F1 and n_pred on a 0..1 grid; ``completeness_vs_flux_ratio`` and
+            ``score_threshold``, ``matching``; ``purity_at_completeness`` (overall and per
+            class: ``{"0.8"|"0.9": {purity, threshold, completeness}}``, exact over every
+            distinct score, :func:`purity_at_completeness`); ``curves`` (``threshold``:
+            completeness, purity, F1 and n_pred on a 0..1 grid; ``completeness_vs_flux_ratio`` and
             ``completeness_vs_snr``: log bins, null without those truth fields;
             ``precision_recall``: COCO IoU-0.5 PR curve); ``best_f1`` {threshold,
             completeness, purity, f1} over the grid.
@@ -386,6 +450,9 @@ class DetectionEvaluator:
             tsel, psel = tl == cid, pl == cid
             cc, pc, fc, nt, npred, nm = cp(tf_cls[tsel], pm_cls[psel], ps[psel], thr)
             per_class[name] = {
+                "purity_at_completeness": purity_at_completeness(
+                    tf_cls[tsel], pm_cls[psel], ps[psel]
+                ),
                 "completeness": cc,
                 "purity": pc,
                 "f1": fc,
@@ -440,6 +507,7 @@ class DetectionEvaluator:
             "purity": p,
             "f1": f1,
             "n_matched": n_matched,
+            "purity_at_completeness": purity_at_completeness(tf_any, pm_any, ps),
             **coco,
             "area_ranges": area_ranges_description(),
             "per_class": per_class,

@@ -4,9 +4,16 @@ Every method runs on the same simulated tiles and is scored by
 :func:`clumpdet.evaluation.deblending.evaluate_sources` with the same centre matching, the same
 truth (labelled objects; detections of fainter ones are ignored) and the same photometry: a
 circular aperture magnitude in the reference band measured at every detection's position, so
-purity vs magnitude compares like with like. The classical finders' detection threshold and
-deblending contrast are tuned on a separate validation set (best F1) before the test run; their
-SExtractor-default configuration is reported too.
+purity vs magnitude compares like with like.
+
+Fair comparison (issue 13): the classical finders estimate noise (MAD) and PSF (from the
+image's stars, :func:`clumpdet.baselines.common.estimate_psf_fwhm`) from each image, never
+from the truth file; their detection threshold is swept down to ``SWEEP_FLOOR`` (1.5 sigma of
+the filtered image) and every detection keeps its S/N score, so their precision-recall curves
+run as far as the detector's. Only the deblending contrast is tuned, on a separate validation
+set, by the mean per-class AP. Besides precision at 80 % recall, each classical finder is
+scored at the detector's own recall per class (``precision_at_detector_recall``: matched
+recall). The SExtractor-default configuration is reported too.
 """
 
 from __future__ import annotations
@@ -37,9 +44,14 @@ from clumpdet.sim.fields.writer import read_objects
 from clumpdet.units import flux_to_mag
 from clumpdet.utils import atomic_write
 
-#: Classical tuning grid: (threshold in matched-filter sigmas, deblending contrast).
+#: Name of the learned detector's row.
+DETECTOR: str = "clumpdet Faster R-CNN"
+#: Lowest detection threshold of the classical sweep, sigma of the filtered image.
+SWEEP_FLOOR: float = 1.5
+#: Classical tuning grid: (threshold in matched-filter sigmas, deblending contrast); the
+#: threshold is the sweep floor, the score (S/N) sweeps the rest of the curve.
 DEFAULT_TUNING_GRID: tuple[tuple[float, float], ...] = tuple(
-    itertools.product((3.0, 4.0, 5.0), (0.005, 0.0005, 0.00005))
+    itertools.product((SWEEP_FLOOR,), (0.005, 0.0005, 0.00005))
 )
 
 
@@ -146,16 +158,18 @@ def tune_source_finder(
     grid: Sequence[tuple[float, float]] = DEFAULT_TUNING_GRID,
     progress: bool = False,
 ) -> tuple[SourceFinderConfig, list[dict[str, Any]]]:
-    """Pick a classical finder's threshold and deblending contrast by F1 on a validation set.
+    """Pick a classical finder's deblending contrast (and threshold) by mean AP on validation.
+
+    The finder is calibrated from the images (noise, PSF); the truth file only scores it.
 
     Returns
     -------
     best : SourceFinderConfig
     trials : list of dict
-        ``thresh, contrast, completeness, purity, f1`` per grid point.
+        ``thresh, contrast, completeness, purity, f1, mean_ap`` per grid point.
     """
     fwhm = psf_fwhm_by_image(val_truth)
-    trials, best, best_f1 = [], None, -1.0
+    trials, best, best_key = [], None, (-1.0, -1.0)
     for thresh, contrast in grid:
         cfg = SourceFinderConfig(
             method=method,  # type: ignore[arg-type]
@@ -167,6 +181,8 @@ def tune_source_finder(
         preds = run_source_baseline(val_truth, config=cfg, progress=progress)
         m = evaluate_sources(objects, preds, fwhm_px=fwhm)
         f1 = float(m["f1"]) if np.isfinite(m["f1"]) else 0.0
+        aps = [c["ap"] for c in m["per_class"].values() if np.isfinite(c["ap"])]
+        mean_ap = float(np.mean(aps)) if aps else 0.0
         trials.append(
             {
                 "thresh": thresh,
@@ -174,17 +190,18 @@ def tune_source_finder(
                 "completeness": m["completeness"],
                 "purity": m["purity"],
                 "f1": m["f1"],
+                "mean_ap": mean_ap,
             }
         )
-        if f1 > best_f1:
-            best, best_f1 = cfg, f1
+        if (mean_ap, f1) > best_key:
+            best, best_key = cfg, (mean_ap, f1)
     assert best is not None
     return best, trials
 
 
 def run_deblending_benchmark(
     *,
-    checkpoint: str | Path,
+    checkpoint: str | Path | None,
     test_dir: str | Path,
     val_dir: str | Path,
     out: str | Path,
@@ -193,6 +210,8 @@ def run_deblending_benchmark(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Score the detector, tuned sep / photutils and SExtractor-default sep on one test set.
+
+    ``checkpoint=None`` scores the classical finders only (no matched-recall columns).
 
     Writes under ``out``: ``comparison.json`` (every metric), ``comparison.md`` (the table),
     ``predictions_<method>.csv``, the comparison PNGs and ``tuning.json``. For each S/N cut in
@@ -211,12 +230,12 @@ def run_deblending_benchmark(
     val_truth = Path(val_dir) / "annotations.json"
     objects = read_objects(test_dir)
     fwhm = psf_fwhm_by_image(test_truth)
-    predictor = Predictor.from_checkpoint(checkpoint)
-    thr = predictor.bundle.model_config.score_threshold
-
     runs: dict[str, tuple[pd.DataFrame, float, float | None]] = {}
-    preds, secs = detector_predictions(predictor, test_truth, progress=progress)
-    runs["clumpdet Faster R-CNN"] = (preds, secs, thr)
+    if checkpoint is not None:  # None: the classical finders only
+        predictor = Predictor.from_checkpoint(checkpoint)
+        thr = predictor.bundle.model_config.score_threshold
+        preds, secs = detector_predictions(predictor, test_truth, progress=progress)
+        runs[DETECTOR] = (preds, secs, thr)
     tuning: dict[str, Any] = {}
     val_objects = read_objects(val_dir)
     for method in methods:
@@ -226,7 +245,8 @@ def run_deblending_benchmark(
         p = run_source_baseline(test_truth, config=cfg, progress=progress).to_pandas()
         runs[f"{method} (tuned)"] = (p, time.perf_counter() - t0, None)
     t0 = time.perf_counter()
-    p = run_source_baseline(test_truth, config=SourceFinderConfig(), progress=progress).to_pandas()
+    default = SourceFinderConfig()  # SExtractor's default.sex, still calibrated from the image
+    p = run_source_baseline(test_truth, config=default, progress=progress).to_pandas()
     runs["sep (SExtractor defaults)"] = (p, time.perf_counter() - t0, None)
 
     # one photometry for every method, measured once and reused by every scoring below
@@ -242,6 +262,8 @@ def run_deblending_benchmark(
         m = evaluate_sources(objects, p, fwhm_px=fwhm, score_threshold=threshold)
         m["timing_s"] = {"total": secs, "per_image": secs / max(1, len(fwhm))}
         results[name] = m
+    if DETECTOR in results:
+        add_matched_recall(results, runs, objects, fwhm, reference=DETECTOR)
     with atomic_write(out / "comparison.json", "w") as fh:
         json.dump(to_json_safe(results), fh, indent=1)
     for cut in snr_cuts:
@@ -249,6 +271,8 @@ def run_deblending_benchmark(
         sub = {}
         for name, (p, _secs, threshold) in runs.items():
             sub[name] = evaluate_sources(bright, p, fwhm_px=fwhm, score_threshold=threshold)
+        if DETECTOR in sub:
+            add_matched_recall(sub, runs, bright, fwhm, reference=DETECTOR)
         with atomic_write(out / f"comparison_snr{cut:g}.json", "w") as fh:
             json.dump(to_json_safe(sub), fh, indent=1)
         with atomic_write(out / f"comparison_snr{cut:g}.md", "w") as fh:
@@ -261,6 +285,33 @@ def run_deblending_benchmark(
     plot_source_comparison(results, out)
     plot_benchmark_overlays(runs, test_dir=Path(test_dir), objects=objects, out=out / "overlays")
     return results
+
+
+def add_matched_recall(
+    results: dict[str, Any],
+    runs: Mapping[str, tuple[pd.DataFrame, float, float | None]],
+    objects: pd.DataFrame,
+    fwhm: Mapping[int, float],
+    *,
+    reference: str,
+) -> None:
+    """Add ``precision_at_detector_recall`` to every class of every method (in place).
+
+    For each class, the target is the reference method's recall at its operating threshold;
+    each method's precision there is the best precision over its own score thresholds with at
+    least that recall (None when its curve never gets there).
+    """
+    ref = results[reference]["per_class"]
+    for name, (p, _secs, _thr) in runs.items():
+        for cname, block in results[name]["per_class"].items():
+            target = ref.get(cname, {}).get("recall")
+            if target is None or not np.isfinite(target):
+                block["precision_at_detector_recall"] = None
+                continue
+            again = evaluate_sources(objects, p, fwhm_px=fwhm, target_recall=float(target))
+            block["detector_recall"] = float(target)
+            got = again["per_class"][cname]
+            block["precision_at_detector_recall"] = got["precision_at_recall"]
 
 
 def plot_benchmark_overlays(
