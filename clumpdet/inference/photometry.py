@@ -417,12 +417,23 @@ def host_fluxes(
     """
     c, h, w = data.shape
     x0, y0, a_sig, q, theta = geometry
-    yy, xx = np.mgrid[0:h, 0:w]
-    dx, dy = xx - x0, yy - y0
+    # 2 x 2 block sums: the profile needs no finer sampling and this is 4 x faster
+    f = 2 if min(h, w) >= 64 else 1
+    hb, wb = h // f, w // f
+    good_px = (~mask) & np.all(np.isfinite(data), axis=0)
+    dat = np.where(good_px, data, 0.0)[:, : hb * f, : wb * f].reshape(c, hb, f, wb, f).sum((2, 4))
+    vv = np.where(good_px, var, 0.0)[:, : hb * f, : wb * f].reshape(c, hb, f, wb, f).sum((2, 4))
+    frac = good_px[: hb * f, : wb * f].reshape(hb, f, wb, f).mean(axis=(1, 3))
+    ok = frac >= 0.5
+    data = np.where(ok, dat / np.maximum(frac, 1e-9), 0.0)  # per-block flux, masked part filled
+    var = np.where(ok, vv / np.maximum(frac, 1e-9) ** 2, 0.0)
+    mask = ~ok
+    yy, xx = np.mgrid[0:hb, 0:wb]
+    dx, dy = f * xx + (f - 1) / 2 - x0, f * yy + (f - 1) / 2 - y0
     ct, st = math.cos(theta), math.sin(theta)
     u = dx * ct + dy * st
     v = -dx * st + dy * ct
-    rad = np.sqrt(u**2 + (v / q) ** 2)  # elliptical semimajor radius of each pixel
+    rad = np.sqrt(u**2 + (v / q) ** 2)  # elliptical semimajor radius of each block, px
     a_max = extent * a_sig
     nbin = 40
     a_max = max(a_max, 2.0)
@@ -431,10 +442,10 @@ def host_fluxes(
     with np.errstate(divide="ignore"):
         # bin k: edges[k] <= rad < edges[k+1] (bin 0: rad < 1)
         idx = np.where(rad < 1.0, 0, np.floor(np.log(np.maximum(rad, 1.0)) / dlog).astype(int) + 1)
-    good = (~mask) & (idx < nbin) & np.all(np.isfinite(data), axis=0)
+    good = (~mask) & (idx < nbin)
     ii = idx[good]
     npix = np.bincount(ii, minlength=nbin).astype(np.float64)
-    area = np.pi * q * (edges[1:] ** 2 - edges[:-1] ** 2)  # full annulus areas, px^2
+    area = np.pi * q * (edges[1:] ** 2 - edges[:-1] ** 2) / f**2  # full annulus areas, blocks
     has = npix > 0
     flux = np.zeros(c)
     err2 = np.zeros(c)
@@ -463,7 +474,7 @@ def host_fluxes(
                 hs = -1.0 / slope
                 a_end = edges[last + 1]
                 i_end = float(np.exp(np.polyval(np.polyfit(rc, np.log(mean[sel]), 1), a_end)))
-                flux[bi] += 2 * np.pi * q * hs * (a_end + hs) * i_end
+                flux[bi] += 2 * np.pi * q * hs * (a_end + hs) * i_end / f**2
     return flux, np.sqrt(err2), bool(clipped)
 
 
