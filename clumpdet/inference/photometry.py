@@ -111,8 +111,8 @@ class PhotometryConfig:
         Galaxy centre ``(x, y)`` in pixels (docs/conventions.md); default the frame centre.
     """
 
-    aperture_fwhm: float = 1.5
-    annulus_fwhm: tuple[float, float] = (2.5, 4.0)
+    aperture_fwhm: float = 1.0
+    annulus_fwhm: tuple[float, float] = (2.0, 4.5)
     box_fwhm_multiple: float = 3.4
     psf_fwhm: float | None = None
     psf_beta: float | None = 3.5
