@@ -116,7 +116,9 @@ def test_catalogue_radec_matches_wcs(tiny_model, blob_data):
     # and the FITS 1-based convention agrees
     ra, _dec = wcs.all_pix2world([[15.5, 25.5]], 1)[0]
     assert table["ra"][0] == pytest.approx(ra, abs=1e-9)
-    assert table["flux_g"][0] == pytest.approx(float(data[0, 20:30, 10:20].sum()), rel=1e-5)
+    # photometry (host-subtracted, aperture-corrected) is checked on exact images in
+    # tests/test_photometry.py; here only that it ran
+    assert np.isfinite(table["flux_g"][0]) and table["flux_err_g"][0] > 0
 
 
 def test_tiling_finds_border_clump_exactly_once(tiny_model):

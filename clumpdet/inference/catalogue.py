@@ -4,15 +4,16 @@ Columns (one row per detection at or above the operating score threshold):
 
 ``image``, ``image_id``, ``clump_id`` (1-based within the image), ``label``, ``label_name``,
 ``score``, ``x1 y1 x2 y2`` (pixels, xyxy, docs/conventions.md), ``x``, ``y`` (box centre),
-``ra``, ``dec`` (deg, ICRS, from the WCS; NaN without one), ``flux_<band>`` (sum of the pixels in
-the box, image units), ``host_flux_<band>`` (sum over the host's segment), ``flux_ratio_<band>``
-(clump / host), ``flux_ratio`` (in the reference band), ``host_segment`` (segment id, 0 if the
-clump lies outside every segment), ``backbone``, ``checkpoint_sha256``.
-
-The host is segmented with photutils on the reference band: the image is smoothed with a
-Gaussian of ~1 PSF (2 px sigma), thresholded at ``host_nsigma`` times the MAD noise, and the
-segment containing the clump's centre is its host. Its flux therefore includes the clumps, as in
-the published Clump Scout flux ratios (clump / whole galaxy).
+``ra``, ``dec`` (deg, ICRS, from the WCS; NaN without one), then the photometry of
+:mod:`clumpdet.inference.photometry` (same columns for every image, empty ones included):
+``host_segment``, ``fwhm_eff`` and ``aperture_radius`` (px), per band ``flux_<band>`` (clump
+total flux with the local host light removed, forced at the same position in every band, image
+units), ``flux_err_<band>``, ``host_flux_<band>`` (whole galaxy, clumps included, neighbours
+deblended away), ``host_flux_err_<band>``, ``flux_ratio_<band>`` (clump / host),
+``flux_ratio_err_<band>``; ``flux_ratio`` (reference band), ``flux_ratio_cut`` (cut band: ``u``
+if present, else the bluest), ``flux_ratio_ge_3pct`` / ``flux_ratio_ge_8pct`` (one flag per
+ratio cut, Popp et al. 2024), ``phot_flag`` (bits, :data:`~clumpdet.inference.photometry.FLAG_EDGE`
+...), then ``backbone``, ``checkpoint_sha256``. ``meta`` records ``REFBAND`` and ``CUTBAND``.
 
 The columns follow the detector's stored detection kind (``DetectorBundle.detection_kind``):
 ``"clumps"`` gives the clump catalogue above; ``"sources"`` (star/galaxy detectors) gives
@@ -30,7 +31,12 @@ from astropy.table import Table
 from clumpdet.data.images import ImageData
 from clumpdet.detections import Detections
 from clumpdet.errors import InputError
-from clumpdet.noise import mad_sigma
+from clumpdet.inference.photometry import (
+    PhotometryConfig,
+    cut_band_of,
+    measure_photometry,
+    photometry_columns,
+)
 from clumpdet.utils import atomic_path
 
 CATALOGUE_FORMATS = {
@@ -42,33 +48,13 @@ CATALOGUE_FORMATS = {
 
 
 def segment_hosts(band: np.ndarray, *, nsigma: float = 2.0, npixels: int = 30) -> np.ndarray:
-    """Segmentation map of extended sources (hosts) in one band.
+    """Segmentation map (0 sky, 1..K segments) of one background-subtracted band, as used for
+    the hosts (:func:`clumpdet.inference.photometry.segment_hosts`)."""
+    from clumpdet.inference.photometry import segment_hosts as _segment
 
-    Parameters
-    ----------
-    band : ndarray, shape (H, W)
-        Background-subtracted pixels.
-    nsigma : float
-        Threshold in units of the MAD noise of the image.
-    npixels : int
-        Minimum connected pixels of a segment.
-
-    Returns
-    -------
-    ndarray of int, shape (H, W)
-        0 for sky, 1..K for segments.
-    """
-    from astropy.convolution import Gaussian2DKernel, convolve
-    from photutils.segmentation import detect_sources
-
-    data = np.nan_to_num(np.asarray(band, dtype=np.float64))
-    sigma = float(mad_sigma(data))
-    if not np.isfinite(sigma) or sigma <= 0:
-        sigma = float(np.std(data)) or 1.0
-    smooth = convolve(data, Gaussian2DKernel(2.0))
-    segm = detect_sources(smooth, nsigma * sigma, npixels)  # positional: renamed in photutils 3
+    segm, _ = _segment(band, nsigma=nsigma, npixels=npixels)
     if segm is None:
-        return np.zeros(data.shape, dtype=np.int32)
+        return np.zeros(np.shape(band), dtype=np.int32)
     return segm.data.astype(np.int32)
 
 
@@ -92,6 +78,7 @@ def build_catalogue(
     checkpoint_sha256: str = "",
     host_nsigma: float = 2.0,
     detection_kind: str = "clumps",
+    photometry: PhotometryConfig | None = None,
 ) -> Table:
     """Assemble the clump catalogue of a set of images.
 
@@ -110,10 +97,13 @@ def build_catalogue(
     backbone, checkpoint_sha256 : str
         Provenance columns.
     host_nsigma : float
-        Host segmentation threshold in noise sigmas.
+        Host segmentation threshold in noise sigmas (used when ``photometry`` is not given).
     detection_kind : {"clumps", "sources"}
         Clump catalogue (``clump_id`` and host photometry) or source catalogue (``source_id``,
         box fluxes only); a detector's is ``DetectorBundle.detection_kind``.
+    photometry : PhotometryConfig, optional
+        Apertures, PSF, gain, ratio cuts and cut band, host segmentation
+        (default ``PhotometryConfig(host_nsigma=host_nsigma)``).
 
     Returns
     -------
@@ -129,40 +119,36 @@ def build_catalogue(
         raise ValueError("images and detections differ in length")
     ids = list(range(len(images))) if image_ids is None else list(image_ids)
     bands = list(images[0].bands) if images else []
+    phot_cfg = photometry if photometry is not None else PhotometryConfig(host_nsigma=host_nsigma)
+    ref = reference_band or (bands[len(bands) // 2] if bands else "")
     rows = []
     for iid, image, det in zip(ids, images, detections):
         if list(image.bands) != bands:
             raise InputError(
                 image.path, f"bands {image.bands} differ from the first image's {bands}"
             )
-        ref = reference_band or bands[len(bands) // 2]
         if ref not in bands:
             raise InputError(image.path, f"reference band {ref!r} not in {bands}")
-        ref_i = bands.index(ref)
-        segm = None
-        if host_columns and len(det):
-            segm = segment_hosts(image.data[ref_i], nsigma=host_nsigma)
-        host_flux = {}
-        if segm is not None:
-            labels = segm.ravel()
-            for bi, b in enumerate(bands):
-                host_flux[b] = np.bincount(
-                    labels, weights=np.nan_to_num(image.data[bi]).ravel().astype(np.float64)
-                )
         name = _image_name(image, iid)
-        if len(det):
-            cx = 0.5 * (det.boxes[:, 0] + det.boxes[:, 2])
-            cy = 0.5 * (det.boxes[:, 1] + det.boxes[:, 3])
-            if image.wcs is not None:
-                # conventions.md: COCO pixel centres sit at +0.5 of astropy's 0-based ones
-                sky = image.wcs.pixel_to_world(cx - 0.5, cy - 0.5)
-                ra, dec = np.atleast_1d(sky.ra.deg), np.atleast_1d(sky.dec.deg)
-            else:
-                ra = dec = np.full(len(det), np.nan)
+        if len(det) == 0:
+            continue
+        cx = 0.5 * (det.boxes[:, 0] + det.boxes[:, 2])
+        cy = 0.5 * (det.boxes[:, 1] + det.boxes[:, 3])
+        if image.wcs is not None:
+            # conventions.md: COCO pixel centres sit at +0.5 of astropy's 0-based ones
+            sky = image.wcs.pixel_to_world(cx - 0.5, cy - 0.5)
+            ra, dec = np.atleast_1d(sky.ra.deg), np.atleast_1d(sky.dec.deg)
+        else:
+            ra = dec = np.full(len(det), np.nan)
         order = np.argsort(-det.scores, kind="stable")
+        phot = None
+        if host_columns:
+            phot = measure_photometry(
+                image.data, np.asarray(det.boxes, dtype=np.float64)[order], bands=bands,
+                reference_band=ref, header=image.header, config=phot_cfg,
+            )
         for k, j in enumerate(order, 1):
             box = det.boxes[j]
-            h, w = image.data.shape[1:]
             row = {
                 "image": name,
                 "image_id": int(iid),
@@ -182,24 +168,26 @@ def build_catalogue(
             if not host_columns:
                 for bi, b in enumerate(bands):
                     row[f"flux_{b}"] = _box_sum(image.data[bi], box)
-                row["backbone"] = backbone
-                row["checkpoint_sha256"] = checkpoint_sha256
-                rows.append(row)
-                continue
-            seg_id = int(segm[min(h - 1, max(0, int(cy[j]))), min(w - 1, max(0, int(cx[j])))])
-            row["host_segment"] = seg_id
-            for bi, b in enumerate(bands):
-                flux = _box_sum(image.data[bi], box)
-                host = float(host_flux[b][seg_id]) if seg_id > 0 else float("nan")
-                row[f"flux_{b}"] = flux
-                row[f"host_flux_{b}"] = host
-                row[f"flux_ratio_{b}"] = flux / host if host and np.isfinite(host) else float("nan")
-            row["flux_ratio"] = row[f"flux_ratio_{ref}"]
+            else:
+                for col, _ in photometry_columns(bands, phot_cfg):
+                    v = phot[col][k - 1]
+                    row[col] = v.item() if hasattr(v, "item") else v
             row["backbone"] = backbone
             row["checkpoint_sha256"] = checkpoint_sha256
             rows.append(row)
-    table = Table(rows=rows) if rows else _empty_table(bands, host_columns=host_columns)
+    empty = _empty_table(bands, host_columns=host_columns, photometry=phot_cfg)
+    if rows:
+        # same columns, order and numeric dtypes for every image (shards concatenate cleanly)
+        table = Table(rows=rows)[empty.colnames]
+        for col in empty.colnames:
+            if empty[col].dtype.kind != "U":
+                table[col] = table[col].astype(empty[col].dtype)
+    else:
+        table = empty
     table.meta["BANDS"] = ",".join(bands)
+    if host_columns and bands:
+        table.meta["REFBAND"] = ref
+        table.meta["CUTBAND"] = cut_band_of(bands, phot_cfg.cut_band)
     table.meta["DETKIND"] = detection_kind
     for col, unit in (("ra", "deg"), ("dec", "deg"), ("x", "pix"), ("y", "pix")):
         if col in table.colnames:
@@ -218,7 +206,9 @@ def _image_name(image: ImageData, iid: int) -> str:
     return Path(p).name if p is not None else f"image{iid}"
 
 
-def _empty_table(bands: Sequence[str], *, host_columns: bool = True) -> Table:
+def _empty_table(
+    bands: Sequence[str], *, host_columns: bool = True, photometry: PhotometryConfig | None = None
+) -> Table:
     names = [
         "image",
         "image_id",
@@ -237,13 +227,9 @@ def _empty_table(bands: Sequence[str], *, host_columns: bool = True) -> Table:
     ]
     dtypes = ["U64", "i8", "i8", "i8", "U16", "f8", *["f8"] * 8]
     if host_columns:
-        names.append("host_segment")
-        dtypes.append("i8")
-        for b in bands:
-            names += [f"flux_{b}", f"host_flux_{b}", f"flux_ratio_{b}"]
-            dtypes += ["f8", "f8", "f8"]
-        names.append("flux_ratio")
-        dtypes.append("f8")
+        for col, dt in photometry_columns(bands, photometry or PhotometryConfig()):
+            names.append(col)
+            dtypes.append(dt)
     else:
         names += [f"flux_{b}" for b in bands]
         dtypes += ["f8"] * len(bands)
