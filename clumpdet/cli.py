@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     s.add_argument("--overwrite", action="store_true", help="replace an existing output dir")
     s.add_argument(
-        "--like", type=Path, default=None, help="fields: match a real FRAME.fits (writes profile.yaml)"
+        "--like", type=Path, default=None, help="fields: match a real frame (writes profile.yaml)"
     )
     s.add_argument("--profile", type=Path, default=None, help="fields: reuse a profile.yaml")
     s.add_argument(

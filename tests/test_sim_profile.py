@@ -91,10 +91,17 @@ def test_injection_truth(frame: tuple[Path, object]) -> None:
     assert all(0 <= o["x"] < 96 and 0 <= o["y"] < 96 for o in mine)
     # the tile is the real cut plus the injected light: flux adds up around a bright injection
     bright = max((o for o in injected if o["labelled"]), key=lambda o: o["snr"])
-    sc2 = inject_scene(config=replace(cfg, stars=replace(cfg.stars, density=0.0),
-                                      galaxies=replace(cfg.galaxies, density=0.0),
-                                      pairs=replace(cfg.pairs, fraction=0.0)),
-                       seed=5, image_id=0, frame=real)
+    sc2 = inject_scene(
+        config=replace(
+            cfg,
+            stars=replace(cfg.stars, density=0.0),
+            galaxies=replace(cfg.galaxies, density=0.0),
+            pairs=replace(cfg.pairs, fraction=0.0),
+        ),
+        seed=5,
+        image_id=0,
+        frame=real,
+    )
     assert [o for o in sc2.objects if not o["real"]] == []
     x, y = int(bright["x"]), int(bright["y"])
     cut = (slice(max(0, y - 3), y + 4), slice(max(0, x - 3), x + 4))
@@ -119,8 +126,9 @@ def test_artefacts_off_by_default_and_each_one() -> None:
     sigma = 1.0
     # cosmic rays: sharp, bright, few pixels
     plane = np.zeros((100, 100))
-    hits = art.add_cosmic_rays(plane, rng, sigma=sigma, rate_per_mpix=500.0,
-                               length_px=(2.0, 4.0), peak_sigma=(50.0, 60.0))
+    hits = art.add_cosmic_rays(
+        plane, rng, sigma=sigma, rate_per_mpix=500.0, length_px=(2.0, 4.0), peak_sigma=(50.0, 60.0)
+    )
     assert len(hits) >= 1 and plane.max() >= 0.6 * 50 and 0 < (plane > 10).sum() <= 6 * len(hits)
     # saturation: clipped at the level, charge conserved along the column as a bleed trail
     plane = np.zeros((50, 9))
@@ -137,7 +145,7 @@ def test_artefacts_off_by_default_and_each_one() -> None:
     cols = art.add_bad_columns(plane, rng, sigma=2.0, rate_per_kpix=5.0, offset_sigma=10.0)
     assert cols
     for c in cols:
-        seg = plane[c["y0"]:c["y1"], c["x"]]
+        seg = plane[c["y0"] : c["y1"], c["x"]]
         assert np.all(np.abs(seg) >= 20.0 - 1e-9)
     # gradient: a plane with the asked peak-to-peak
     plane = np.zeros((30, 40))
@@ -153,9 +161,15 @@ def test_scene_artefacts_keep_truth_and_other_pixels() -> None:
     base = _one_band_config()
     base = replace(base, image=replace(base.image, width=96, height=96))
     a = simulate_field_scene(config=base, seed=2)
-    on = replace(base, artefacts=FieldArtefactConfig(
-        cosmic_rays_per_mpix=2000.0, bad_columns_per_kpix=20.0, gradient_sigma=5.0,
-        saturation=0.5))
+    on = replace(
+        base,
+        artefacts=FieldArtefactConfig(
+            cosmic_rays_per_mpix=2000.0,
+            bad_columns_per_kpix=20.0,
+            gradient_sigma=5.0,
+            saturation=0.5,
+        ),
+    )
     b = simulate_field_scene(config=on, seed=2)
     assert [o["x"] for o in a.objects] == [o["x"] for o in b.objects]
     assert not np.array_equal(a.image, b.image)

@@ -62,7 +62,7 @@ def add_cosmic_rays(
         length = float(rng.uniform(*length_px))
         ang = float(rng.uniform(0, math.pi))
         peak = float(np.exp(rng.uniform(*np.log(peak_sigma)))) * sigma
-        steps = max(1, int(math.ceil(length * 2)))
+        steps = max(1, math.ceil(length * 2))
         t = np.linspace(-length / 2, length / 2, steps) if steps > 1 else np.zeros(1)
         xs = np.clip((x0 + t * math.cos(ang)).astype(int), 0, w - 1)
         ys = np.clip((y0 + t * math.sin(ang)).astype(int), 0, h - 1)
@@ -109,7 +109,12 @@ def saturate(plane: np.ndarray, level: float, *, bleed: bool = True) -> int:
 
 
 def add_bad_columns(
-    plane: np.ndarray, rng: np.random.Generator, *, sigma: float, rate_per_kpix: float, offset_sigma: float
+    plane: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    sigma: float,
+    rate_per_kpix: float,
+    offset_sigma: float,
 ) -> list[dict[str, Any]]:
     """Poisson(``rate_per_kpix`` x W / 1000) dead or hot columns (in place).
 

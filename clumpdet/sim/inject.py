@@ -20,10 +20,11 @@ callable such as a trained detector).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -57,9 +58,7 @@ class InjectionFrame:
     source: str
 
 
-def prepare_frame(
-    frame: str | Path, profile: Any, *, real_snr_min: float = 20.0
-) -> InjectionFrame:
+def prepare_frame(frame: str | Path, profile: Any, *, real_snr_min: float = 20.0) -> InjectionFrame:
     """Sky-subtract ``frame`` and list its own sources above ``real_snr_min``.
 
     Parameters
@@ -92,7 +91,9 @@ def prepare_frame(
         psf_fwhm_px=fwhm,
         bands=list(profile.band_names),
         config=SourceFinderConfig(
-            thresh=3.0, thresh_units="filtered", background="none",
+            thresh=3.0,
+            thresh_units="filtered",
+            background="none",
             reference_band=profile.band_names[0],
         ),
     ).to_pandas()
@@ -102,7 +103,11 @@ def prepare_frame(
         for _, r in tab.iterrows()
     )
     return InjectionFrame(
-        sub=sub, bands=profile.band_names, sigma=tuple(sig), fwhm_px=fwhm, real=real,
+        sub=sub,
+        bands=profile.band_names,
+        sigma=tuple(sig),
+        fwhm_px=fwhm,
+        real=real,
         source=str(frame),
     )
 
@@ -111,12 +116,17 @@ def _quiet(cfg: Any) -> Any:
     """The same scene without noise or artefacts (depth 30 mag fainter, no shot noise)."""
     depth = {b: v + 30.0 for b, v in cfg.noise.depth_5sigma.items()}
     arte = replace(
-        cfg.artefacts, cosmic_rays_per_mpix=0.0, saturation=0.0, bad_columns_per_kpix=0.0,
+        cfg.artefacts,
+        cosmic_rays_per_mpix=0.0,
+        saturation=0.0,
+        bad_columns_per_kpix=0.0,
         gradient_sigma=0.0,
     )
     return replace(
-        cfg, noise=replace(cfg.noise, depth_5sigma=depth, poisson=False, correlation=0.0),
-        artefacts=arte, truth=replace(cfg.truth, masks=False),
+        cfg,
+        noise=replace(cfg.noise, depth_5sigma=depth, poisson=False, correlation=0.0),
+        artefacts=arte,
+        truth=replace(cfg.truth, masks=False),
     )
 
 
@@ -168,17 +178,34 @@ def inject_scene(
             {
                 "object_id": next_id,
                 "category_id": int(r["label"]),
-                "x": cx, "y": cy, "x1": x1, "y1": y1, "x2": x2, "y2": y2,
+                "x": cx,
+                "y": cy,
+                "x1": x1,
+                "y1": y1,
+                "x2": x2,
+                "y2": y2,
                 **{f"mag_{b}": flux_mag for b in config.image.bands},
-                "mag": flux_mag, "snr": r["score"], "labelled": True,
-                "hlr": math.nan, "axis_ratio": math.nan, "bulge_fraction": math.nan,
-                "pair_id": -1, "pair_sep_fwhm": math.nan, "nn_sep_px": math.inf,
-                "nn_sep_fwhm": math.inf, "blendedness": 0.0, "overlap": 0.0, "real": True,
+                "mag": flux_mag,
+                "snr": r["score"],
+                "labelled": True,
+                "hlr": math.nan,
+                "axis_ratio": math.nan,
+                "bulge_fraction": math.nan,
+                "pair_id": -1,
+                "pair_sep_fwhm": math.nan,
+                "nn_sep_px": math.inf,
+                "nn_sep_fwhm": math.inf,
+                "blendedness": 0.0,
+                "overlap": 0.0,
+                "real": True,
             }
         )
         next_id += 1
     return replace(
-        noisy, image=image.astype(np.float32), objects=objects, masks=None,
+        noisy,
+        image=image.astype(np.float32),
+        objects=objects,
+        masks=None,
         noise_sigma={b: s for b, s in zip(frame.bands, frame.sigma)},
     )
 
@@ -258,18 +285,34 @@ def simulate_matched(
     else:
         src = like if like is not None else inject_into
         prof = measure_profile(src, bands=bands, pixel_scale=pixel_scale)
-    cfg = with_overrides(profile_to_field_config(prof, tile=tile, artefacts=inject_into is None),
-                         overrides)
+    cfg = with_overrides(
+        profile_to_field_config(prof, tile=tile, artefacts=inject_into is None), overrides
+    )
     out = Path(out)
     if inject_into is not None:
         frame = prepare_frame(inject_into, prof)
-        simulate_injected(frame=frame, config=cfg, n=n, seed=seed, out=out, workers=workers,
-                          overwrite=overwrite, progress=progress)
+        simulate_injected(
+            frame=frame,
+            config=cfg,
+            n=n,
+            seed=seed,
+            out=out,
+            workers=workers,
+            overwrite=overwrite,
+            progress=progress,
+        )
     else:
         from clumpdet.sim.fields.writer import simulate_fields
 
-        simulate_fields(n=n, seed=seed, out=out, config=cfg, workers=workers,
-                        overwrite=overwrite, progress=progress)
+        simulate_fields(
+            n=n,
+            seed=seed,
+            out=out,
+            config=cfg,
+            workers=workers,
+            overwrite=overwrite,
+            progress=progress,
+        )
     save_profile(prof, out / "profile.yaml")
     return out
 
@@ -318,7 +361,11 @@ def injection_completeness(
         while len(xy) < n_per_mag and tries < 50 * n_per_mag:
             tries += 1
             p = (float(rng.uniform(margin, w - margin)), float(rng.uniform(margin, h - margin)))
-            near = [q for q in (*xy, *map(tuple, real_xy)) if math.hypot(p[0] - q[0], p[1] - q[1]) < 3 * frame.fwhm_px]
+            near = [
+                q
+                for q in (*xy, *map(tuple, real_xy))
+                if math.hypot(p[0] - q[0], p[1] - q[1]) < 3 * frame.fwhm_px
+            ]
             if not near:
                 xy.append(p)
         flux = 10 ** (-0.4 * (float(mag) - ZERO_POINT))
@@ -330,11 +377,18 @@ def injection_completeness(
         cube = frame.sub.astype(np.float64).copy()
         cube[0] += img.array
         det = np.asarray(finder(cube.astype(np.float32)), dtype=np.float64).reshape(-1, 2)
-        m = match_points(np.array(xy).reshape(-1, 2), det, np.ones(len(det)),
-                         radius=match_fwhm * frame.fwhm_px)
+        m = match_points(
+            np.array(xy).reshape(-1, 2), det, np.ones(len(det)), radius=match_fwhm * frame.fwhm_px
+        )
         found = int(np.sum(m.truth_to_pred >= 0))
-        rows.append({"mag": float(mag), "n": len(xy), "recovered": found,
-                     "fraction": found / len(xy) if xy else math.nan})
+        rows.append(
+            {
+                "mag": float(mag),
+                "n": len(xy),
+                "recovered": found,
+                "fraction": found / len(xy) if xy else math.nan,
+            }
+        )
     return rows
 
 
@@ -344,8 +398,12 @@ def _classical_xy(
     from clumpdet.baselines.sources import SourceFinderConfig, find_sources
 
     t = find_sources(
-        cube, noise_sigma=list(sigma), psf_fwhm_px=fwhm, bands=list(bands),
-        config=SourceFinderConfig(thresh=1.5, thresh_units="pixel", background="none",
-                                  reference_band=bands[0]),
+        cube,
+        noise_sigma=list(sigma),
+        psf_fwhm_px=fwhm,
+        bands=list(bands),
+        config=SourceFinderConfig(
+            thresh=1.5, thresh_units="pixel", background="none", reference_band=bands[0]
+        ),
     )
     return np.stack([np.asarray(t["x"]), np.asarray(t["y"])], axis=1)

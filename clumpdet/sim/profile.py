@@ -250,17 +250,22 @@ def measure_psf(
     xy = np.stack([objs["x"], objs["y"]], axis=1)
     d = np.hypot(xy[:, None, 0] - xy[None, :, 0], xy[:, None, 1] - xy[None, :, 1])
     np.fill_diagonal(d, np.inf)
-    half = int(math.ceil(3 * guess)) + 2
+    half = math.ceil(3 * guess) + 2
     h, w = data.shape
     ok = (snr > snr_min) & (objs["flag"] == 0) & (d.min(axis=1) > 4 * guess)
-    ok &= (xy[:, 0] > half) & (xy[:, 0] < w - half - 1) & (xy[:, 1] > half) & (xy[:, 1] < h - half - 1)
+    ok &= (
+        (xy[:, 0] > half)
+        & (xy[:, 0] < w - half - 1)
+        & (xy[:, 1] > half)
+        & (xy[:, 1] < h - half - 1)
+    )
     if saturation is not None:
         ok &= objs["peak"] < 0.8 * saturation
     idx = np.flatnonzero(ok)
     idx = idx[np.argsort(-snr[idx])][:60]
     fits = []
     for i in idx:
-        cx, cy = int(round(objs["x"][i])), int(round(objs["y"][i]))
+        cx, cy = round(float(objs["x"][i])), round(float(objs["y"][i]))
         stamp = data[cy - half : cy + half + 1, cx - half : cx + half + 1]
         f = fit_moffat(stamp, guess_fwhm=guess)
         if f is not None:
@@ -311,7 +316,7 @@ def _pixel_scale(header: Any, given: float | None) -> tuple[float, str]:
                 if wcs.has_celestial:
                     s = proj_plane_pixel_scales(wcs) * 3600.0
                     return float(np.sqrt(s[0] * s[1])), "wcs"
-            except Exception:  # noqa: BLE001 - any broken WCS means "no WCS"
+            except Exception:
                 pass
         for key in ("PIXSCALE", "SECPIX", "PIXSCAL1"):
             if key in header:
@@ -424,9 +429,7 @@ def _read_ok(path: Path) -> bool:
     return True
 
 
-def _band_names(
-    bands: Any, n: int, header: Any, path: Path
-) -> tuple[str, ...]:
+def _band_names(bands: Any, n: int, header: Any, path: Path) -> tuple[str, ...]:
     from clumpdet.sim.fields.config import FIELD_BANDS
 
     if bands:
@@ -442,7 +445,9 @@ def _band_names(
         raise InputError(path, f"{n} planes: name their bands (--bands)")
     bad = [b for b in names if b not in FIELD_BANDS]
     if bad or len(set(names)) != len(names):
-        raise InputError(path, f"bands must be distinct names from {list(FIELD_BANDS)}, got {list(names)}")
+        raise InputError(
+            path, f"bands must be distinct names from {list(FIELD_BANDS)}, got {list(names)}"
+        )
     return names
 
 
@@ -606,7 +611,13 @@ def profile_to_field_config(
             gradient_sigma=float(np.clip(max(ref.sky_gradient, 0.5), 0.0, 20.0)),
         )
     out = replace(
-        cfg, image=image, psf=psf, noise=noise, galaxies=galaxies, stars=stars, truth=truth,
+        cfg,
+        image=image,
+        psf=psf,
+        noise=noise,
+        galaxies=galaxies,
+        stars=stars,
+        truth=truth,
         artefacts=arte,
     )
     return validate_field_config(out, where=f"profile of {profile.source}")
@@ -626,7 +637,9 @@ def save_profile(profile: SurveyProfile, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path, "w") as fh:
-        fh.write("# clumpdet survey profile (clumpdet.sim.profile); magnitudes: 22.5 - 2.5 log10(flux)\n")
+        fh.write(
+            "# clumpdet survey profile (clumpdet.sim.profile); magnitudes: 22.5 - 2.5 log10(flux)\n"
+        )
         yaml.safe_dump(_plain(d), fh, sort_keys=False)
     return path
 
