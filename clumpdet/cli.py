@@ -20,6 +20,26 @@ from clumpdet.sim.run import SIMULATORS
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from clumpdet.sim import simulate_set
 
+    if args.like or args.profile or args.inject_into:
+        from clumpdet.sim.inject import simulate_matched
+
+        out = simulate_matched(
+            kind=args.kind,
+            n=args.n,
+            seed=args.seed,
+            out=args.out,
+            like=args.like,
+            profile=args.profile,
+            inject_into=args.inject_into,
+            bands=args.bands,
+            pixel_scale=args.pixel_scale,
+            tile=args.tile,
+            overrides=args.set,
+            workers=args.workers,
+            overwrite=args.overwrite,
+        )
+        print(f"wrote {args.n} survey-matched {args.kind} tiles, profile.yaml and truth to {out}")
+        return 0
     out = simulate_set(
         args.kind,
         n=args.n,
@@ -173,6 +193,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     s.add_argument("--overwrite", action="store_true", help="replace an existing output dir")
+    s.add_argument(
+        "--like", type=Path, default=None, help="fields: match a real frame (writes profile.yaml)"
+    )
+    s.add_argument("--profile", type=Path, default=None, help="fields: reuse a profile.yaml")
+    s.add_argument(
+        "--inject-into",
+        type=Path,
+        default=None,
+        help="fields: inject simulated objects into tiles cut from this real frame",
+    )
+    s.add_argument("--bands", nargs="+", default=None, help="band of each plane of the frame")
+    s.add_argument("--pixel-scale", type=float, default=None, help="arcsec/px if no WCS")
+    s.add_argument("--tile", type=int, default=128, help="tile side for --like/--inject-into")
     s.set_defaults(func=_cmd_simulate)
 
     e = sub.add_parser("evaluate", help="score COCO-results predictions against COCO truth")

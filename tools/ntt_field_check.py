@@ -7,6 +7,9 @@ Example::
 
     python tools/ntt_field_check.py --checkpoint results/fields_benchmark/run/model.pt \\
         --out results/ntt_field
+    # a detector trained at the frame's own PSF (clumpdet simulate fields --like/--inject-into):
+    python tools/ntt_field_check.py --checkpoint runs/matched/model.pt --zoom 1 \
+        --threshold-from data/inj_val/annotations.json --out results/ntt_matched
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import sys
 from pathlib import Path
 
 from clumpdet.errors import ClumpdetError
-from clumpdet.experiments.real_field import check_against_sextractor
+from clumpdet.experiments.real_field import check_against_sextractor, operating_threshold
 from clumpdet.utils import command_line
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sep_ntt_field"
@@ -33,8 +36,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--radius", type=float, default=2.0, help="match radius, frame pixels")
     p.add_argument("--zoom", type=float, default=None, help="resampling (default: match PSF)")
     p.add_argument("--score-threshold", type=float, default=None)
+    p.add_argument(
+        "--threshold-from",
+        type=Path,
+        default=None,
+        help="choose the operating threshold (best F1) on this simulated/injected COCO set",
+    )
     args = p.parse_args(argv)
     try:
+        if args.threshold_from is not None and args.score_threshold is None:
+            op = operating_threshold(
+                checkpoint=args.checkpoint, coco=args.threshold_from, match_radius_px=args.radius
+            )
+            args.score_threshold = op["threshold"]
+            print(f"operating threshold {op['threshold']:.2f} (best F1 on {args.threshold_from})")
         res = check_against_sextractor(
             checkpoint=args.checkpoint,
             image=args.image,

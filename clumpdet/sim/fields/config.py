@@ -114,6 +114,10 @@ class FieldNoiseConfig:
         Counts per nanomaggy (sets the sources' shot noise).
     poisson : bool
         Add the sources' shot noise.
+    correlation : float
+        Lag-1 autocorrelation of the sky noise along x and y (0: white; < 0.7): the white noise
+        is smoothed by the separable kernel ``[a, 1, a]`` and rescaled to the same sigma (e.g.
+        a resampled or stacked survey frame).
     """
 
     depth_5sigma: PerBand = field(
@@ -121,6 +125,48 @@ class FieldNoiseConfig:
     )
     gain: float = 3000.0
     poisson: bool = True
+    correlation: float = 0.0
+
+
+@dataclass(frozen=True)
+class FieldArtefactConfig:
+    """Detector artefacts added after the noise (all off by default: 0 disables each).
+
+    None of them is an object of the truth: the detector must learn to ignore them (saturated
+    stars stay labelled stars). They use their own random stream, so turning one on leaves the
+    sky, the objects and the noise of a scene unchanged.
+
+    Attributes
+    ----------
+    cosmic_rays_per_mpix : float
+        Mean number of cosmic-ray hits per million pixels per band (Poisson): sharp, unconvolved
+        tracks of ``cosmic_ray_length_px`` pixels at a random angle with a peak of
+        ``cosmic_ray_peak_sigma`` sky sigmas (log-uniform between the two values).
+    cosmic_ray_length_px, cosmic_ray_peak_sigma : (float, float)
+        Ranges of the tracks' length and peak.
+    saturation : float
+        Saturation level, image units above the sky (0: off). Pixels above it are clipped and
+        their excess charge bleeds up and down the column (``bleed``).
+    bleed : bool
+        Spread the clipped charge along the column as a bleed trail.
+    bad_columns_per_kpix : float
+        Mean number of bad columns per 1000 pixels of width (Poisson); each is dead (set to
+        ``-bad_column_sigma`` sigma) or hot (``+bad_column_sigma``) over a random length.
+    bad_column_sigma : float
+        Offset of a bad column, sky sigmas.
+    gradient_sigma : float
+        Sky gradient left after sky subtraction: a plane of random direction whose amplitude
+        across the tile is Uniform(0, gradient_sigma) sky sigmas.
+    """
+
+    cosmic_rays_per_mpix: float = 0.0
+    cosmic_ray_length_px: tuple[float, float] = (1.0, 8.0)
+    cosmic_ray_peak_sigma: tuple[float, float] = (8.0, 300.0)
+    saturation: float = 0.0
+    bleed: bool = True
+    bad_columns_per_kpix: float = 0.0
+    bad_column_sigma: float = 10.0
+    gradient_sigma: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -276,6 +322,7 @@ class FieldSimConfig:
     stars: StarPopulationConfig = field(default_factory=StarPopulationConfig)
     pairs: FieldPairConfig = field(default_factory=FieldPairConfig)
     truth: FieldTruthConfig = field(default_factory=FieldTruthConfig)
+    artefacts: FieldArtefactConfig = field(default_factory=FieldArtefactConfig)
 
 
 def _rules() -> list[Rule]:
@@ -307,6 +354,14 @@ def _rules() -> list[Rule]:
             "truth.stamp_fwhm",
             ok=lambda v, _: v > 1,
             problem=lambda v: f"must be > 1, got {v!r}",
+        ),
+        *in_range(0.0, 0.7, "noise.correlation", closed="left"),
+        *non_negative(
+            "artefacts.cosmic_rays_per_mpix",
+            "artefacts.saturation",
+            "artefacts.bad_columns_per_kpix",
+            "artefacts.bad_column_sigma",
+            "artefacts.gradient_sigma",
         ),
         *ordered("*_min", "*_min_*"),
     ]

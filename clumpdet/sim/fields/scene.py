@@ -40,6 +40,7 @@ from astropy.wcs import WCS
 from scipy.spatial import cKDTree
 
 from clumpdet.data.fits import make_wcs
+from clumpdet.sim.artefacts import any_enabled, apply_artefacts, correlate_noise
 from clumpdet.sim.common import (
     GSPARAMS,
     add_gaussian_noise,
@@ -89,6 +90,8 @@ class FieldScene:
         COCO compressed RLE (``counts`` as str) per object, aligned with ``objects``.
     image_id : int
         COCO image id.
+    artefacts : dict or None
+        What :func:`clumpdet.sim.artefacts.apply_artefacts` added (None when all are off).
     """
 
     image: np.ndarray
@@ -102,6 +105,7 @@ class FieldScene:
     masks: list[dict[str, Any]] | None
     image_id: int = 0
     components: np.ndarray | None = field(default=None, repr=False)
+    artefacts: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def psf_fwhm_px(self) -> float:
@@ -379,16 +383,33 @@ def _simulate(
     noise_seed = galsim_seed(ss, 1)
     deviate = galsim.GaussianDeviate(galsim.BaseDeviate(noise_seed))
     planes = []
+    rho = cfg.noise.correlation
     for b in im.bands:
-        noisy, _ = add_gaussian_noise(
-            model[b],
-            base_var=sigma[b] ** 2,
-            gain=cfg.noise.gain,
-            poisson=cfg.noise.poisson,
-            deviate=deviate,
-        )
+        if rho > 0:
+            draws = np.empty((h, w), dtype=np.float64)
+            deviate.generate(draws)
+            var = sigma[b] ** 2 + (
+                np.clip(model[b], 0.0, None) / cfg.noise.gain if cfg.noise.poisson else 0.0
+            )
+            noisy = model[b] + np.sqrt(var) * correlate_noise(draws, rho)
+        else:
+            noisy, _ = add_gaussian_noise(
+                model[b],
+                base_var=sigma[b] ** 2,
+                gain=cfg.noise.gain,
+                poisson=cfg.noise.poisson,
+                deviate=deviate,
+            )
         planes.append(noisy.astype(np.float32))
     image = np.stack(planes)
+    artefacts = None
+    if any_enabled(cfg.artefacts):
+        artefacts = apply_artefacts(
+            image,
+            [sigma[b] for b in im.bands],
+            cfg.artefacts,
+            np.random.default_rng(substream(ss, 2)),
+        )
 
     records, masks = _truth(cfg, objs, stamps, model[ref], sigma, fwhm_px, (h, w))
     components = None
@@ -409,6 +430,7 @@ def _simulate(
         masks=masks if t.masks else None,
         image_id=image_id,
         components=components,
+        artefacts=artefacts,
     )
 
 

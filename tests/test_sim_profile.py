@@ -1,0 +1,178 @@
+"""Survey profiles, injection into real frames and the field simulator's artefacts (issue 13)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from clumpdet.sim import artefacts as art
+from clumpdet.sim.fields.config import FieldArtefactConfig, FieldSimConfig
+from clumpdet.sim.fields.scene import simulate_field_scene
+from clumpdet.sim.profile import (
+    load_profile,
+    measure_profile,
+    profile_to_field_config,
+    save_profile,
+)
+
+FWHM_ARCSEC, SCALE = 0.9, 0.263
+
+
+def _one_band_config(**noise: float) -> FieldSimConfig:
+    c = FieldSimConfig()
+    return replace(
+        c,
+        image=replace(c.image, bands=("r",), width=192, height=192),
+        psf=replace(c.psf, fwhm_mean=FWHM_ARCSEC, fwhm_sd=0.0),
+        stars=replace(c.stars, density=80.0, mag_min=17.0, mag_max=21.0),
+        galaxies=replace(c.galaxies, density=20.0),
+        noise=replace(c.noise, **noise),
+        truth=replace(c.truth, masks=False),
+    )
+
+
+@pytest.fixture(scope="module")
+def frame(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    """A one-band simulated frame with known PSF and (correlated) noise, plus a sky level."""
+    scene = simulate_field_scene(config=_one_band_config(correlation=0.25), seed=3)
+    path = tmp_path_factory.mktemp("frame") / "frame.fits"
+    hdr = scene.wcs.to_header()
+    fits.PrimaryHDU(scene.image[0] + 5.0, header=hdr).writeto(path)
+    return path, scene
+
+
+def test_profile_recovers_psf_and_noise(frame: tuple[Path, object], tmp_path: Path) -> None:
+    path, scene = frame
+    prof = measure_profile(path)
+    b = prof.bands[0]
+    assert prof.pixel_scale_source == "wcs"
+    assert prof.pixel_scale == pytest.approx(SCALE, rel=0.01)
+    assert b.psf_fwhm_px == pytest.approx(FWHM_ARCSEC / SCALE, rel=0.10)
+    assert b.noise_sigma == pytest.approx(scene.noise_sigma["r"], rel=0.10)
+    assert b.noise_correlation == pytest.approx(0.25, abs=0.06)
+    assert b.sky_level == pytest.approx(5.0, abs=0.05)
+    # the YAML round trip and the config built from it
+    p2 = load_profile(save_profile(prof, tmp_path / "profile.yaml"))
+    assert p2.bands[0].psf_fwhm_px == pytest.approx(b.psf_fwhm_px, rel=1e-4)
+    cfg = profile_to_field_config(p2, tile=64)
+    assert cfg.image.bands == ("r",) and cfg.image.width == 64
+    assert cfg.psf.fwhm_mean == pytest.approx(b.psf_fwhm_px * prof.pixel_scale, rel=1e-4)
+    assert cfg.noise.correlation == pytest.approx(b.noise_correlation, abs=1e-4)
+    # the simulated tiles have the frame's noise (sigma from the depth round trip)
+    tile = simulate_field_scene(config=cfg, seed=0)
+    assert tile.noise_sigma["r"] == pytest.approx(b.noise_sigma, rel=1e-3)
+
+
+def test_profile_rejects_wrong_band_count(frame: tuple[Path, object]) -> None:
+    from clumpdet.errors import InputError
+
+    with pytest.raises(InputError, match="band"):
+        measure_profile(frame[0], bands=["g", "r"])
+
+
+def test_injection_truth(frame: tuple[Path, object]) -> None:
+    from clumpdet.sim.inject import inject_scene, prepare_frame
+
+    path, _ = frame
+    prof = measure_profile(path)
+    real = prepare_frame(path, prof, real_snr_min=20.0)
+    assert len(real.real) > 3 and all(r["score"] >= 20 for r in real.real)
+    cfg = profile_to_field_config(prof, tile=96, artefacts=False)
+    sc = inject_scene(config=cfg, seed=5, image_id=0, frame=real)
+    assert sc.image.shape == (1, 96, 96)
+    injected = [o for o in sc.objects if not o["real"]]
+    mine = [o for o in sc.objects if o["real"]]
+    assert injected and mine
+    assert all(o["labelled"] for o in mine)
+    assert all(0 <= o["x"] < 96 and 0 <= o["y"] < 96 for o in mine)
+    # the tile is the real cut plus the injected light: flux adds up around a bright injection
+    bright = max((o for o in injected if o["labelled"]), key=lambda o: o["snr"])
+    sc2 = inject_scene(
+        config=replace(
+            cfg,
+            stars=replace(cfg.stars, density=0.0),
+            galaxies=replace(cfg.galaxies, density=0.0),
+            pairs=replace(cfg.pairs, fraction=0.0),
+        ),
+        seed=5,
+        image_id=0,
+        frame=real,
+    )
+    assert [o for o in sc2.objects if not o["real"]] == []
+    x, y = int(bright["x"]), int(bright["y"])
+    cut = (slice(max(0, y - 3), y + 4), slice(max(0, x - 3), x + 4))
+    assert sc.image[0][cut].sum() > sc2.image[0][cut].sum()
+
+
+def test_injection_completeness_rises_with_flux(frame: tuple[Path, object]) -> None:
+    from clumpdet.sim.inject import injection_completeness, prepare_frame
+
+    path, _ = frame
+    prof = measure_profile(path)
+    real = prepare_frame(path, prof)
+    d = prof.bands[0].depth_5sigma
+    rows = injection_completeness(real, mags=[d - 3.0, d + 2.0], n_per_mag=10, seed=0)
+    assert rows[0]["fraction"] >= 0.9
+    assert rows[1]["fraction"] <= 0.5
+
+
+def test_artefacts_off_by_default_and_each_one() -> None:
+    assert not art.any_enabled(FieldArtefactConfig())
+    rng = np.random.default_rng(0)
+    sigma = 1.0
+    # cosmic rays: sharp, bright, few pixels
+    plane = np.zeros((100, 100))
+    hits = art.add_cosmic_rays(
+        plane, rng, sigma=sigma, rate_per_mpix=500.0, length_px=(2.0, 4.0), peak_sigma=(50.0, 60.0)
+    )
+    assert len(hits) >= 1 and plane.max() >= 0.6 * 50 and 0 < (plane > 10).sum() <= 6 * len(hits)
+    # saturation: clipped at the level, charge conserved along the column as a bleed trail
+    plane = np.zeros((50, 9))
+    plane[25, 4] = 100.0
+    total = plane.sum()
+    n_sat = art.saturate(plane, 10.0, bleed=True)
+    assert plane.max() == pytest.approx(10.0) and n_sat == 10
+    assert plane.sum() == pytest.approx(total)
+    rows = np.flatnonzero(plane[:, 4])
+    assert 25 in rows and np.all(np.diff(rows) == 1) and np.all(plane[rows, 4] == 10.0)
+    assert plane[:, 3].sum() == 0
+    # bad columns: a whole run of one column offset by bad_column_sigma
+    plane = np.zeros((40, 1000))
+    cols = art.add_bad_columns(plane, rng, sigma=2.0, rate_per_kpix=5.0, offset_sigma=10.0)
+    assert cols
+    for c in cols:
+        seg = plane[c["y0"] : c["y1"], c["x"]]
+        assert np.all(np.abs(seg) >= 20.0 - 1e-9)
+    # gradient: a plane with the asked peak-to-peak
+    plane = np.zeros((30, 40))
+    art.add_gradient(plane, rng, amplitude=3.0)
+    assert plane.max() - plane.min() == pytest.approx(3.0, rel=1e-6)
+    # correlated noise: unit variance, the asked lag-1 correlation
+    n = art.correlate_noise(rng.standard_normal((300, 300)), 0.4)
+    assert n.std() == pytest.approx(1.0, rel=0.03)
+    assert np.mean(n[:, 1:] * n[:, :-1]) == pytest.approx(0.4, abs=0.03)
+
+
+def test_scene_artefacts_keep_truth_and_other_pixels() -> None:
+    base = _one_band_config()
+    base = replace(base, image=replace(base.image, width=96, height=96))
+    a = simulate_field_scene(config=base, seed=2)
+    on = replace(
+        base,
+        artefacts=FieldArtefactConfig(
+            cosmic_rays_per_mpix=2000.0,
+            bad_columns_per_kpix=20.0,
+            gradient_sigma=5.0,
+            saturation=0.5,
+        ),
+    )
+    b = simulate_field_scene(config=on, seed=2)
+    assert [o["x"] for o in a.objects] == [o["x"] for o in b.objects]
+    assert not np.array_equal(a.image, b.image)
+    assert b.image.max() <= 0.5 + 1e-6
+    rec = b.artefacts["0"]
+    assert rec["cosmic_rays"] and rec["bad_columns"] and rec["saturated_px"] > 0
