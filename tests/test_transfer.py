@@ -367,6 +367,8 @@ def test_report_only_tabulates_finished_cells_without_training(grid, monkeypatch
     df = run_transfer_grid(bigger, out=out, progress=False, report_only=True)
     assert (df["status"] == "ok").sum() == 4
     assert set(df.loc[df["train_size"] == 32, "status"]) == {"not run yet"}
+    old = df[(df["backbone"] == "imagenet") & (df["train_size"] < 32)]["status"]
+    assert len(old) == 4 and all(s.startswith("skipped: ") for s in old)  # reason kept
     assert "not run yet" in (out / "summary.md").read_text()
 
 

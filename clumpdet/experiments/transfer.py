@@ -500,8 +500,9 @@ def run_transfer_grid(
             n_train=min(n, n_available),
             seed=s,
         )
-        if report_only:
-            row.update(status=done.get("status") if done else "not run yet", wall_s=0.0)
+        if report_only:  # a skipped cell keeps its reason; a missing one is "not run yet"
+            earlier = _read_result(cell_dir / "result.json") or {}
+            row.update(status=earlier.get("status") or "not run yet", wall_s=0.0)
             rows.append(row)
             continue
         print(f"[transfer] cell {i + 1}/{len(cells)}: {cid}", flush=True)

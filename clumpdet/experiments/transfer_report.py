@@ -217,6 +217,8 @@ def data_saving_factors(
     if ok.empty:
         return pd.DataFrame(columns=cols)
     sizes = sorted(float(n) for n in ok["train_size"].unique())
+    if len(sizes) < 2:  # a factor needs a curve
+        return pd.DataFrame(columns=cols)
     largest = sizes[-1]
     curves: dict[tuple[str, str], list[np.ndarray]] = {}
     for (bb, tr), g in ok.groupby(["backbone", "trainable"], sort=False):
@@ -283,7 +285,10 @@ def saving_verdict(factors: pd.DataFrame) -> list[str]:
     labels* when the upper end is below 1, and otherwise the data cannot tell.
     """
     if factors.empty:
-        return ["No data-saving factor: the reference has no finished cell at the largest size."]
+        return [
+            "No data-saving factor yet: it needs finished cells at two or more training sizes, "
+            "the reference's at the largest."
+        ]
     lines = []
     ref = factors["reference"].iloc[0]
     n_max = int(factors["largest_size"].iloc[0])
