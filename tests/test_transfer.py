@@ -289,6 +289,13 @@ def test_data_saving_factor_on_a_hand_made_table(tmp_path):
     assert g["factor_low"] < g["factor"] < g["factor_high"]
     text = write_transfer_summary(_table(noisy), out=tmp_path / "n.md").read_text()
     assert "no clear saving" in text
+    # a curve not run up to the largest size that is still below the target: undetermined
+    part = _table({**flat, ("ssl", "top3"): [[0.5] * 3, [0.6] * 3, []]})
+    u = data_saving_factors(part, n_boot=20).set_index("backbone").loc["ssl"]
+    assert math.isnan(u["factor"]) and u["measured_to"] == 100 and not u["reached"]
+    text = write_transfer_summary(part, out=tmp_path / "p.md").read_text()
+    assert "| ssl | top3 | > 100 | – | – – – |" in text
+    assert "- **ssl / top3**: undetermined: below scratch's 1000-image F1 at 100 images" in text
     # explicit reference
     f2 = data_saving_factors(_table(flat), reference="galaxy/top3", n_boot=5)
     assert set(f2["reference"]) == {"galaxy/top3"} and f2["target"].iloc[0] == pytest.approx(0.8)

@@ -208,12 +208,14 @@ def data_saving_factors(
         size_to_target, factor, factor_low, factor_high, reached, lower_bound, largest_size``.
         ``factor`` is ``inf``-free: a curve that reaches the target at its smallest size has
         ``lower_bound=True`` (the factor is at least that value); one that never reaches it has
-        ``reached=False`` and factor 0 (needs more than the largest size).
+        ``reached=False`` and factor 0 (needs more than the largest size); one that was not
+        run up to the largest size (``measured_to``) and has not reached it there has factor
+        NaN (undetermined).
     """
     ok = _ok(df)
     cols = ["backbone", "trainable", "reference", "target", "target_low", "target_high",
             "size_to_target", "factor", "factor_low", "factor_high", "reached", "lower_bound",
-            "largest_size"]  # fmt: skip
+            "measured_to", "largest_size"]  # fmt: skip
     if ok.empty:
         return pd.DataFrame(columns=cols)
     sizes = sorted(float(n) for n in ok["train_size"].unique())
@@ -241,15 +243,25 @@ def data_saving_factors(
     rng = np.random.default_rng(seed)
     rows = []
 
-    def factor_of(n_star: float) -> float:
-        return 0.0 if not math.isfinite(n_star) else largest / n_star
-
     for key, groups in curves.items():
+        # a curve not measured up to the largest size that has not reached the target by its
+        # own largest size is undetermined (it may reach it at a size that was not run)
+        measured = max(n for n, g in zip(sizes, groups) if g.size)
+
+        def factor_of(n_star: float, measured: float = measured) -> float:
+            if math.isfinite(n_star):
+                return largest / n_star
+            return 0.0 if measured >= largest else math.nan
+
         n_star = crossing_size(sizes, _resample_means(groups, None), target)
         boots = np.empty(n_boot)
         for i in range(n_boot):
             t_b = float(rng.choice(ref_last, size=ref_last.size, replace=True).mean())
-            boots[i] = factor_of(crossing_size(sizes, _resample_means(groups, rng), t_b))
+            f_b = factor_of(crossing_size(sizes, _resample_means(groups, rng), t_b))
+            boots[i] = largest / measured if math.isnan(f_b) else f_b  # censored: below that
+        point = factor_of(n_star)
+        if math.isnan(point):
+            boots[:] = math.nan
         rows.append(
             {
                 "backbone": key[0],
@@ -259,10 +271,11 @@ def data_saving_factors(
                 "target_low": t_lo,
                 "target_high": t_hi,
                 "size_to_target": n_star if math.isfinite(n_star) else math.nan,
-                "factor": factor_of(n_star),
+                "factor": point,
                 "factor_low": float(np.quantile(boots, 0.16)),
                 "factor_high": float(np.quantile(boots, 0.84)),
                 "reached": math.isfinite(n_star),
+                "measured_to": int(measured),
                 "lower_bound": bool(math.isfinite(n_star) and n_star <= sizes[0]),
                 "largest_size": int(largest),
             }
@@ -271,6 +284,8 @@ def data_saving_factors(
 
 
 def _fmt_factor(value: float, *, upper_cap: float) -> str:
+    if math.isnan(value):
+        return "–"
     if value <= 0:
         return "< 1"
     if value >= upper_cap - 1e-9:
@@ -302,7 +317,11 @@ def saving_verdict(factors: pd.DataFrame) -> list[str]:
             f"{_fmt_factor(r.factor_low, upper_cap=cap)} – "
             f"{_fmt_factor(r.factor_high, upper_cap=cap)}"
         )
-        if r.factor_low > 1:
+        if math.isnan(r.factor):
+            verdict = (
+                f"undetermined: below {what} at {r.measured_to} images, its largest finished size"
+            )
+        elif r.factor_low > 1:
             verdict = f"saves labels: it reaches {what} with {f}x fewer images (68 %: {interval})"
         elif r.factor_high < 1:
             verdict = f"saves no labels: it does not reach {what} (factor {f}, 68 %: {interval})"
@@ -468,7 +487,7 @@ def write_transfer_summary(
         rows = []
         for r in factors.itertuples():
             cap = n_max / r.size_to_target if r.lower_bound else math.inf
-            size = ("> " + str(n_max)) if not r.reached else (
+            size = (f"> {r.measured_to}") if not r.reached else (
                 ("≤ " if r.lower_bound else "") + f"{r.size_to_target:.0f}"
             )  # fmt: skip
             rows.append([
