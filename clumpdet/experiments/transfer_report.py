@@ -384,6 +384,8 @@ def plot_transfer_results(df: pd.DataFrame, *, out: str | Path) -> list[Path]:
     n_seeds = ok["seed"].nunique()
     sizes = sorted(int(s) for s in ok["train_size"].unique())
     for ax, m in zip(axes, metrics):
+        if not pd.to_numeric(ok[m], errors="coerce").notna().any():
+            ax.text(0.5, 0.5, "no cell reaches it", ha="center", transform=ax.transAxes)
         ax.set(xscale="log", xlabel="training images", ylabel=m, ylim=(0, 1.02))
         ax.set_xticks(sizes, [str(s) for s in sizes])
         ax.minorticks_off()
