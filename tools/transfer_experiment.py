@@ -6,9 +6,13 @@ Usage::
         [--out results/transfer_cpu_small] [--set key=value ...]
 
 Re-running the same command resumes: finished cells (``OUT/cells/<id>/result.json``) are not
-recomputed. Writes ``results.csv``/``.parquet``, ``learning_curves.png``,
-``backbones_at_largest_size.png`` and ``summary.md`` under OUT (see
-:mod:`clumpdet.experiments.transfer`).
+recomputed. Every cell trains until validation stops improving, within a step budget that grows
+with its training set, and records the epochs, steps and early-stopping epoch it used. Writes
+``results.csv``/``.parquet`` (one row per cell: C, P, F1, AP50, purity at completeness 0.9,
+budget and wall time), ``learning_curves.png`` (mean and 68 % interval over seeds),
+``backbones_at_largest_size.png`` and ``summary.md`` (the data-saving factor of every backbone
+against scratch, with its bootstrap 68 % interval) under OUT (see
+:mod:`clumpdet.experiments.transfer`). ``--report-only`` tabulates the finished cells.
 """
 
 from __future__ import annotations

@@ -388,6 +388,7 @@ def train_detector(
     if module.epoch_metrics:
         best_epoch = max(module.epoch_metrics, key=lambda e: module.epoch_metrics[e][key])
         metrics = {"epoch": float(best_epoch), **module.epoch_metrics[best_epoch]}
+    schedule = training_schedule(trainer, stop_cb, module)
     model_path = save_checkpoint(
         out / "model.pt",
         kind="detector",
@@ -405,5 +406,33 @@ def train_detector(
 
         plot_training_curves(metrics_csv, out / "training_curves.png", monitor=t.monitor)
     with atomic_write(out / "val_metrics.json", "w") as fh:
-        json.dump({"best_checkpoint": os.path.basename(best_path or ""), **metrics}, fh, indent=2)
+        record = {"best_checkpoint": os.path.basename(best_path or ""), **metrics, **schedule}
+        json.dump(record, fh, indent=2)
     return model_path
+
+
+def training_schedule(trainer: L.Trainer, stop_cb: Any, module: DetectorModule) -> dict[str, Any]:
+    """How long a finished run trained and why it stopped (written to ``val_metrics.json``).
+
+    Returns
+    -------
+    dict
+        ``epochs_run`` (epochs completed), ``steps`` (optimiser steps), ``best_epoch`` (epoch,
+        from 0, of the exported weights), ``early_stopped`` (early stopping ended the run) and
+        ``stopped_epoch`` (that epoch, from 0; ``None`` when the run used its whole budget).
+    """
+    max_epochs = trainer.max_epochs if trainer.max_epochs is not None else -1
+    early = int(getattr(stop_cb, "stopped_epoch", 0) or 0) > 0 or (
+        0 <= trainer.current_epoch < max_epochs
+    )
+    monitor = module.config.trainer.monitor.split("/", 1)[1]
+    best = None
+    if module.epoch_metrics:
+        best = int(max(module.epoch_metrics, key=lambda e: module.epoch_metrics[e][monitor]))
+    return {
+        "epochs_run": int(trainer.current_epoch),
+        "steps": int(trainer.global_step),
+        "best_epoch": best,
+        "early_stopped": early,
+        "stopped_epoch": int(trainer.current_epoch) - 1 if early else None,
+    }

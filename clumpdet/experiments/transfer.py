@@ -8,7 +8,8 @@ AP50, per class). Output layout::
 
     OUT/transfer_config.yaml        the resolved experiment config
     OUT/data/{train,val,test}/      simulated sets (when no COCO files are given)
-    OUT/pretrain/<label>/           galaxy classifiers trained for ``pretrain`` backbones
+    OUT/data/clumpy/                clumpy-vs-not cutouts of ``clump_classifier`` arms
+    OUT/pretrain/<label>/           trunks trained for ``pretrain`` / ``clump_classifier`` arms
     OUT/cells/<cell_id>/run/        the cell's training run (model.pt, curves ...)
     OUT/cells/<cell_id>/eval/       its test metrics and plots
     OUT/cells/<cell_id>/result.json the cell's row, written atomically last
@@ -17,10 +18,12 @@ AP50, per class). Output layout::
     OUT/learning_curves.png, OUT/backbones_at_largest_size.png, OUT/summary.md
 
 Resuming: a cell whose ``result.json`` exists with status ``ok`` is not recomputed; a cell whose
-backbone could not be built (e.g. ImageNet weights offline) is recorded as
-``"skipped: <reason>"`` and retried on the next run (the check costs a second).
+backbone could not be built (e.g. ImageNet weights offline, a ``backbone.pt`` not written yet)
+is recorded as ``"skipped: <reason>"`` and retried on the next run (the check costs a second).
 
-Epochs per cell follow :func:`clumpdet.experiments.transfer_config.epochs_for_size`. The grid
+Each cell trains until validation stops improving, within a step budget that grows with its
+training set (:func:`clumpdet.experiments.transfer_config.cell_schedule`), and records the
+budget, the epochs and steps it used, its best and its early-stopping epoch. The grid
 is configured in :mod:`~clumpdet.experiments.transfer_config`; tables, plots and the summary
 are written by :mod:`~clumpdet.experiments.transfer_report`.
 """
@@ -44,7 +47,7 @@ from clumpdet.experiments.transfer_config import (
     ClassificationEntry,
     TransferConfig,
     cell_id,
-    epochs_for_size,
+    cell_schedule,
     slug,
 )
 from clumpdet.experiments.transfer_report import (
@@ -81,6 +84,9 @@ def _unloadable_backbone(backbone: Any, *, in_chans: int) -> str | None:
     """
     from clumpdet.models.backbones import BackboneConfig, build_trunk
 
+    name = str(to_dict(backbone).get("name", ""))
+    if name.endswith((".pt", ".pth", ".safetensors")) and not Path(name).is_file():
+        return f"skipped: backbone file {name} not found"
     try:
         build_trunk(BackboneConfig(**to_dict(backbone)), in_chans=in_chans)
     except ClumpdetError as exc:
@@ -166,6 +172,85 @@ def _pretrain_backbone(entry: BackboneEntry, out: Path, *, progress: bool) -> Pa
     return backbone
 
 
+def write_clumpy_labels(coco: str | Path, out: str | Path) -> Path:
+    """A ``folder``-reader label table ``id,clumpy`` of the images of a COCO file.
+
+    ``clumpy`` is 1 when the image's truth holds at least one box of the ``clump`` category
+    (id 1 when no category has that name), else 0. ``id`` is the image file relative to the
+    COCO file's folder (use ``images_dir`` = that folder and ``image_pattern: "{id}"``).
+
+    Returns
+    -------
+    Path
+        ``out`` (written atomically).
+    """
+    from clumpdet.data.coco import load_coco
+
+    doc = load_coco(coco)
+    clump = next((int(c["id"]) for c in doc["categories"] if c.get("name") == "clump"), 1)
+    clumpy = {int(a["image_id"]) for a in doc["annotations"] if int(a["category_id"]) == clump}
+    rows = [f"{im['file_name']},{int(int(im['id']) in clumpy)}" for im in doc["images"]]
+    out = Path(out)
+    with atomic_write(out, "w") as fh:
+        fh.write("\n".join(["id,clumpy", *rows]) + "\n")
+    return out
+
+
+def _clump_classifier_backbone(
+    entry: BackboneEntry,
+    start: dict[str, Any],
+    config: TransferConfig,
+    sets: dict[str, str],
+    out: Path,
+    *,
+    progress: bool,
+) -> Path:
+    """Fine-tune the trunk ``start`` as a clumpy-vs-not classifier; return its ``backbone.pt``.
+
+    Resumable: an existing ``OUT/pretrain/<name>/backbone.pt`` is reused.
+    """
+    from clumpdet.engine.classify import ClassifierTrainConfig, train_classifier
+    from clumpdet.sim.run import prepare_sets
+
+    stage = entry.clump_classifier
+    assert stage is not None
+    run = out / "pretrain" / slug(entry.name)
+    backbone = run / "backbone.pt"
+    if backbone.is_file():
+        return backbone
+    if config.data.train is None:
+        s = config.data.simulate
+        split = {"clumpy": (stage.n_images, s.seed + 3)}
+        folder = prepare_sets("clumps", split, config=s.config, out=out / "data")["clumpy"]
+        coco = folder / "annotations.json"
+    else:  # real labelled boxes: the detector's training images, labelled clumpy or not
+        coco = Path(sets["train"])
+    labels = write_clumpy_labels(coco, out / "data" / f"clumpy_labels_{slug(entry.name)}.csv")
+    cfg = load_config(ClassifierTrainConfig, stage.config, stage.set)
+    bb = {k: v for k, v in start.items() if k in ("name", "weights")}
+    over: dict[str, Any] = {
+        "data": {
+            "source": "folder",
+            "labels": str(labels),
+            "images_dir": str(Path(coco).parent),
+            "image_pattern": "{id}",
+            "label_columns": ["clumpy"],
+            "id_column": "id",
+        },
+        "model": {"backbone": bb},
+    }
+    if not progress:
+        over["trainer"] = {"progress_bar": False}
+    cfg = load_config(ClassifierTrainConfig, None, deep_merge(to_dict(cfg), over))
+    missing = _unloadable_backbone(cfg.model.backbone, in_chans=len(cfg.data.bands) or 3)
+    if missing is not None:
+        raise ConfigError(f"clump_classifier of {entry.name}: start trunk {missing[9:]}")
+    train_classifier(cfg, out=run)
+    if not backbone.is_file():
+        raise ConfigError(f"{stage.config}: the classifier wrote no backbone.pt (use model: trunk)")
+    return backbone
+
+
 def _backbone_dict(
     entry: BackboneEntry, stages: int, pretrained: dict[str, Path]
 ) -> dict[str, Any]:
@@ -176,6 +261,31 @@ def _backbone_dict(
     return bb
 
 
+def purity_at_completeness(metrics: dict[str, Any], target: float = 0.9) -> float:
+    """Highest purity over the score thresholds whose completeness is at least ``target``.
+
+    Parameters
+    ----------
+    metrics : dict
+        :func:`clumpdet.evaluation.evaluate_detections` output (its ``curves.threshold``).
+    target : float
+        Required completeness.
+
+    Returns
+    -------
+    float
+        The purity, NaN when no threshold reaches ``target`` completeness.
+    """
+    curve = ((metrics.get("curves") or {}).get("threshold")) or {}
+    best = math.nan
+    for c, p in zip(curve.get("completeness", []), curve.get("purity", [])):
+        if c is None or p is None or not (math.isfinite(c) and math.isfinite(p)):
+            continue
+        if c >= target and not p <= best:
+            best = float(p)
+    return best
+
+
 def _metrics_row(m: dict[str, Any]) -> dict[str, Any]:
     pc = m.get("per_class", {}) or {}
     clump = pc.get("clump", {}) or {}
@@ -184,6 +294,7 @@ def _metrics_row(m: dict[str, Any]) -> dict[str, Any]:
         "purity": m.get("purity"),
         "f1": m.get("f1"),
         "AP50": m.get("AP50"),
+        "purity_at_c90": purity_at_completeness(m, 0.9),
         "clump_completeness": clump.get("completeness"),
         "clump_purity": clump.get("purity"),
     }
@@ -228,19 +339,26 @@ def _run_detection_cell(
         over["trainer"]["progress_bar"] = False
     cfg_dict = deep_merge(base, over)
     cfg = load_config(TrainConfig, None, cfg_dict)
-    epochs = epochs_for_size(
-        config,
-        train_size=row["n_train"],
-        batch_size=cfg.optim.batch_size,
-        default=cfg.optim.max_epochs,
+    plan = cell_schedule(config, train_size=row["n_train"], batch_size=cfg.optim.batch_size)
+    cfg.optim.max_epochs = plan.max_epochs
+    cfg.trainer.check_val_every_n_epoch = plan.val_every
+    if plan.patience is not None:
+        cfg.trainer.patience = plan.patience
+    row.update(
+        epochs=plan.max_epochs,
+        step_budget=plan.step_budget,
+        val_every=plan.val_every,
+        patience=cfg.trainer.patience,
     )
-    cfg.optim.max_epochs = epochs
-    row["epochs"] = epochs
     skipped = _unloadable_backbone(cfg.model.backbone, in_chans=len(cfg.data.bands))
     if skipped is not None:
         row.update(status=skipped, wall_s=time.perf_counter() - t0)
         return row
     model = train_detector(cfg, out=cell_dir / "run")
+    val = _read_result(cell_dir / "run" / "val_metrics.json") or {}
+    for key in ("epochs_run", "steps", "best_epoch", "early_stopped", "stopped_epoch"):
+        row[key] = val.get(key)
+    row["val_f1"] = _nan_to_none(val.get("f1"))
     predictions = _predict_test_set(model, sets["test"], cell_dir / "test_predictions.json")
     thr = config.score_threshold
     metrics = evaluate_detections(
@@ -336,21 +454,34 @@ def run_transfer_grid(
 
     pretrained: dict[str, Path] = {}
     pretrain_errors: dict[str, str] = {}
+    by_name = {b.name: b for b in config.backbones}
     for entry in config.backbones:
-        if entry.pretrain is not None and not report_only:
-            try:
+        if report_only:
+            break
+        stage = entry.clump_classifier
+        try:
+            if stage is not None:
+                if stage.start in pretrain_errors:
+                    pretrain_errors[entry.name] = pretrain_errors[stage.start]
+                    continue
+                start = _backbone_dict(by_name[stage.start], -1, pretrained)
+                pretrained[entry.name] = _clump_classifier_backbone(
+                    entry, start, config, sets, out, progress=progress
+                )
+            elif entry.pretrain is not None:
                 pretrained[entry.name] = _pretrain_backbone(entry, out, progress=progress)
-            except ClumpdetError as exc:
-                pretrain_errors[entry.name] = f"skipped: pretraining failed ({_one_line(exc)})"
+        except ClumpdetError as exc:
+            pretrain_errors[entry.name] = f"skipped: pretraining failed ({_one_line(exc)})"
 
     rows = []
-    # seeds outermost: an interrupted run still holds one complete grid per finished seed
+    # seeds outermost, small sets first: an interrupted run holds every arm at the sizes it
+    # reached
     cells = [
         (b, t, n, s)
         for s in config.seeds
+        for n in sorted(config.train_sizes)
         for b in config.backbones
         for t in config.trainable
-        for n in config.train_sizes
     ]
     for i, (b, t, n, s) in enumerate(cells):
         cid = cell_id(backbone=b.name, trainable=t.name, train_size=n, seed=s)
@@ -369,8 +500,9 @@ def run_transfer_grid(
             n_train=min(n, n_available),
             seed=s,
         )
-        if report_only:
-            row.update(status=done.get("status") if done else "not run yet", wall_s=0.0)
+        if report_only:  # a skipped cell keeps its reason; a missing one is "not run yet"
+            earlier = _read_result(cell_dir / "result.json") or {}
+            row.update(status=earlier.get("status") or "not run yet", wall_s=0.0)
             rows.append(row)
             continue
         print(f"[transfer] cell {i + 1}/{len(cells)}: {cid}", flush=True)
@@ -394,7 +526,13 @@ def run_transfer_grid(
         cls_df = _run_classification_grid(config, out, pretrained, pretrain_errors, progress)
         write_table(cls_df, out, "classification")
     plot_transfer_results(df, out=out)
-    write_transfer_summary(df, out=out / "summary.md", command=command, classification=cls_df)
+    write_transfer_summary(
+        df,
+        out=out / "summary.md",
+        command=command,
+        classification=cls_df,
+        reference=config.reference,
+    )
     return df
 
 
