@@ -176,7 +176,7 @@ def test_head_first_epochs_freeze_the_trunk_then_release_it(tmp_path):
 
     for epoch, frozen in ((0, True), (cfg.optim.head_epochs, False)):
         _T.current_epoch = epoch
-        module._trainer = _T  # noqa: SLF001
+        module._trainer = _T
         module.on_train_epoch_start()
         flags = {p.requires_grad for p in module.model.trunk.parameters()}
         assert flags == {not frozen}

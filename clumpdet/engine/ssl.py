@@ -241,12 +241,17 @@ class ViewAugmentation:
         c = self.config
         x = self.geometric(x)
         if c.blur_prob > 0 and torch.rand(()).item() < c.blur_prob:
-            sigma = float(np.random.uniform(*c.blur_sigma))
+            sigma = _uniform(*c.blur_sigma)
             x = gaussian_blur(x, sigma)
         if c.noise_prob > 0 and torch.rand(()).item() < c.noise_prob:
-            sigma = float(np.random.uniform(*c.noise_sigma))
+            sigma = _uniform(*c.noise_sigma)
             x = x + sigma * torch.randn_like(x)
         return x.contiguous()
+
+
+def _uniform(lo: float, hi: float) -> float:
+    """A uniform draw from torch's generator (seeded per DataLoader worker by Lightning)."""
+    return float(lo + (hi - lo) * torch.rand(()).item())
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -256,7 +261,7 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """
     if sigma <= 0:
         return x
-    r = max(1, int(math.ceil(3 * sigma)))
+    r = max(1, math.ceil(3 * sigma))
     r = min(r, (min(x.shape[1:]) - 1) // 2) or 1
     t = torch.arange(-r, r + 1, dtype=x.dtype)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
@@ -384,7 +389,7 @@ def make_ssl_datasets(config: SSLConfig, *, seed: int = 0):
     )
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(files))
-    n_val = max(2, int(round(d.val_fraction * len(files))))
+    n_val = max(2, round(d.val_fraction * len(files)))
     va, tr = np.sort(order[:n_val]), np.sort(order[n_val:])
     pre = Preprocessing(
         bands=tuple(d.bands or data.bands), stretch=d.stretch, stretch_params=d.stretch_params
