@@ -183,3 +183,41 @@ def test_head_first_epochs_freeze_the_trunk_then_release_it(tmp_path):
         assert all(p.requires_grad for p in module.model.head.parameters())
     with pytest.raises(ConfigError, match="layer_decay"):
         load_config(ClassifierTrainConfig, None, ["optim.layer_decay=1.5"])
+
+
+def test_trunk_comparison_split_is_by_galaxy_and_summary_has_uncertainties(tmp_path):
+    from clumpdet.experiments.trunk_comparison import (
+        ComparisonConfig,
+        _write_split,
+        held_out_split,
+        summarise,
+        write_summary,
+    )
+
+    ids = np.array([str(i) for i in range(60)])
+    labels = np.array([1] * 15 + [0] * 45)
+    pool, held = held_out_split(ids, labels, fraction=1 / 3, seed=0)
+    assert not set(pool) & set(held) and len(pool) + len(held) == 60
+    assert sum(labels[int(i)] for i in held) == 5  # stratified: a third of the positives
+    csv = tmp_path / "labels.csv"
+    csv.write_text("galaxy_id,spiral\n" + "".join(f"{i},{y}\n" for i, y in zip(ids, labels)))
+    held_file = tmp_path / "held.txt"
+    held_file.write_text("\n".join(held))
+    cfg = ComparisonConfig(labels=str(csv))
+    split = _write_split(cfg, tmp_path / "split.csv", pool[:10], pool[10:15], held_file)
+    rows = split.read_text().splitlines()[1:]
+    assert sum(r.endswith(",test") for r in rows) == len(held) and len(rows) == 15 + len(held)
+    runs = [
+        {"trunk": t, "mode": "full", "seed": s, "accuracy": a, "auc": a}
+        for t, vals in (("scratch", (0.6, 0.7)), ("ssl", (0.8, 0.9)))
+        for s, a in enumerate(vals)
+    ]
+    summary = summarise(runs)
+    assert summary["ssl"]["full"]["auc_mean"] == pytest.approx(0.85)
+    assert summary["ssl"]["full"]["auc_sem"] == pytest.approx(np.std([0.8, 0.9], ddof=1) / 2**0.5)
+    result = {"command": "cmd", "summary": summary, "n_pool": 40, "n_held_out": 20,
+              "held_out_positive_fraction": 0.25, "config": {"n_labels": 10, "n_val": 5}}  # fmt: skip
+    text = write_summary(result, tmp_path / "summary.md").read_text()
+    assert "| ssl | full | 0.850" in text and "ssl full: +0.200" in text
+    with pytest.raises(ConfigError, match="trunks"):
+        ComparisonConfig(trunks=["imagenet"])
