@@ -74,6 +74,11 @@ class ComparisonConfig:
         ``key=value`` overrides of those runs (sizing).
     trunk_paths : dict
         Existing backbone checkpoints to use instead of training a trunk (``{"sim": path}``).
+    threads : int
+        Torch threads.
+    report_only : bool
+        Train nothing: tabulate the fine-tunings finished so far under ``out`` (others are
+        listed as missing).
     """
 
     labels: str = "../shared/data/gz2_sdss_galaxies/labels.csv"
@@ -100,6 +105,7 @@ class ComparisonConfig:
     supervised_overrides: list[str] = field(default_factory=list)
     trunk_paths: dict[str, str] = field(default_factory=dict)
     threads: int = 1
+    report_only: bool = False
 
     def __post_init__(self) -> None:
         bad = [t for t in self.trunks if t not in TRUNKS]
@@ -222,7 +228,7 @@ def build_trunks(cfg: ComparisonConfig, *, out: Path, pool_ids_file: Path, held_
                 cfg,
                 [
                     f"data.test_ids={held_file}",
-                    "data.split=[0.85, 0.15, 0.0]",
+                    "data.split=[0.8, 0.15, 0.05]",  # with test_ids: train:val = 0.8:0.15
                     "model.backbone.name=resnet18",
                     "model.backbone.trainable_stages=-1",
                     "model.dropout=0.2",
@@ -381,17 +387,29 @@ def run_comparison(cfg: ComparisonConfig, *, out: str | Path, command: str = "")
     if cfg.n_labels + cfg.n_val > len(pool):
         raise ConfigError(f"n_labels + n_val = {cfg.n_labels + cfg.n_val} > pool of {len(pool)}")
     t0 = time.perf_counter()
-    paths, trunk_walls = build_trunks(cfg, out=out, pool_ids_file=pool_file, held_file=held_file)
-    rows = []
+    if cfg.report_only:
+        paths = {t: None if t == "scratch" else str(out / "trunks" / t / "backbone.pt")
+                 for t in cfg.trunks}  # fmt: skip
+        paths.update({t: p for t, p in cfg.trunk_paths.items() if t in paths})
+        trunk_walls: dict[str, float] = {}
+    else:
+        paths, trunk_walls = build_trunks(
+            cfg, out=out, pool_ids_file=pool_file, held_file=held_file
+        )
+    rows, missing = [], []
     for trunk in cfg.trunks:
         for mode in cfg.modes:
             for seed in cfg.seeds:
+                cell = out / "finetune" / f"{trunk}_{mode}_s{seed}"
+                if cfg.report_only and not (cell / "test_metrics.json").is_file():
+                    missing.append(cell.name)
+                    continue
                 r = finetune_once(
                     cfg,
                     trunk=paths[trunk],
                     mode=mode,
                     seed=seed,
-                    out=out / "finetune" / f"{trunk}_{mode}_s{seed}",
+                    out=cell,
                     held_file=held_file,
                     pool_ids=pool,
                     pool_labels=pool_labels,
@@ -408,8 +426,9 @@ def run_comparison(cfg: ComparisonConfig, *, out: str | Path, command: str = "")
         "held_out_positive_fraction": float(np.mean([lab[i] for i in held])),
         "trunks": paths,
         "trunk_wall_s": trunk_walls,
-        "ssl_transductive": False,
+        "ssl_excluded_ids": _ssl_exclusion(paths.get("ssl")),
         "runs": rows,
+        "missing_runs": missing,
         "summary": summary,
         "wall_s": time.perf_counter() - t0,
     }
@@ -419,6 +438,20 @@ def run_comparison(cfg: ComparisonConfig, *, out: str | Path, command: str = "")
     plot_comparison(summary, out / "comparison.png", title=title)
     write_summary(result, out / "summary.md")
     return result
+
+
+def _ssl_exclusion(path: str | None) -> str | None:
+    """The ``exclude_ids`` file an SSL backbone was trained without (``None``: none or unknown).
+
+    ``None`` for an SSL trunk means a transductive comparison: its pretraining may have seen
+    the held-out images (without labels).
+    """
+    if path is None or not Path(path).is_file():
+        return None
+    from clumpdet.checkpoints import read_checkpoint
+
+    source = read_checkpoint(path, "backbone").get("source") or {}
+    return source.get("exclude_ids")
 
 
 def _plain(cfg: ComparisonConfig) -> dict:
@@ -440,6 +473,9 @@ def write_summary(result: dict, path: Path) -> Path:
         f"{result['config']['n_labels']} training labels, {result['config']['n_val']} "
         "validation labels per run. Mean +- std (s.e.) over seeds.",
         "",
+        f"SSL trunk pretrained without the images of: {result.get('ssl_excluded_ids')} "
+        "(None: transductive, it may have seen the held-out images, unlabelled).",
+        "",
         "| trunk | mode | accuracy | AUC | seeds |",
         "|---|---|---|---|---|",
     ]
@@ -451,6 +487,8 @@ def write_summary(result: dict, path: Path) -> Path:
                 f"{c.get('auc_mean', float('nan')):.3f} +- {c.get('auc_std', 0):.3f} "
                 f"({c.get('auc_sem', 0):.3f}) | {c.get('n_seeds')} |"
             )
+    if result.get("missing_runs"):
+        lines += ["", f"Not run (missing): {', '.join(result['missing_runs'])}"]
     lines += ["", "Against scratch (same mode), AUC difference / combined s.e.:", ""]
     for trunk, modes in s.items():
         if trunk == "scratch" or "scratch" not in s:
