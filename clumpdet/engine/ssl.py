@@ -12,6 +12,7 @@ Run layout::
 
     RUN/config.yaml              resolved config
     RUN/ssl_images.txt           the image files used (train + validation), one a line
+    RUN/ssl_views.png            a few images and two random views of each (augmentation check)
     RUN/checkpoints/best.ckpt    lowest validation SSL loss (Lightning)
     RUN/logs/metrics.csv         per-epoch train/loss, val/loss
     RUN/pretrain_metrics.json    final metrics, images used, wall time
@@ -403,6 +404,31 @@ def make_ssl_datasets(config: SSLConfig, *, seed: int = 0):
     return train, val, pre, training_input(data), used
 
 
+def plot_views(dataset: TwoViews, path: str | Path, *, n: int = 4) -> Path:
+    """A PNG of ``n`` images (first three channels, standardised) and two random views each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = min(n, len(dataset))
+    fig, axes = plt.subplots(n, 3, figsize=(6, 2 * n), squeeze=False)
+    for i in range(n):
+        x = dataset.base.load_image(i)
+        for j, img in enumerate((x, dataset.augmentation(x), dataset.augmentation(x))):
+            a = img[:3].numpy()
+            a = np.moveaxis(a[::-1] if a.shape[0] == 3 else a[:1].repeat(3, 0), 0, -1)
+            lo, hi = np.percentile(a, [1, 99.5])
+            axes[i, j].imshow(np.clip((a - lo) / max(hi - lo, 1e-6), 0, 1))
+            axes[i, j].set_axis_off()
+            if i == 0:
+                axes[i, j].set_title(("image", "view 1", "view 2")[j], fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
 def pretrain_ssl(config: SSLConfig, *, out: str | Path) -> Path:
     """Self-supervised pretraining; writes ``out/backbone.pt`` (see the module docstring).
 
@@ -421,6 +447,7 @@ def pretrain_ssl(config: SSLConfig, *, out: str | Path) -> Path:
     with atomic_write(out / "ssl_images.txt", "w") as fh:
         fh.writelines(f"train {p}\n" for p in tr_files)
         fh.writelines(f"val {p}\n" for p in va_files)
+    plot_views(train, out / "ssl_views.png")
     bs = min(config.optim.batch_size, len(train))
     kw = dict(num_workers=config.data.num_workers)
     train_dl = DataLoader(train, batch_size=bs, shuffle=True, drop_last=True, **kw)

@@ -397,9 +397,9 @@ def run_comparison(cfg: ComparisonConfig, *, out: str | Path, command: str = "")
             cfg, out=out, pool_ids_file=pool_file, held_file=held_file
         )
     rows, missing = [], []
-    for trunk in cfg.trunks:
-        for mode in cfg.modes:
-            for seed in cfg.seeds:
+    for seed in cfg.seeds:  # seed-major: an interrupted run still has every trunk and mode
+        for trunk in cfg.trunks:
+            for mode in cfg.modes:
                 cell = out / "finetune" / f"{trunk}_{mode}_s{seed}"
                 if cfg.report_only and not (cell / "test_metrics.json").is_file():
                     missing.append(cell.name)
