@@ -291,8 +291,8 @@ def finetune_once(
         m["wall_s"] = wall
         with atomic_write(metrics_file, "w") as fh:
             json.dump(m, fh, indent=2, default=float)
-        for junk in (out / "checkpoints").glob("*.ckpt"):
-            junk.unlink()  # keep the run folder small; classifier.pt stays
+        for junk in [*(out / "checkpoints").glob("*.ckpt"), out / "backbone.pt"]:
+            junk.unlink(missing_ok=True)  # keep the run folder small; classifier.pt stays
     m = json.loads(metrics_file.read_text())
     return {k: m[k] for k in ("accuracy", "auc", "n_train", "wall_s") if k in m}
 
