@@ -221,3 +221,7 @@ def test_trunk_comparison_split_is_by_galaxy_and_summary_has_uncertainties(tmp_p
     assert "| ssl | full | 0.850" in text and "ssl full: +0.200" in text
     with pytest.raises(ConfigError, match="trunks"):
         ComparisonConfig(trunks=["imagenet"])
+    from clumpdet.experiments.trunk_comparison import hanley_mcneil_se
+
+    assert hanley_mcneil_se(0.8, 100, 300) < hanley_mcneil_se(0.8, 25, 75)
+    assert hanley_mcneil_se(0.6, 127, 373) == pytest.approx(0.030, abs=0.002)

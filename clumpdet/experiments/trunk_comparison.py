@@ -315,8 +315,27 @@ def _write_split(cfg, path: Path, train_ids, val_ids, held_file: Path) -> Path:
     return path
 
 
-def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
-    """Mean, std and standard error over seeds of accuracy and AUC per trunk and mode."""
+def hanley_mcneil_se(auc: float, n_pos: int, n_neg: int) -> float:
+    """Standard error of a ROC AUC from the test-set size alone (Hanley & McNeil 1982).
+
+    The sampling uncertainty of one AUC measured on ``n_pos`` positives and ``n_neg``
+    negatives; it does not include the seed-to-seed spread of training.
+    """
+    a = float(auc)
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    var = (a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / (n_pos * n_neg)
+    return float(np.sqrt(max(var, 0.0)))
+
+
+def summarise(
+    rows: list[dict[str, Any]], *, n_pos: int | None = None, n_neg: int | None = None
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Mean, std and standard error over seeds of accuracy and AUC per trunk and mode.
+
+    With the held-out class counts ``n_pos`` / ``n_neg``, ``auc_se_test`` is the test-set
+    sampling error of the mean AUC (:func:`hanley_mcneil_se`, divided by sqrt(seeds) is *not*
+    applied: the seeds share one test set).
+    """
     out: dict[str, dict[str, dict[str, float]]] = {}
     for r in rows:
         out.setdefault(r["trunk"], {}).setdefault(r["mode"], {"_rows": []})["_rows"].append(r)
@@ -331,11 +350,16 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float
                 cell[f"{key}_std"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
                 cell[f"{key}_sem"] = cell[f"{key}_std"] / np.sqrt(len(v))
             cell["n_seeds"] = len(rs)
+            if n_pos and n_neg and "auc_mean" in cell:
+                cell["auc_se_test"] = hanley_mcneil_se(cell["auc_mean"], n_pos, n_neg)
     return out
 
 
 def plot_comparison(summary: dict, path: Path, *, title: str) -> Path:
-    """Grouped bars of held-out accuracy and AUC (mean +- standard error) per trunk and mode."""
+    """Grouped bars of held-out accuracy and AUC per trunk and mode.
+
+    Error bars: the standard error over seeds (AUC with one seed: the test-set error).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -349,7 +373,11 @@ def plot_comparison(summary: dict, path: Path, *, title: str) -> Path:
         for i, trunk in enumerate(trunks):
             x = np.arange(len(modes)) + (i - (len(trunks) - 1) / 2) * width
             m = [summary[trunk].get(mo, {}).get(f"{key}_mean", np.nan) for mo in modes]
-            e = [summary[trunk].get(mo, {}).get(f"{key}_sem", 0.0) for mo in modes]
+            e = [
+                _se(summary[trunk].get(mo, {})) if key == "auc" else
+                summary[trunk].get(mo, {}).get(f"{key}_sem", 0.0)
+                for mo in modes
+            ]  # fmt: skip
             ax.bar(x, m, width, yerr=e, capsize=3, label=trunk)
         ax.set_xticks(np.arange(len(modes)), modes)
         ax.set_ylabel(f"held-out {key}")
@@ -417,7 +445,8 @@ def run_comparison(cfg: ComparisonConfig, *, out: str | Path, command: str = "")
                 rows.append({"trunk": trunk, "mode": mode, "seed": seed, **r})
                 print(f"{trunk:>10} {mode:>6} seed {seed}: acc {r.get('accuracy'):.3f} "
                       f"auc {r.get('auc'):.3f}", flush=True)  # fmt: skip
-    summary = summarise(rows)
+    n_pos = int(sum(lab[i] for i in held))
+    summary = summarise(rows, n_pos=n_pos, n_neg=len(held) - n_pos)
     result = {
         "command": command,
         "config": _plain(cfg),
@@ -460,6 +489,12 @@ def _plain(cfg: ComparisonConfig) -> dict:
     return to_dict(cfg)
 
 
+def _se(cell: dict) -> float:
+    if cell.get("n_seeds", 1) > 1:
+        return float(cell.get("auc_sem", 0.0))
+    return float(cell.get("auc_se_test", 0.0))
+
+
 def write_summary(result: dict, path: Path) -> Path:
     """Markdown table of the summary with the command and the verdict against scratch."""
     s = result["summary"]
@@ -476,8 +511,8 @@ def write_summary(result: dict, path: Path) -> Path:
         f"SSL trunk pretrained without the images of: {result.get('ssl_excluded_ids')} "
         "(None: transductive, it may have seen the held-out images, unlabelled).",
         "",
-        "| trunk | mode | accuracy | AUC | seeds |",
-        "|---|---|---|---|---|",
+        "| trunk | mode | accuracy | AUC | AUC test-set s.e. | seeds |",
+        "|---|---|---|---|---|---|",
     ]
     for trunk, modes in s.items():
         for mode, c in modes.items():
@@ -485,11 +520,18 @@ def write_summary(result: dict, path: Path) -> Path:
                 f"| {trunk} | {mode} | {c.get('accuracy_mean', float('nan')):.3f} +- "
                 f"{c.get('accuracy_std', 0):.3f} ({c.get('accuracy_sem', 0):.3f}) | "
                 f"{c.get('auc_mean', float('nan')):.3f} +- {c.get('auc_std', 0):.3f} "
-                f"({c.get('auc_sem', 0):.3f}) | {c.get('n_seeds')} |"
+                f"({c.get('auc_sem', 0):.3f}) | {c.get('auc_se_test', float('nan')):.3f} | "
+                f"{c.get('n_seeds')} |"
             )
     if result.get("missing_runs"):
         lines += ["", f"Not run (missing): {', '.join(result['missing_runs'])}"]
-    lines += ["", "Against scratch (same mode), AUC difference / combined s.e.:", ""]
+    lines += [
+        "",
+        "Against scratch (same mode): AUC difference / combined s.e. (seed s.e. where there are "
+        "several seeds, else the test-set s.e.; both share one held-out set, so this is a rough "
+        "guide):",
+        "",
+    ]
     for trunk, modes in s.items():
         if trunk == "scratch" or "scratch" not in s:
             continue
@@ -498,7 +540,7 @@ def write_summary(result: dict, path: Path) -> Path:
             if not ref or "auc_mean" not in c:
                 continue
             d = c["auc_mean"] - ref["auc_mean"]
-            se = float(np.hypot(c.get("auc_sem", 0), ref.get("auc_sem", 0))) or float("nan")
+            se = float(np.hypot(_se(c), _se(ref))) or float("nan")
             lines.append(f"- {trunk} {mode}: {d:+.3f} ({d / se:+.1f} s.e.)")
     with atomic_write(path, "w") as fh:
         fh.write("\n".join(lines) + "\n")
