@@ -215,8 +215,14 @@ def test_trunk_comparison_split_is_by_galaxy_and_summary_has_uncertainties(tmp_p
     summary = summarise(runs)
     assert summary["ssl"]["full"]["auc_mean"] == pytest.approx(0.85)
     assert summary["ssl"]["full"]["auc_sem"] == pytest.approx(np.std([0.8, 0.9], ddof=1) / 2**0.5)
-    result = {"command": "cmd", "summary": summary, "n_pool": 40, "n_held_out": 20,
-              "held_out_positive_fraction": 0.25, "config": {"n_labels": 10, "n_val": 5}}  # fmt: skip
+    result = {
+        "command": "cmd",
+        "summary": summary,
+        "n_pool": 40,
+        "n_held_out": 20,
+        "held_out_positive_fraction": 0.25,
+        "config": {"n_labels": 10, "n_val": 5},
+    }
     text = write_summary(result, tmp_path / "summary.md").read_text()
     assert "| ssl | full | 0.850" in text and "ssl full: +0.200" in text
     with pytest.raises(ConfigError, match="trunks"):
