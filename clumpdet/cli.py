@@ -135,11 +135,10 @@ def _cmd_train_classifier(args: argparse.Namespace) -> int:
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    from clumpdet.config import load_config
-    from clumpdet.engine.pretrain import PretrainConfig, pretrain_backbone
+    from clumpdet.engine.pretrain import load_pretrain_config, run_pretraining
 
-    cfg = load_config(PretrainConfig, args.config, args.set)
-    path = pretrain_backbone(cfg, out=args.out)
+    cfg = load_pretrain_config(args.config, args.set)  # objective: tasks | simclr | byol
+    path = run_pretraining(cfg, out=args.out)
     print(f"pretrained backbone -> {path} (use it as model.backbone.name)")
     return 0
 
@@ -338,7 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         nargs="?",
         default=None,
-        help="pretraining YAML (configs/pretrain/); default: simulated tasks",
+        help="pretraining YAML (configs/pretrain/; objective: simclr|byol for self-supervised "
+        "pretraining on unlabelled images); default: simulated tasks",
     )
     pt.add_argument("--out", type=Path, required=True, help="run directory")
     pt.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")

@@ -136,7 +136,14 @@ class ClassifierDataConfig:
 
 @dataclass
 class ClassifierOptimConfig:
-    """Optimiser, schedule and early stopping (DeepMerge: Adam, BCE, batch 128, patience 50)."""
+    """Optimiser, schedule and early stopping (DeepMerge: Adam, BCE, batch 128, patience 50).
+
+    ``layer_decay`` (Zoobot: 0.75) scales each trunk stage's learning rate by ``layer_decay``
+    per stage below the head (:func:`parameter_groups`). ``head_epochs`` > 0 trains the head
+    alone (trunk frozen, BatchNorm in eval mode) for that many epochs before the stages that
+    ``model.backbone.trainable_stages`` opens start to train (Zoobot's head-first fine-tuning;
+    see ``configs/classifier/zoobot_recipe.yaml``).
+    """
 
     lr: float = 1e-3
     weight_decay: float = 1e-5
@@ -145,6 +152,13 @@ class ClassifierOptimConfig:
     scheduler: Literal["none", "cosine", "plateau"] = "plateau"
     patience: int = 8
     layer_decay: float | None = None
+    head_epochs: int = 0
+
+    def __post_init__(self) -> None:
+        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
+            raise ConfigError(f"optim.layer_decay must be in (0, 1], got {self.layer_decay}")
+        if self.head_epochs < 0:
+            raise ConfigError(f"optim.head_epochs must be >= 0, got {self.head_epochs}")
 
 
 @dataclass
@@ -178,6 +192,23 @@ class ClassifierModule(EpochLossModule):
         self.task: Task = config.model.build_task()
         self.model = build_classifier(config=config.model, in_chans=in_chans, image_size=image_size)
         self._val: list[tuple[np.ndarray, np.ndarray]] = []
+        trunk = getattr(self.model, "trunk", None)
+        #: trunk parameters that train after the head-only epochs (``optim.head_epochs``)
+        self._trunk_trainable = (
+            [p for p in trunk.parameters() if p.requires_grad] if trunk is not None else []
+        )
+
+    @property
+    def head_only(self) -> bool:
+        """Whether the current epoch trains the head alone (``optim.head_epochs``)."""
+        return self.current_epoch < self.config.optim.head_epochs and bool(self._trunk_trainable)
+
+    def on_train_epoch_start(self) -> None:
+        head_only = self.head_only
+        for p in self._trunk_trainable:
+            p.requires_grad_(not head_only)
+        if head_only:
+            self.model.trunk.eval()  # no BatchNorm statistics updates while the trunk is frozen
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -224,6 +255,7 @@ def parameter_groups(model: nn.Module, *, lr: float, layer_decay: float | None) 
     """Optimiser groups; with ``layer_decay`` (Zoobot: 0.75) deeper trunk stages get larger lr.
 
     The head trains at ``lr``; the top trunk stage at ``lr * d``, the next at ``lr * d**2`` ...
+    (one group per stage of the architecture, also when the trunk returns only its last map).
     Frozen parameters are left out.
     """
     trainable = [p for p in model.parameters() if p.requires_grad]

@@ -229,3 +229,40 @@ def pretrain_backbone(config: PretrainConfig, *, out: str | Path) -> Path:
             "image_size": config.image_size,
         },
     )
+
+
+#: ``objective`` values of a pretraining config served by :mod:`clumpdet.engine.ssl`.
+SSL_OBJECTIVES = ("simclr", "byol")
+
+
+def load_pretrain_config(path: str | Path | None, overrides=()):
+    """The pretraining config of ``path``: a :class:`PretrainConfig` (supervised galaxy tasks,
+    ``objective: tasks`` or no ``objective``) or an :class:`~clumpdet.engine.ssl.SSLConfig`
+    (``objective: simclr | byol``, self-supervised on a folder of unlabelled images).
+    """
+    from clumpdet.config import deep_merge, from_dict, parse_overrides, read_yaml
+
+    data = read_yaml(path) if path is not None else {}
+    data = deep_merge(data, parse_overrides(overrides))
+    objective = str(data.get("objective", "tasks"))
+    where = str(path) if path is not None else "config"
+    if objective in SSL_OBJECTIVES:
+        from clumpdet.engine.ssl import SSLConfig
+
+        return from_dict(SSLConfig, data, where=where)
+    if objective != "tasks":
+        raise ConfigError(
+            f"{where}: objective: choose tasks (supervised galaxy tasks) or "
+            f"{' | '.join(SSL_OBJECTIVES)} (self-supervised), got {objective!r}"
+        )
+    data.pop("objective", None)
+    return from_dict(PretrainConfig, data, where=where)
+
+
+def run_pretraining(config, *, out: str | Path) -> Path:
+    """Run :func:`pretrain_backbone` or :func:`~clumpdet.engine.ssl.pretrain_ssl` by config type."""
+    from clumpdet.engine.ssl import SSLConfig, pretrain_ssl
+
+    if isinstance(config, SSLConfig):
+        return pretrain_ssl(config, out=out)
+    return pretrain_backbone(config, out=out)

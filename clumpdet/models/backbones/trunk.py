@@ -128,8 +128,12 @@ class Trunk(nn.Module):
         A parameter belongs to the stage whose module holds it; parameters between two stage
         modules (a stem, intermediate blocks not returned as features) join the next stage.
         """
+        info = self.body.feature_info
+        # every stage of the architecture, not only the returned ones (``out_indices``), so a
+        # classifier pooling only the last map still has per-block groups (layer decay, top-k)
+        names = [d["module"] for d in getattr(info, "info", [])] or info.module_name()
         stage_prefixes = []
-        for name in self.body.feature_info.module_name():
+        for name in names:
             stage_prefixes.append((name + ".", name.replace(".", "_") + "."))
         groups: list[list[str]] = [[] for _ in stage_prefixes]
         pending: list[str] = []
@@ -144,7 +148,11 @@ class Trunk(nn.Module):
             groups[k].extend(pending)
             pending = []
             groups[k].append(pname)
-        groups[-1].extend(pending)  # trailing layers timm keeps after the last stage
+        groups = [g for g in groups if g]  # stages without parameters or cut from the body
+        if groups:
+            groups[-1].extend(pending)  # trailing layers timm keeps after the last stage
+        else:
+            groups = [pending]
         return groups
 
     def set_trainable_stages(self, n: int) -> None:
