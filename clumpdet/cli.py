@@ -95,6 +95,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         overlays=args.overlays,
         device=args.device,
         allow_input_mismatch=args.allow_input_mismatch,
+        pixel_scale=args.pixel_scale,
     )
     print(
         f"{summary['n_detections']} detections in {summary['n_images']} images "
@@ -143,6 +144,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     for key, value in summary.items():
         print(f"{key:>14s}: {value}")
     return 0
+
+
+def _add_pixel_scale_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--pixel-scale",
+        default=None,
+        metavar="ARCSEC|model",
+        help="arcsec/pixel of the inputs (overrides their WCS), or 'model' to run them "
+        "unresampled; default: each FITS input's WCS, resampled to the model's scale",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -278,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="detect on PNG/JPEG with a FITS-trained model (or the reverse) instead of refusing",
     )
+    _add_pixel_scale_arg(d)
     d.set_defaults(func=_cmd_detect)
 
     tc = sub.add_parser("train-classifier", help="train a galaxy classifier (Lightning)")
