@@ -82,7 +82,7 @@ def test_catalogue_shards_manifest_and_sorted_rows(survey, reference):
 
     doc = json.loads((reference / "manifest.json").read_text())
     assert sorted(doc["shards"]) == ["000000", "000001", "000002", "000003"]  # 10 images / 3
-    for name, rec in doc["shards"].items():
+    for rec in doc["shards"].values():
         assert _digest(reference / rec["file"]) == rec["sha256"]
         listed = (reference / rec["inputs_file"]).read_text().splitlines()
         assert len(listed) == rec["n_inputs"]
@@ -279,3 +279,32 @@ def test_cli_catalogue(survey, tmp_path, capsys):
     )
     assert rc == 0
     assert "from 2 images in 1 shards" in capsys.readouterr().out
+
+
+def test_classifier_checkpoint_gives_one_row_per_galaxy(survey, tmp_path):
+    import pyarrow.parquet as pq
+
+    from clumpdet.checkpoints import load_classifier
+    from clumpdet.models.classifier import ClassifierConfig, build_classifier
+
+    torch.manual_seed(1)
+    cfg = ClassifierConfig(task="four_class")
+    cfg.backbone = type(cfg.backbone)(**{**to_dict(cfg.backbone), "weights": "none"})
+    model = build_classifier(config=cfg, in_chans=3, image_size=32).eval()
+    ckpt = save_checkpoint(
+        tmp_path / "cls.pt",
+        kind="classifier",
+        model=model,
+        preprocessing=Preprocessing(bands=BANDS),
+        model_config=to_dict(cfg),
+        image_size=32,
+    )
+    files = sorted(survey["images"].glob("*.fits"))[:4]
+    out = tmp_path / "run"
+    summary = run_catalogue(
+        checkpoint=ckpt, inputs=[str(f) for f in files], out=out, workers=0, progress=False
+    )
+    t = pq.read_table(out / "catalogue.parquet")
+    assert summary["n_rows"] == 4 and t.column("image_id").to_pylist() == [0, 1, 2, 3]
+    probs = np.stack([t.column(f"p_{n}").to_numpy() for n in load_classifier(ckpt).label_names])
+    np.testing.assert_allclose(probs.sum(0), 1.0, rtol=1e-5)
