@@ -125,6 +125,7 @@ def _cmd_catalogue(args: argparse.Namespace) -> int:
         fits=args.fits,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        allow_input_mismatch=args.allow_input_mismatch,
     )
     print(
         f"{summary['n_rows']} rows from {summary['n_images']} images in {summary['n_shards']} "
@@ -356,6 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--fits", action="store_true", help="also write catalogue.fits")
     c.add_argument("--overwrite", action="store_true", help="discard a previous run in --out")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    c.add_argument(
+        "--allow-input-mismatch",
+        action="store_true",
+        help="run on PNG/JPEG with a FITS-trained detector (or the reverse) instead of refusing",
+    )
     c.set_defaults(func=_cmd_catalogue)
 
     tc = sub.add_parser("train-classifier", help="train a galaxy classifier (Lightning)")

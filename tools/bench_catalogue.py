@@ -181,12 +181,13 @@ def detect_rss(ckpt: Path, paths: list[Path], n: int, out: Path) -> float:
         sys.executable, "-m", "clumpdet.cli", "detect", str(ckpt), *links,
         "--out", str(out / f"detect_{n}.parquet"),
     ]  # fmt: skip
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _pid, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode(errors="replace")
     if proc.returncode:
-        raise RuntimeError(proc.stderr[-2000:])
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(after, before) / 1024.0
+        raise RuntimeError(err[-2000:])
+    return usage.ru_maxrss / 1024.0
 
 
 def digest(path: Path) -> str:

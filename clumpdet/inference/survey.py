@@ -640,9 +640,9 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
         ``index``, ``n_inputs``, ``n_rows``, ``sha256`` (of the parquet file), ``failed``
         (``[image_id, input, reason]`` lists), ``meta`` (catalogue metadata).
     """
-    import pyarrow as pa
-
     import warnings
+
+    import pyarrow as pa
 
     runner = get_runner(task.spec)
     items = [(task.first_id + k, it) for k, it in enumerate(task.items)]
@@ -878,23 +878,38 @@ def merge_shards(out: Path, manifest: dict[str, dict[str, Any]], *, fits: bool =
     return merged.num_rows
 
 
-def _preflight(items: Iterator[Item], spec: ModelSpec) -> Iterator[Item]:
-    """Refuse at once (one line) a run whose first readable FITS input has no pixel scale."""
-    if spec.kind != "detector" or spec.pixel_scale is not None:
+def _preflight(
+    items: Iterator[Item],
+    spec: ModelSpec,
+    trained: dict[str, str],
+    *,
+    allow_input_mismatch: bool = False,
+) -> Iterator[Item]:
+    """Refuse at once (one line) a run whose first readable input cannot be used as a whole.
+
+    Detectors: the first input must be of the model's training kind (FITS or PNG/JPEG,
+    :func:`~clumpdet.inference.run.check_input_kind`, unless ``allow_input_mismatch``) and a
+    FITS input must give its pixel scale (or ``pixel_scale`` be set).
+    """
+    if spec.kind != "detector":
         yield from items
         return
+    from clumpdet.data.fits import pixel_scale_of
+    from clumpdet.inference.run import check_input_kind
+
     checked = False
     for it in items:
         if not checked and it.error is None:
+            if not allow_input_mismatch:
+                check_input_kind(it.paths[:1], trained, spec.checkpoint)
             try:
                 image = read_item(it, bands=None)
             except ITEM_ERRORS:
                 image = None
             if image is not None:
                 checked = True
-                from clumpdet.data.fits import pixel_scale_of
-
-                if not image.is_raster and pixel_scale_of(image.wcs, image.header) is None:
+                no_scale = pixel_scale_of(image.wcs, image.header) is None
+                if spec.pixel_scale is None and not image.is_raster and no_scale:
                     raise InputError(
                         image.source,
                         "has no WCS or pixel-scale keyword to give its pixel scale; pass "
@@ -922,6 +937,7 @@ def run_catalogue(
     overwrite: bool = False,
     progress: bool = True,
     max_shards: int | None = None,
+    allow_input_mismatch: bool = False,
 ) -> dict[str, Any]:
     """Run a survey catalogue (module docstring) and return a summary.
 
@@ -955,6 +971,9 @@ def run_catalogue(
         Show a progress bar (images/s and ETA).
     max_shards : int, optional
         Stop after this many shards have been run (tests and benchmarks); no merge then.
+    allow_input_mismatch : bool
+        Run a detector on inputs of another kind than its training images (PNG/JPEG for a
+        FITS-trained model or the reverse); refused otherwise.
 
     Returns
     -------
@@ -986,13 +1005,13 @@ def run_catalogue(
         score_threshold=score_threshold,
         threads=int(threads),
     )
-    bands: tuple[str, ...] = ()
-    if band_files:
-        from clumpdet.checkpoints import read_checkpoint
-        from clumpdet.data.preprocessing import Preprocessing
+    from clumpdet.checkpoints import read_checkpoint
+    from clumpdet.data.preprocessing import Preprocessing
 
-        obj = read_checkpoint(checkpoint, kind)  # type: ignore[arg-type]
-        bands = Preprocessing.from_dict(obj["preprocessing"]).bands
+    header = read_checkpoint(checkpoint, kind)  # type: ignore[arg-type]
+    bands = Preprocessing.from_dict(header["preprocessing"]).bands
+    trained = dict(header["input"])
+    del header
     settings = {
         "checkpoint_sha256": file_sha256(checkpoint, length=64),
         "kind": kind,
@@ -1027,7 +1046,12 @@ def run_catalogue(
 
     def tasks() -> Iterator[ShardTask]:
         first = 0
-        for index, chunk in enumerate(_chunks(_preflight(items(), spec), shard_size)):
+        for index, chunk in enumerate(
+            _chunks(
+                _preflight(items(), spec, trained, allow_input_mismatch=allow_input_mismatch),
+                shard_size,
+            )
+        ):
             seen.add(shard_name(index))
             counts["images"] += len(chunk)
             if manifest.done(index, chunk, out):
