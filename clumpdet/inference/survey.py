@@ -774,6 +774,14 @@ class _Manifest:
             fh.write("\n")
 
 
+def available_cores() -> int:
+    """CPU cores this process may use (its affinity mask, else ``os.cpu_count()``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 @contextlib.contextmanager
 def dask_client(*, workers: int | None, scheduler: str | None, threads: int = 1) -> Iterator[Any]:
     """A ``distributed.Client``: on ``scheduler`` if given, else on a new ``LocalCluster``.
@@ -789,7 +797,7 @@ def dask_client(*, workers: int | None, scheduler: str | None, threads: int = 1)
         with Client(scheduler) as client:
             yield client
         return
-    n = workers or max(1, (os.cpu_count() or 1) // max(1, threads))
+    n = workers or max(1, available_cores() // max(1, threads))
     with (
         LocalCluster(
             n_workers=n,
