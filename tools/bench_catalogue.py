@@ -345,7 +345,10 @@ def main(argv=None) -> int:
         sp = {
             "network_1thread": network_alone(ckpt, paths, 1, args.batch_size),
             "network_all_threads": network_alone(
-                ckpt, paths[: max(args.batch_size * 2, len(paths) // 4)], args.cores, args.batch_size
+                ckpt,
+                paths[: max(args.batch_size * 2, len(paths) // 4)],
+                args.cores,
+                args.batch_size,
             ),
         }
         print(f"network alone: {sp['network_1thread']:.1f} img/s (1 thread), "
