@@ -266,6 +266,8 @@ def resume_trials(ckpt, listing, out: Path, *, trials, workers, shard, seed) -> 
         )
         print(f"trial {k}: kill at {at:.1f}s ({done} shards done) -> identical={same}")
     return {
+        "workers": workers,
+        "shard_size": shard,
         "uninterrupted_s": t_ref,
         "trials": results,
         "identical": sum(r["identical"] for r in results),
@@ -334,8 +336,13 @@ def main(argv=None) -> int:
     out = args.out
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
-    res: dict = {"command": " ".join(["python", *sys.argv]), "size": args.size,
-                 "cores": args.cores, "speed_images": args.speed_images}  # fmt: skip
+    res_path = out / "bench_catalogue.json"
+    res: dict = json.loads(res_path.read_text()) if res_path.is_file() else {}
+    res.setdefault("commands", []).append(" ".join(["python", *sys.argv]))
+    res.update(size=args.size, cores=args.cores, speed_images=args.speed_images)
+
+    def save() -> None:  # after every section: a long run keeps what it measured
+        res_path.write_text(json.dumps(res, indent=1))
 
     ckpt = make_checkpoint(work / "model.pt", args.size, args.dets)
     paths = make_images(work / "img", args.speed_images, args.size, seed=args.seed)
@@ -368,6 +375,7 @@ def main(argv=None) -> int:
             sp["dask_2_workers"]["images_per_s"] / sp["dask_1_worker"]["images_per_s"]
         )
         res["speed"] = sp
+        save()
         print(json.dumps(sp, indent=1))
     if "memory" not in args.skip:
         ck_small = make_checkpoint(work / "model_small.pt", args.rss_size, args.dets)
@@ -384,6 +392,7 @@ def main(argv=None) -> int:
         mem["detect_rss_small_mb"] = detect_rss(ck_small, small, args.rss_small, work)
         mem["detect_rss_3x_mb"] = detect_rss(ck_small, small, 3 * args.rss_small, work)
         res["memory"] = mem
+        save()
         print(json.dumps(mem, indent=1))
     if "resume" not in args.skip:
         lst = work / "trial.txt"
@@ -397,12 +406,12 @@ def main(argv=None) -> int:
             shard=max(1, args.trial_images // 12),
             seed=args.seed,
         )
+        save()
         print(f"resume: {res['resume']['identical']}/{args.trials} identical")
-    with open(out / "bench_catalogue.json", "w") as fh:
-        json.dump(res, fh, indent=1)
+    save()
     if all(k in res for k in ("speed", "memory", "resume")):
         plot(res, out / "bench_catalogue.png")
-    print(f"wrote {out / 'bench_catalogue.json'}\n{res['command']}")
+    print(f"wrote {res_path}\n{res['commands'][-1]}")
     return 0
 
 
