@@ -117,7 +117,7 @@ def catalogue_cmd(ckpt: Path, listing: Path, out: Path, *, workers: int, shard: 
     ]  # fmt: skip
 
 
-def warm_up(ckpt, listing, out, *, workers, scheduler=None) -> float:
+def warm_up(ckpt, listing, out, *, workers, scheduler=None, tile_overlap=48) -> float:
     """Seconds of a 2-image-per-worker catalogue run: imports and model loading, not timed
     again (each worker keeps its model)."""
     from clumpdet.inference.survey import run_catalogue
@@ -133,19 +133,22 @@ def warm_up(ckpt, listing, out, *, workers, scheduler=None) -> float:
         shard_size=1,
         workers=workers,
         scheduler=scheduler,
+        tile_overlap=tile_overlap,
         overwrite=True,
         progress=False,
     )
     return time.perf_counter() - t0
 
 
-def end_to_end(ckpt, listing, out, *, workers, shard, scheduler=None) -> dict:
+def end_to_end(ckpt, listing, out, *, workers, shard, scheduler=None, tile_overlap=48) -> dict:
     """Images/s of a whole ``run_catalogue`` (in this process, or on ``scheduler``), after a
     warm-up run (imports, model loading) whose time is reported apart."""
     from clumpdet.inference.survey import run_catalogue
 
     torch.set_num_threads(1)
-    warm_s = warm_up(ckpt, listing, out, workers=workers, scheduler=scheduler)
+    warm_s = warm_up(
+        ckpt, listing, out, workers=workers, scheduler=scheduler, tile_overlap=tile_overlap
+    )
     t0 = time.perf_counter()
     s = run_catalogue(
         checkpoint=ckpt,
@@ -154,6 +157,7 @@ def end_to_end(ckpt, listing, out, *, workers, shard, scheduler=None) -> dict:
         shard_size=shard,
         workers=workers,
         scheduler=scheduler,
+        tile_overlap=tile_overlap,
         overwrite=True,
         progress=False,
     )
@@ -173,7 +177,7 @@ def _maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def dask_run(ckpt, listing, out, *, workers, shard) -> dict:
+def dask_run(ckpt, listing, out, *, workers, shard, tile_overlap=48) -> dict:
     """``run_catalogue`` on a fresh LocalCluster; cluster start-up excluded; worker peak RSS."""
     import logging
 
@@ -190,7 +194,13 @@ def dask_run(ckpt, listing, out, *, workers, shard) -> dict:
         Client(cluster) as client,
     ):
         rec = end_to_end(
-            ckpt, listing, out, workers=workers, shard=shard, scheduler=cluster.scheduler_address
+            ckpt,
+            listing,
+            out,
+            workers=workers,
+            shard=shard,
+            scheduler=cluster.scheduler_address,
+            tile_overlap=tile_overlap,
         )
         rss = client.run(_maxrss_mb)
     rec["worker_peak_rss_mb"] = sorted(rss.values())
@@ -303,7 +313,7 @@ def plot(res: dict, path: Path) -> None:
     m = res["memory"]
     b.bar(
         [f"catalogue worker\n{m['small']} img", f"catalogue worker\n{m['large']} img",
-         f"detect\n{m['small']} img", f"detect\n{3 * m['small']} img"],
+         f"detect\n{m['detect_images']} img", f"detect\n{3 * m['detect_images']} img"],
         [m["worker_rss_small_mb"], m["worker_rss_large_mb"],
          m["detect_rss_small_mb"], m["detect_rss_3x_mb"]],
         color=["C0", "C0", "grey", "grey"],
@@ -324,6 +334,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rss-small", type=int, default=1000)
     ap.add_argument("--rss-large", type=int, default=10000)
     ap.add_argument("--rss-size", type=int, default=64, help="cutout side for the RSS runs")
+    ap.add_argument("--detect-rss-n", type=int, default=200, help="detect RSS: N vs 3N images")
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--trial-images", type=int, default=120)
     ap.add_argument("--trial-workers", type=int, default=2)
@@ -384,13 +395,23 @@ def main(argv=None) -> int:
         for n, key in ((args.rss_small, "small"), (args.rss_large, "large")):
             lst = work / f"rss_{n}.txt"
             lst.write_text("".join(f"{small[k % len(small)]}\n" for k in range(n)))
-            rec = dask_run(ck_small, lst, work / f"rss{n}", workers=1, shard=args.shard_size * 4)
+            rec = dask_run(
+                ck_small,
+                lst,
+                work / f"rss{n}",
+                workers=1,
+                shard=args.shard_size * 4,
+                tile_overlap=min(48, args.rss_size // 4),
+            )
             mem[f"worker_rss_{key}_mb"] = rec["worker_peak_rss_mb"][0]
             mem[f"rate_{key}"] = rec["images_per_s"]
             print(f"{n} images: worker peak RSS {mem[f'worker_rss_{key}_mb']:.0f} MB")
         mem["worker_rss_ratio"] = mem["worker_rss_large_mb"] / mem["worker_rss_small_mb"]
-        mem["detect_rss_small_mb"] = detect_rss(ck_small, small, args.rss_small, work)
-        mem["detect_rss_3x_mb"] = detect_rss(ck_small, small, 3 * args.rss_small, work)
+        # detect on the larger cutouts, where holding every image (the old growth) shows
+        mem["detect_images"] = args.detect_rss_n
+        mem["detect_size"] = args.size
+        mem["detect_rss_small_mb"] = detect_rss(ckpt, paths, args.detect_rss_n, work)
+        mem["detect_rss_3x_mb"] = detect_rss(ckpt, paths, 3 * args.detect_rss_n, work)
         res["memory"] = mem
         save()
         print(json.dumps(mem, indent=1))
