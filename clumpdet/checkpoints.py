@@ -21,7 +21,11 @@ by all kinds:
     The weights, on CPU.
 
 Detector checkpoints also store ``detection_kind`` (``"clumps"``: clump catalogues with host
-photometry; ``"sources"``: star/galaxy catalogues, :data:`DETECTION_KINDS`).
+photometry; ``"sources"``: star/galaxy catalogues, :data:`DETECTION_KINDS`) and ``pixel_scale``
+(arcsec/pixel of the training images, read from their WCS; inputs at another scale are resampled
+to it by :class:`~clumpdet.inference.predictor.Predictor`). Detector checkpoints written before
+``pixel_scale`` existed load with :data:`DEFAULT_PIXEL_SCALE` (0.396"/px, the SDSS scale of every
+simulated clump set of that time).
 
 Older checkpoints, written before ``input`` and ``detection_kind`` existed, load with defaults
 derived once, in :func:`_legacy_defaults`: a detector's detection kind is ``"clumps"`` when a
@@ -60,6 +64,9 @@ if TYPE_CHECKING:
     from clumpdet.models.detector import DetectorConfig
 
 CheckpointKind = Literal["detector", "classifier", "backbone"]
+
+#: Training pixel scale (arcsec/pixel) assumed for detector checkpoints that do not record one.
+DEFAULT_PIXEL_SCALE: float = 0.396
 
 #: ``format`` tag of each checkpoint kind.
 FORMATS: dict[str, str] = {
@@ -130,6 +137,17 @@ def _check_detection_kind(kind: Any, where: str | Path) -> str:
     return str(kind)
 
 
+def _check_pixel_scale(value: Any, where: str | Path) -> float:
+    scale = DEFAULT_PIXEL_SCALE if value is None else value
+    try:
+        scale = float(scale)
+    except (TypeError, ValueError):
+        scale = float("nan")
+    if not scale > 0 or scale == float("inf"):
+        raise CheckpointError(where, f"pixel_scale {value!r} must be a positive arcsec/pixel")
+    return scale
+
+
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value or {}, default=float))
 
@@ -146,6 +164,7 @@ def save_checkpoint(
     config: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
     source: Mapping[str, Any] | None = None,
+    pixel_scale: float | None = None,
 ) -> Path:
     """Write a checkpoint of any kind atomically (``weights_only``-loadable).
 
@@ -175,6 +194,8 @@ def save_checkpoint(
         Validation / test metrics (JSON-safe after float conversion).
     source : mapping, optional
         Backbones: provenance (task, run ...).
+    pixel_scale : float, optional
+        Detectors: arcsec/pixel of the training images; default :data:`DEFAULT_PIXEL_SCALE`.
 
     Returns
     -------
@@ -223,6 +244,7 @@ def save_checkpoint(
                 backbone=dict(model_config.get("backbone", {})),
                 backbone_arch=bare_arch(model.backbone.trunk),
                 image_size=[int(h), int(w)],
+                pixel_scale=_check_pixel_scale(pixel_scale, path),
             )
         else:
             from clumpdet.tasks import label_names
@@ -276,6 +298,7 @@ def read_checkpoint(path: str | Path, kind: CheckpointKind) -> dict[str, Any]:
     obj["input"] = _check_input(obj["input"], path)
     if kind == "detector":
         obj["detection_kind"] = _check_detection_kind(obj["detection_kind"], path)
+        obj["pixel_scale"] = _check_pixel_scale(obj["pixel_scale"], path)
     return obj
 
 
@@ -288,6 +311,7 @@ def _legacy_defaults(obj: Mapping[str, Any], kind: str) -> dict[str, Any]:
     return {
         "input": {"kind": "fits", "unit": "unknown"},
         "detection_kind": "clumps" if clumps else "sources",
+        "pixel_scale": DEFAULT_PIXEL_SCALE,
     }
 
 
@@ -317,6 +341,8 @@ class DetectorBundle:
     path : Path or None
     sha256 : str
         Short hash of the checkpoint file (catalogue provenance).
+    pixel_scale : float
+        Arcsec/pixel of the training images (:data:`DEFAULT_PIXEL_SCALE` for old checkpoints).
     """
 
     model: torch.nn.Module
@@ -329,6 +355,7 @@ class DetectorBundle:
     meta: dict[str, Any]
     path: Path | None = None
     sha256: str = ""
+    pixel_scale: float = DEFAULT_PIXEL_SCALE
 
 
 @dataclass
@@ -419,6 +446,7 @@ def load_detector(path: str | Path, *, device: str | torch.device = "cpu") -> De
         image_size=image_size,
         detection_kind=obj["detection_kind"],
         input=obj["input"],
+        pixel_scale=obj["pixel_scale"],
         **_provenance(obj, path),
     )
 

@@ -115,11 +115,42 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         overlays=args.overlays,
         device=args.device,
         allow_input_mismatch=args.allow_input_mismatch,
+        pixel_scale=args.pixel_scale,
     )
     print(
         f"{summary['n_detections']} detections in {summary['n_images']} images "
         f"(score >= {summary['score_threshold']:.2f}) -> {summary['catalogue']}, "
         f"COCO results -> {summary['coco_results']}"
+    )
+    return 0
+
+
+def _cmd_catalogue(args: argparse.Namespace) -> int:
+    from clumpdet.inference.survey import run_catalogue
+
+    summary = run_catalogue(
+        checkpoint=args.checkpoint,
+        inputs=args.inputs,
+        out=args.out,
+        shard_size=args.shard_size,
+        band_files=args.band_files,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        threads=args.threads,
+        batch_size=args.batch_size,
+        tile_overlap=args.tile_overlap,
+        score_threshold=args.score_threshold,
+        pixel_scale=args.pixel_scale,
+        device=args.device,
+        fits=args.fits,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        allow_input_mismatch=args.allow_input_mismatch,
+    )
+    print(
+        f"{summary['n_rows']} rows from {summary['n_images']} images in {summary['n_shards']} "
+        f"shards ({summary['n_skipped']} resumed, {summary['n_failed']} failed -> "
+        f"{summary['failed']}) -> {summary['catalogue']}"
     )
     return 0
 
@@ -162,6 +193,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     for key, value in summary.items():
         print(f"{key:>14s}: {value}")
     return 0
+
+
+def _add_pixel_scale_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--pixel-scale",
+        default=None,
+        metavar="ARCSEC|model",
+        help="arcsec/pixel of the inputs (overrides their WCS), or 'model' to run them "
+        "unresampled; default: each FITS input's WCS, resampled to the model's scale",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -310,7 +351,50 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="detect on PNG/JPEG with a FITS-trained model (or the reverse) instead of refusing",
     )
+    _add_pixel_scale_arg(d)
     d.set_defaults(func=_cmd_detect)
+
+    c = sub.add_parser(
+        "catalogue",
+        help="survey catalogue: sharded, resumable, on Dask (detector or classifier checkpoint)",
+    )
+    c.add_argument("checkpoint", type=Path, help="detector model.pt or classifier.pt")
+    c.add_argument(
+        "inputs",
+        nargs="+",
+        help="image files, folders, globs, or .txt/.csv lists of paths (streamed)",
+    )
+    c.add_argument("--out", type=Path, required=True, help="run directory")
+    c.add_argument("--shard-size", type=int, default=1000, help="images per shard")
+    c.add_argument(
+        "--band-files",
+        default=None,
+        metavar="PATTERN",
+        help="group single-band files into one image, e.g. '{field}-{band}.fits' (bands "
+        "from the names, whatever the headers say)",
+    )
+    c.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="LocalCluster worker processes (default: one per core); 0: no Dask",
+    )
+    c.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
+    c.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    c.add_argument("--batch-size", type=int, default=8)
+    c.add_argument("--tile-overlap", type=int, default=48)
+    c.add_argument("--score-threshold", type=float, default=None)
+    _add_pixel_scale_arg(c)
+    c.add_argument("--device", default="cpu", help="cpu or cuda")
+    c.add_argument("--fits", action="store_true", help="also write catalogue.fits")
+    c.add_argument("--overwrite", action="store_true", help="discard a previous run in --out")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    c.add_argument(
+        "--allow-input-mismatch",
+        action="store_true",
+        help="run on PNG/JPEG with a FITS-trained detector (or the reverse) instead of refusing",
+    )
+    c.set_defaults(func=_cmd_catalogue)
 
     tc = sub.add_parser("train-classifier", help="train a galaxy classifier (Lightning)")
     tc.add_argument(

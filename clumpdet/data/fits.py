@@ -286,3 +286,62 @@ def read_fits(path: str | Path, *, hdu: int | str | None = None) -> FitsImage:
             continue
         warnings.warn(f"{path}: {w.message}", w.category, stacklevel=2)
     return out
+
+
+#: Header keywords read (in this order) as the pixel scale in arcsec/pixel when there is no WCS.
+PIXEL_SCALE_KEYWORDS: tuple[str, ...] = ("PIXSCALE", "PIXSCAL", "SECPIX", "PIXSCAL1")
+
+
+def pixel_scale_of(wcs: WCS | None, header: Mapping[str, Any] | None = None) -> float | None:
+    """Pixel scale of an image in arcsec/pixel, from its celestial WCS or its header.
+
+    Parameters
+    ----------
+    wcs : astropy.wcs.WCS or None
+        2-D celestial WCS; the scale is the geometric mean of the two axes' scales
+        (``proj_plane_pixel_scales``), so a rotated or sheared CD matrix is measured correctly.
+    header : mapping, optional
+        Used when ``wcs`` is None: the first of :data:`PIXEL_SCALE_KEYWORDS` with a positive
+        value.
+
+    Returns
+    -------
+    float or None
+        Arcsec per pixel; ``None`` when neither source gives one.
+    """
+    if wcs is not None and wcs.has_celestial:
+        from astropy.wcs.utils import proj_plane_pixel_scales
+
+        scales = np.asarray(proj_plane_pixel_scales(wcs.celestial), dtype=np.float64)
+        units = [str(u) for u in wcs.celestial.wcs.cunit]
+        factor = 3600.0 if all(u in ("deg", "") for u in units) else None
+        if factor is not None and np.all(np.isfinite(scales)) and np.all(scales > 0):
+            return float(np.sqrt(scales[0] * scales[1]) * factor)
+    for key in PIXEL_SCALE_KEYWORDS:
+        value = (header or {}).get(key)
+        try:
+            scale = float(value)
+        except (TypeError, ValueError):
+            continue
+        if np.isfinite(scale) and scale > 0:
+            return scale
+    return None
+
+
+def file_pixel_scale(path: str | Path) -> float | None:
+    """Pixel scale (arcsec/pixel) of a FITS file from its header alone (:func:`pixel_scale_of`).
+
+    Reads the headers only (no pixels). PNG/JPEG files and FITS files without a WCS or a
+    pixel-scale keyword give ``None``.
+    """
+    path = Path(path)
+    if not path.name.lower().endswith(FITS_SUFFIXES) or not path.is_file():
+        return None
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            for hdu in hdul:
+                if _is_image_hdu(hdu) and hdu.header.get("NAXIS", 0) >= 2:
+                    return pixel_scale_of(_celestial_wcs(hdu.header, path), hdu.header)
+            return pixel_scale_of(None, hdul[0].header)
+    except OSError:
+        return None

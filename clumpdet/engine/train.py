@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 from clumpdet.checkpoints import input_kind_of, load_detector, save_checkpoint
 from clumpdet.config import save_config, to_dict
 from clumpdet.data.coco import load_coco
+from clumpdet.data.fits import file_pixel_scale
 from clumpdet.data.preprocessing import Preprocessing
 from clumpdet.engine.checkpoint import restore_best_weights
 from clumpdet.engine.config import TrainConfig
@@ -166,7 +167,8 @@ class PreparedData:
     """Datasets and truth for a training run.
 
     ``input`` describes the training images (:func:`clumpdet.checkpoints.input_kind_of` of the
-    first one) and is stored in the exported checkpoint.
+    first one) and ``pixel_scale`` their arcsec/pixel (from the first one's WCS, else
+    :data:`clumpdet.checkpoints.DEFAULT_PIXEL_SCALE`); both are stored in the exported checkpoint.
     """
 
     train: Any
@@ -175,6 +177,7 @@ class PreparedData:
     preprocessing: Preprocessing
     image_size: tuple[int, int]
     input: dict[str, str]
+    pixel_scale: float | None = None
 
 
 def _subset_coco(doc: dict[str, Any], ids: list[int]) -> dict[str, Any]:
@@ -291,6 +294,9 @@ def prepare_data(
         preprocessing=preprocessing,
         image_size=image_size,
         input=_input_record(train_doc),
+        pixel_scale=file_pixel_scale(
+            Path(train_doc["_root"]) / train_doc["images"][0]["file_name"]
+        ),
     )
 
 
@@ -397,6 +403,7 @@ def train_detector(
         model_config=to_dict(config.model),
         image_size=data.image_size,
         input=data.input,
+        pixel_scale=data.pixel_scale,
         config=to_dict(config),
         metrics=metrics,
     )

@@ -6,6 +6,14 @@ fields) are cut into overlapping tiles of the training size; every tile *owns* a
 whose core (grown by a small margin) holds its centre, and a final class-wise NMS merges the
 copies that the margin lets through. A source straddling a tile border is therefore reported
 exactly once, with the box from the tile where it lies furthest from the edge.
+
+Pixel scale: a detector sees objects at the scale it was trained at
+(``DetectorBundle.pixel_scale``, arcsec/pixel). Each input's scale comes from its WCS (or a
+``PIXSCALE``-like header keyword, :func:`clumpdet.data.fits.pixel_scale_of`), or from the
+``pixel_scale`` given to :class:`Predictor`; an input whose scale differs from the model's by
+more than :data:`SCALE_TOLERANCE` is resampled to the model's scale (flux-conserving bilinear,
+antialiased when shrinking) before detection, and the boxes are mapped back to the input's
+pixels, so catalogues, photometry and overlays stay in the input's pixel grid.
 """
 
 from __future__ import annotations
@@ -27,6 +35,36 @@ from clumpdet.errors import InputError
 
 #: How every prediction path treats NaN/inf pixels: replaced by the band median.
 NAN_POLICY = "median"
+
+#: Relative pixel-scale difference below which an input is run without resampling.
+SCALE_TOLERANCE = 0.01
+
+
+def resample_planes(data: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resample ``(C, H, W)`` planes to ``(C, *shape)``, conserving each plane's total flux.
+
+    Bilinear interpolation (antialiased when shrinking) of the surface brightness, times the
+    ratio of pixel areas, so a source keeps its flux at the new scale.
+
+    Parameters
+    ----------
+    data : ndarray, shape (C, H, W)
+        Pixel values (flux per pixel).
+    shape : (int, int)
+        Output ``(H', W')``.
+
+    Returns
+    -------
+    ndarray, float32, shape (C, H', W')
+    """
+    h, w = data.shape[1:]
+    nh, nw = int(shape[0]), int(shape[1])
+    x = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))[None]
+    shrink = nh < h or nw < w
+    y = torch.nn.functional.interpolate(
+        x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=shrink
+    )[0]
+    return (y.numpy() * np.float32((h * w) / (nh * nw))).astype(np.float32)
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -67,6 +105,14 @@ class Predictor:
         Pixels by which a tile's core is grown before the merging NMS.
     device : str or torch.device
         ``"cpu"`` or ``"cuda"``.
+    pixel_scale : float or "model", optional
+        Arcsec/pixel of every input, overriding their WCS; ``"model"`` runs every input as it
+        is (no resampling). Default: each input's own scale (module docstring); inputs that do
+        not give one (PNG/JPEG, arrays, FITS without a WCS) are taken to be at the model's
+        scale, unless ``require_pixel_scale``.
+    require_pixel_scale : bool
+        Refuse (``InputError``) a FITS input without a WCS or scale keyword when no
+        ``pixel_scale`` is given, instead of assuming the model's scale.
 
     Examples
     --------
@@ -82,8 +128,21 @@ class Predictor:
         tile_overlap: int = 48,
         edge_margin: float = 4.0,
         device: str | torch.device = "cpu",
+        pixel_scale: float | str | None = None,
+        require_pixel_scale: bool = False,
     ) -> None:
         self.bundle = bundle
+        if isinstance(pixel_scale, str) and pixel_scale != "model":
+            try:
+                pixel_scale = float(pixel_scale)
+            except ValueError:
+                raise InputError(
+                    None, f"pixel_scale {pixel_scale!r} must be arcsec/pixel or 'model'"
+                ) from None
+        if isinstance(pixel_scale, float | int) and not float(pixel_scale) > 0:
+            raise InputError(None, f"pixel_scale {pixel_scale!r} must be a positive arcsec/pixel")
+        self.pixel_scale = pixel_scale
+        self.require_pixel_scale = bool(require_pixel_scale)
         self.batch_size = int(batch_size)
         self.tile = bundle.image_size
         if tile_overlap >= min(self.tile):
@@ -112,6 +171,63 @@ class Predictor:
         """Pixel binning applied before the network (checkpoint ``input["bin"]``, colour models
         trained on binned Galaxy Zoo frames; 1 otherwise). Boxes are returned in input pixels."""
         return int(self.bundle.input.get("bin", 1) or 1)
+
+    @property
+    def model_pixel_scale(self) -> float:
+        """Arcsec/pixel the model was trained at."""
+        return float(getattr(self.bundle, "pixel_scale", 0.396))
+
+    def input_scale(self, image: ImageData | np.ndarray) -> float:
+        """Arcsec/pixel of one input (class docstring: ``pixel_scale``).
+
+        Raises
+        ------
+        InputError
+            With ``require_pixel_scale``: a FITS image with neither a WCS nor a scale keyword.
+        """
+        from clumpdet.data.fits import pixel_scale_of
+
+        if self.pixel_scale == "model":
+            return self.model_pixel_scale
+        if self.pixel_scale is not None:
+            return float(self.pixel_scale)
+        if isinstance(image, ImageData):
+            scale = pixel_scale_of(image.wcs, image.header)
+            if scale is not None:
+                return scale
+            if self.require_pixel_scale and image.path is not None and not image.is_raster:
+                raise InputError(
+                    image.source,
+                    "has no WCS or pixel-scale keyword to give its pixel scale; pass "
+                    f"--pixel-scale ARCSEC_PER_PIXEL (the model was trained at "
+                    f'{self.model_pixel_scale:g}"/px) or --pixel-scale model',
+                )
+        return self.model_pixel_scale
+
+    def to_model_scale(
+        self, image: ImageData | np.ndarray
+    ) -> tuple[ImageData | np.ndarray, tuple[float, float]]:
+        """Resample one input to the model's pixel scale.
+
+        Returns
+        -------
+        image : ImageData or ndarray
+            The input, resampled when its scale differs by more than :data:`SCALE_TOLERANCE`.
+        factors : (float, float)
+            ``(fy, fx)``: resampled pixels per input pixel along y and x (``(1, 1)`` if not
+            resampled); input-pixel boxes are resampled-pixel boxes divided by them.
+        """
+        import dataclasses
+
+        factor = self.input_scale(image) / self.model_pixel_scale
+        if abs(factor - 1.0) <= SCALE_TOLERANCE:
+            return image, (1.0, 1.0)
+        data = image.data if isinstance(image, ImageData) else np.asarray(image)
+        h, w = data.shape[1:]
+        nh, nw = max(1, round(h * factor)), max(1, round(w * factor))
+        planes = resample_planes(data, (nh, nw))
+        out = dataclasses.replace(image, data=planes) if isinstance(image, ImageData) else planes
+        return out, (nh / h, nw / w)
 
     def prepare(self, image: ImageData | np.ndarray) -> np.ndarray:
         """Select bands and stretch one image (float32 ``(C, H, W)``), with input checks."""
@@ -162,9 +278,12 @@ class Predictor:
         jobs: list[tuple[int, int, int, tuple[float, float, float, float] | None]] = []
         crops: list[np.ndarray] = []
         shapes: list[tuple[int, int]] = []
+        factors: list[tuple[float, float]] = []
         th, tw = self.tile
         factor = self.bin
         for i, image in enumerate(images):
+            image, fyx = self.to_model_scale(image)
+            factors.append(fyx)
             x = self.prepare(image)
             if factor > 1:  # colour model trained on binned frames: bin the same way
                 x = bin_planes(x, factor)
@@ -198,9 +317,9 @@ class Predictor:
                     )
                 results[i].append(Detections(boxes[keep], d.labels[keep], d.scores[keep]))
         merged = [self._merge(parts) for parts in results]
-        if factor > 1:  # boxes back to the input's pixels
+        if factor > 1:  # boxes back to the (resampled) input's pixels
             merged = [Detections(d.boxes * np.float32(factor), d.labels, d.scores) for d in merged]
-        return merged
+        return [_unscale(d, fyx) for d, fyx in zip(merged, factors)]
 
     def _merge(self, parts: list[Detections]) -> Detections:
         if len(parts) == 1:
@@ -313,6 +432,15 @@ class Predictor:
         paths = [root / im["file_name"] for im in doc["images"]]
         dets = [det for _image, det in self.iter_files(paths, progress=progress)]
         return CocoPredictions(image_ids=ids, detections=dets)
+
+
+def _unscale(det: Detections, factors: tuple[float, float]) -> Detections:
+    """Map boxes from resampled pixels back to the input's pixels."""
+    fy, fx = factors
+    if fy == 1.0 and fx == 1.0:
+        return det
+    div = np.array([fx, fy, fx, fy], dtype=np.float32)
+    return Detections((det.boxes / div).astype(np.float32), det.labels, det.scores)
 
 
 @dataclass

@@ -81,6 +81,18 @@ def _resolve_inputs(
     return [Path(p) for p in images], ids, doc
 
 
+def _stack(parts: list) -> Any:
+    """One catalogue from per-chunk catalogues (their metadata kept from the first)."""
+    from astropy.table import vstack
+
+    nonempty = [p for p in parts if len(p)] or parts[:1]
+    if len(nonempty) == 1:
+        return nonempty[0]
+    table = vstack(nonempty, join_type="exact", metadata_conflicts="silent")
+    table.meta.update(parts[0].meta)
+    return table
+
+
 def run_detection(
     *,
     checkpoint: str | Path,
@@ -95,6 +107,7 @@ def run_detection(
     device: str = "cpu",
     progress: bool = True,
     allow_input_mismatch: bool = False,
+    pixel_scale: float | str | None = None,
 ) -> dict[str, Any]:
     """Detect clumps (or sources) in images and write a catalogue plus COCO results.
 
@@ -125,6 +138,11 @@ def run_detection(
     allow_input_mismatch : bool
         Detect on images of another kind than the model was trained on (PNG/JPEG for a
         FITS-trained model or the reverse); refused otherwise (:func:`check_input_kind`).
+    pixel_scale : float or "model", optional
+        Arcsec/pixel of every input (overrides the WCS), or ``"model"`` to run inputs as they
+        are. By default each FITS input's scale is read from its WCS and the image resampled
+        to the model's scale; a FITS file without a WCS is refused
+        (:class:`~clumpdet.inference.predictor.Predictor`).
 
     Returns
     -------
@@ -143,24 +161,52 @@ def run_detection(
     if out.suffix.lower() not in CATALOGUE_FORMATS:
         raise InputError(out, f"unknown catalogue format; use one of {sorted(CATALOGUE_FORMATS)}")
     predictor = Predictor.from_checkpoint(
-        checkpoint, batch_size=batch_size, tile_overlap=tile_overlap, device=device
+        checkpoint,
+        batch_size=batch_size,
+        tile_overlap=tile_overlap,
+        device=device,
+        pixel_scale=pixel_scale,
+        require_pixel_scale=True,
     )
     bundle = predictor.bundle
     threshold = bundle.model_config.score_threshold if score_threshold is None else score_threshold
     paths, ids, truth = _resolve_inputs(images, coco)
     if not allow_input_mismatch:
         check_input_kind(paths, bundle.input, checkpoint)
-    loaded, dets = predictor.predict_files(paths, progress=progress)
+    # stream: only one chunk of images is in memory (plus the first few kept for overlays)
+    chunk = max(1, 4 * batch_size)
+    dets: list = []
+    parts = []
+    shown: list = []
+    images_in_chunk: list = []
+    keep_overlays = max_overlays if overlays is not None else 0
+
+    def flush() -> None:
+        n0 = len(dets) - len(images_in_chunk)
+        parts.append(
+            build_catalogue(
+                images_in_chunk,
+                [d.above(threshold) for d in dets[n0:]],
+                class_names=bundle.class_names,
+                image_ids=ids[n0 : len(dets)],
+                backbone=bundle.model_config.backbone.name,
+                checkpoint_sha256=bundle.sha256,
+                detection_kind=bundle.detection_kind,
+            )
+        )
+        images_in_chunk.clear()
+
+    for image, det in predictor.iter_files(paths, progress=progress):
+        dets.append(det)
+        images_in_chunk.append(image)
+        if len(shown) < keep_overlays:
+            shown.append(image)
+        if len(images_in_chunk) >= chunk:
+            flush()
+    if images_in_chunk or not parts:
+        flush()
+    table = _stack(parts)
     cut = [d.above(threshold) for d in dets]
-    table = build_catalogue(
-        loaded,
-        cut,
-        class_names=bundle.class_names,
-        image_ids=ids,
-        backbone=bundle.model_config.backbone.name,
-        checkpoint_sha256=bundle.sha256,
-        detection_kind=bundle.detection_kind,
-    )
     table.meta["SCORETHR"] = float(threshold)
     table.meta["CKPTSHA"] = bundle.sha256
     table.meta["INPUT"] = f"{bundle.input['kind']} ({bundle.input['unit'] or 'no unit'})"
@@ -174,7 +220,7 @@ def run_detection(
             for a in truth["annotations"]:
                 x, y, w, h = a["bbox"]
                 truth_by_id.setdefault(int(a["image_id"]), []).append([x, y, x + w, y + h])
-        for image, d, iid in list(zip(loaded, cut, ids))[:max_overlays]:
+        for image, d, iid in list(zip(shown, cut, ids))[:max_overlays]:
             name = Path(image.path if not isinstance(image.path, tuple) else image.path[0]).stem
             plot_overlay(
                 image.data,
