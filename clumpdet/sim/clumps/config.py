@@ -500,8 +500,8 @@ class NeighboursConfig:
         No neighbour centre within this many host R50 of the host centre.
     """
 
-    galaxy_density: float = 5.0
-    star_density: float = 1.5
+    galaxy_density: float = 9.0
+    star_density: float = 2.5
     galaxy_mag_min: float = 15.5
     galaxy_mag_max: float = 22.5
     galaxy_mag_slope: float = 0.4
