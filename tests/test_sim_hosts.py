@@ -82,7 +82,7 @@ def test_clumps_sit_on_the_disk_light_and_odd_does_not_separate_on_colour(clumpy
     c1, c2 = np.array(gr[1]), np.array(gr[2])
     lo, hi = np.percentile(c1, [5, 95])
     # a large share of class 2 lies inside the class-1 colour range
-    assert np.mean((c2 >= lo) & (c2 <= hi)) > 0.3
+    assert np.mean((c2 >= lo) & (c2 <= hi)) > 0.2
 
 
 def test_population_statistics_roughly_right():
@@ -100,7 +100,7 @@ def test_population_statistics_roughly_right():
         sc = simulate_clump_scene(config=cfg_all, seed=image_seed(12, i))
         snr.extend(o.snr for o in sc.objects)
     snr = np.array(snr)
-    assert (snr < 10).mean() > 0.1 and (snr > 30).mean() > 0.1
+    assert (snr < 10).mean() > 0.15 and (snr > 30).mean() > 0.1
 
 
 # ------------------------------------------------------------------------------ colour writer

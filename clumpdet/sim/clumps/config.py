@@ -212,8 +212,8 @@ class ClumpsConfig:
         median clump near 1 R90, as the Clump Scout box distances.
     """
 
-    flux_ratio_min: float = 0.0025
-    flux_ratio_max: float = 0.15
+    flux_ratio_min: float = 0.0005
+    flux_ratio_max: float = 0.12
     fwhm_min: float = 0.0
     fwhm_max: float = 2.0
     gr_min: float = -0.1
@@ -258,14 +258,14 @@ class OddClumpsConfig:
     """
 
     star_fraction: float = 0.5
-    star_flux_ratio_min: float = 0.005
+    star_flux_ratio_min: float = 0.001
     star_flux_ratio_max: float = 0.2
     star_gr_min: float = 0.2
     star_gr_max: float = 1.5
     star_ri_slope: float = 0.45
     star_ri_offset: float = -0.05
     star_ri_scatter: float = 0.05
-    galaxy_flux_ratio_min: float = 0.005
+    galaxy_flux_ratio_min: float = 0.001
     galaxy_flux_ratio_max: float = 0.1
     galaxy_hlr_min: float = 0.2
     galaxy_hlr_max: float = 1.2
@@ -500,8 +500,8 @@ class NeighboursConfig:
         No neighbour centre within this many host R50 of the host centre.
     """
 
-    galaxy_density: float = 5.0
-    star_density: float = 1.5
+    galaxy_density: float = 9.0
+    star_density: float = 2.5
     galaxy_mag_min: float = 15.5
     galaxy_mag_max: float = 22.5
     galaxy_mag_slope: float = 0.4
