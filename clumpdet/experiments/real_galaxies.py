@@ -3,7 +3,9 @@
 The galaxies are the Galaxy Zoo 2 gri colour JPEGs of ``shared/data/gz2_sdss_galaxies``
 (``labels.csv``: ``file, galaxy_id, spiral``). Each image is read as every prediction path reads
 it (:meth:`clumpdet.inference.predictor.Predictor.read`: planes in wavelength order, row 0 at
-the top) and detected whole (tiled when larger than the training size). The statistics are the
+the top) and detected whole (binned first when the model was trained on binned colour frames,
+checkpoint ``input["bin"]``, e.g. ``configs/detector/sdss_colour.yaml``; tiled when larger than
+the training size), with boxes reported in the JPEG's pixels. The statistics are the
 fraction of galaxies with at least one detection above the score threshold and the mean number
 of detections per galaxy (and per galaxy with any), for all galaxies and split by the
 ``spiral`` label, next to the volunteers' numbers (:data:`CLUMP_SCOUT`).
