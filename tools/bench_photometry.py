@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         "data": str(root),
         "n_objects": len(t),
         "clumps": summarise(t, ["clump"]),
-        "all_objects": summarise(t, ["clump", "star", "background_galaxy"]),
+        "all_objects": summarise(t, sorted(set(np.asarray(t["kind"]).tolist()))),
         "photometry_s_per_image": t.meta["SECONDS"],
     }
     try:

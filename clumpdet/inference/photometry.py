@@ -105,6 +105,9 @@ class PhotometryConfig:
         neighbours are extended), and its labels are mapped back to full resolution.
     host_extent : float
         Outer semimajor axis of the host integration, in units of the segment's semimajor sigma.
+    neighbour_snr : float
+        Other segments are masked as neighbours only when their flux S/N (reference band) is
+        at least this; fainter ones are noise peaks on the host's outskirts and are kept.
     background : {"quadratic", "median"}
         Local host-light estimator from the annulus (:func:`_local_background`).
     galaxy_centre : (float, float) or None
@@ -127,6 +130,7 @@ class PhotometryConfig:
     deblend_nlevels: int = 16
     deblend_bin: int = 4
     host_extent: float = 8.0
+    neighbour_snr: float = 10.0
     background: str = "quadratic"
     galaxy_centre: tuple[float, float] | None = None
 
@@ -311,7 +315,7 @@ def segment_hosts(
     return segm, smooth
 
 
-def _host_mask(segm, smooth, centre, clump_xy, config):
+def _host_mask(segm, smooth, centre, clump_xy, config, ref=None, sigma=None):
     """Label map id of the host, boolean mask of the galaxy, boolean mask of neighbours."""
     h, w = segm.data.shape
     cx = min(w - 1, max(0, int(centre[0])))
@@ -325,7 +329,17 @@ def _host_mask(segm, smooth, centre, clump_xy, config):
         lab = int(segm.data[yy[k], xx[k]])
         cx, cy = int(xx[k]), int(yy[k])
     host = segm.data == lab
-    neighbours = (segm.data > 0) & ~host
+    # only significant segments are neighbours: masking the many faint noise-peak segments on a
+    # low-surface-brightness disk would remove positive fluctuations of the host's own light
+    other = (segm.data > 0) & ~host
+    if ref is not None and sigma:
+        labels = segm.data.ravel()
+        sums = np.bincount(labels, weights=ref.ravel())
+        npx = np.bincount(labels)
+        snr = sums / (sigma * np.sqrt(np.maximum(npx, 1)))
+        weak = np.nonzero(snr < config.neighbour_snr)[0]
+        other &= ~np.isin(segm.data, weak)
+    neighbours = other
     if config.deblend and host.sum() >= 2 * config.host_npixels:
         from photutils.segmentation import SegmentationImage, deblend_sources
 
@@ -597,7 +611,10 @@ def measure_photometry(
     centre = cfg.galaxy_centre or (w / 2.0, h / 2.0)
     host_f = host_e = None
     if segm is not None:
-        lab, host, neighbours = _host_mask(segm, smooth, centre, list(zip(x, y)), cfg)
+        sig_ref = float(np.sqrt(np.median(var[ref_i][~objmask]))) if (~objmask).any() else None
+        lab, host, neighbours = _host_mask(
+            segm, smooth, centre, list(zip(x, y)), cfg, ref=clean[ref_i], sigma=sig_ref
+        )
         if host is not None and host.any():
             out["host_segment"][:] = lab
             geom = _host_geometry(host, clean[ref_i])
