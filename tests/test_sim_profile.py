@@ -176,3 +176,22 @@ def test_scene_artefacts_keep_truth_and_other_pixels() -> None:
     assert b.image.max() <= 0.5 + 1e-6
     rec = b.artefacts["0"]
     assert rec["cosmic_rays"] and rec["bad_columns"] and rec["saturated_px"] > 0
+
+
+def test_cli_like_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from clumpdet.cli import main
+
+    assert (
+        main(["simulate", "clumps", "--like", "x.fits", "--n", "1", "--out", str(tmp_path / "a")])
+        != 0
+    )
+    assert "fields" in capsys.readouterr().err
+    missing = tmp_path / "none.fits"
+    assert (
+        main(
+            ["simulate", "fields", "--like", str(missing), "--n", "1", "--out", str(tmp_path / "b")]
+        )
+        != 0
+    )
+    assert "none.fits" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()

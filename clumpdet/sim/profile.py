@@ -560,7 +560,7 @@ def profile_to_field_config(
     n_obs = 0.0
     if c.get("mag"):
         m = np.asarray(c["mag"])
-        n = np.asarray(c["n_per_arcmin2"]) * COUNT_BIN_MAG
+        n = np.asarray(c["n_per_arcmin2"])  # per arcmin^2 in each bin
         n_obs = float(n[m <= comp].sum())
     gal_min = min(bright, d_ref - 6.0)
     star_min = gal_min - 1.5
@@ -577,10 +577,10 @@ def profile_to_field_config(
     s_density = float(np.clip(s_density, 2.0, 60.0))
     hlr22 = cfg.galaxies.hlr_at_22
     if profile.galaxy_hlr_arcsec and profile.galaxy_hlr_mag is not None:
-        hlr22 = profile.galaxy_hlr_arcsec * 10 ** (
-            cfg.galaxies.hlr_mag_slope * (profile.galaxy_hlr_mag - 22.0)
-        )
-        hlr22 = float(np.clip(hlr22, 0.5 * fwhm, 6 * fwhm))
+        # the measured median size at the median magnitude (clipped to 0.3 - 3 PSF FWHM, one
+        # small frame is noisy), carried to the config's reference magnitude 22
+        hlr_med = float(np.clip(profile.galaxy_hlr_arcsec, 0.3 * fwhm, 3.0 * fwhm))
+        hlr22 = hlr_med * 10 ** (cfg.galaxies.hlr_mag_slope * (profile.galaxy_hlr_mag - 22.0))
     bands = profile.band_names
     image = replace(cfg.image, width=int(tile), height=int(tile), pixel_scale=scale, bands=bands)
     noise = replace(
@@ -596,6 +596,7 @@ def profile_to_field_config(
         mag_max=gal_max,
         hlr_at_22=hlr22,
         hlr_min=min(cfg.galaxies.hlr_min, 0.2 * fwhm),
+        hlr_max=float(min(cfg.galaxies.hlr_max, 6.0 * fwhm)),
     )
     stars = replace(
         cfg.stars, density=s_density, mag_min=star_min, mag_max=d_ref + 1.0, count_slope=s_slope
