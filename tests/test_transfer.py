@@ -296,6 +296,15 @@ def test_data_saving_factor_on_a_hand_made_table(tmp_path):
     text = write_transfer_summary(part, out=tmp_path / "p.md").read_text()
     assert "| ssl | top3 | > 100 | – | – – – |" in text
     assert "- **ssl / top3**: undetermined: below scratch's 1000-image F1 at 100 images" in text
+    # a single seed at some size: no interval, and no verdict either way
+    one = {("scratch", "top3"): [[0.5, 0.6], [0.7]], ("galaxy", "top3"): [[0.7, 0.8], [0.8]]}
+    one = _table(one, sizes=(10, 100))
+    o = data_saving_factors(one, n_boot=20).set_index("backbone").loc["galaxy"]
+    assert o["factor"] == pytest.approx(10.0) and math.isnan(o["factor_low"])
+    assert (
+        "no interval: a single seed"
+        in write_transfer_summary(one, out=tmp_path / "o.md").read_text()
+    )
     # explicit reference
     f2 = data_saving_factors(_table(flat), reference="galaxy/top3", n_boot=5)
     assert set(f2["reference"]) == {"galaxy/top3"} and f2["target"].iloc[0] == pytest.approx(0.8)

@@ -260,8 +260,8 @@ def data_saving_factors(
             f_b = factor_of(crossing_size(sizes, _resample_means(groups, rng), t_b))
             boots[i] = largest / measured if math.isnan(f_b) else f_b  # censored: below that
         point = factor_of(n_star)
-        if math.isnan(point):
-            boots[:] = math.nan
+        if math.isnan(point) or ref_last.size < 2 or any(0 < g.size < 2 for g in groups):
+            boots[:] = math.nan  # one seed somewhere: no interval, not a zero-width one
         rows.append(
             {
                 "backbone": key[0],
@@ -320,6 +320,11 @@ def saving_verdict(factors: pd.DataFrame) -> list[str]:
         if math.isnan(r.factor):
             verdict = (
                 f"undetermined: below {what} at {r.measured_to} images, its largest finished size"
+            )
+        elif math.isnan(r.factor_low):
+            verdict = (
+                f"factor {f}, no interval: a single seed at some size, so the data cannot say "
+                "whether it saves labels"
             )
         elif r.factor_low > 1:
             verdict = f"saves labels: it reaches {what} with {f}x fewer images (68 %: {interval})"
