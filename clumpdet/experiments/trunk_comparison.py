@@ -463,7 +463,8 @@ def run_comparison(cfg: ComparisonConfig, *, out: str | Path, command: str = "")
     }
     with atomic_write(out / "comparison.json", "w") as fh:
         json.dump(result, fh, indent=2, default=float)
-    title = f"{cfg.n_labels} labels, held-out n={len(held)}, {len(cfg.seeds)} seeds (mean +- s.e.)"
+    n_seeds = "-".join(sorted({str(c["n_seeds"]) for m in summary.values() for c in m.values()}))
+    title = f"{cfg.n_labels} labels, held-out n={len(held)}, {n_seeds} seeds a bar (mean +- s.e.)"
     plot_comparison(summary, out / "comparison.png", title=title)
     write_summary(result, out / "summary.md")
     return result
