@@ -189,7 +189,13 @@ def _cmd_list_backbones(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from clumpdet.pipeline import run_demo
 
-    summary = run_demo(out=args.out, n_train=args.n_train, epochs=args.epochs, seed=args.seed)
+    summary = run_demo(
+        out=args.out,
+        n_train=args.n_train,
+        epochs=args.epochs,
+        seed=args.seed,
+        population=args.population,
+    )
     for key, value in summary.items():
         print(f"{key:>14s}: {value}")
     return 0
@@ -442,6 +448,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--epochs", type=int, default=6, help="training epochs (default 6)")
     m.add_argument("--seed", type=int, default=0, help="simulation and training seed (default 0)")
+    m.add_argument(
+        "--population",
+        choices=("smooth", "realistic"),
+        default="smooth",
+        help="host population: smooth clumpy disks (default; a quick pipeline check) or the "
+        "realistic default simulator (needs far more data and training)",
+    )
     m.set_defaults(func=_cmd_demo)
 
     return p
