@@ -398,7 +398,7 @@ def simulate_realistic(
     cfg: ClumpSimConfig, ss: np.random.SeedSequence, image_id: int, return_components: bool
 ):
     """One realistic scene (see the module docstring) as a :class:`ClumpScene`."""
-    from clumpdet.sim.clumps.scene import ClumpScene, HostTruth, SimObject, _draw_object
+    from clumpdet.sim.clumps.scene import ClumpScene, HostTruth, _draw_object, truth_objects
 
     rng = np.random.default_rng(substream(ss, 0))
     noise_seed = galsim_seed(ss, 1)
@@ -514,37 +514,9 @@ def simulate_realistic(
 
     crop = (slice(oy, oy + h), slice(ox, ox + w))
     bands = tuple(im.bands)
-    objects, boxes = [], np.zeros((len(objs), 4), dtype=np.float32)
-    for k, (obj, st) in enumerate(zip(objs, stamps)):
-        snr = 0.0
-        if st["r"] is not None:
-            m = obj["flux"]["r"] * st["r"][1]
-            snr = float(np.sqrt(np.sum(m**2 / var_r[stamp_slices(st["r"][0])])))
-        x, y = obj["x"] - ox, obj["y"] - oy
-        half = obj["box_side"] / 2.0
-        boxes[k] = (
-            max(x - half, 0.0),
-            max(y - half, 0.0),
-            min(x + half, float(w)),
-            min(y + half, float(h)),
-        )
-        objects.append(
-            SimObject(
-                kind=obj["kind"],
-                label=obj["label"],
-                x=x,
-                y=y,
-                flux={b: float(obj["flux"][b]) for b in bands},
-                flux_ratio=obj["flux_ratio"],
-                snr=snr,
-                hlr=obj["hlr"],
-                fwhm_eff=obj["fwhm_eff"],
-                box_side=obj["box_side"],
-                gr=obj["gr"],
-                ri=obj["ri"],
-                sersic_n=obj["sersic_n"],
-            )
-        )
+    objects, boxes = truth_objects(
+        objs, stamps, var_r, bands=bands, offset=(float(ox), float(oy)), shape=(h, w)
+    )
 
     components = None
     if return_components:

@@ -548,38 +548,9 @@ def _simulate(
             var_r = var
 
     bands = tuple(im.bands)
-    objects = []
-    boxes = np.zeros((len(params.objects), 4), dtype=np.float32)
-    for k, (obj, st) in enumerate(zip(params.objects, stamps)):
-        drawn = st["r"]
-        snr = 0.0
-        if drawn is not None:
-            m = obj["flux"]["r"] * drawn[1]
-            snr = float(np.sqrt(np.sum(m**2 / var_r[stamp_slices(drawn[0])])))
-        half = obj["box_side"] / 2.0
-        boxes[k] = (
-            max(obj["x"] - half, 0.0),
-            max(obj["y"] - half, 0.0),
-            min(obj["x"] + half, float(w)),
-            min(obj["y"] + half, float(h)),
-        )
-        objects.append(
-            SimObject(
-                kind=obj["kind"],
-                label=obj["label"],
-                x=obj["x"],
-                y=obj["y"],
-                flux={b: float(obj["flux"][b]) for b in bands},
-                flux_ratio=obj["flux_ratio"],
-                snr=snr,
-                hlr=obj["hlr"],
-                fwhm_eff=obj["fwhm_eff"],
-                box_side=obj["box_side"],
-                gr=obj["gr"],
-                ri=obj["ri"],
-                sersic_n=obj["sersic_n"],
-            )
-        )
+    objects, boxes = truth_objects(
+        params.objects, stamps, var_r, bands=bands, offset=(0.0, 0.0), shape=(h, w)
+    )
 
     components = None
     if return_components:
@@ -627,3 +598,73 @@ def _simulate(
             else None
         ),
     )
+
+
+def truth_objects(
+    objs: list[dict[str, Any]],
+    stamps: list[dict[str, Any]],
+    var_r: np.ndarray,
+    *,
+    bands: tuple[str, ...],
+    offset: tuple[float, float],
+    shape: tuple[int, int],
+) -> tuple[list[SimObject], np.ndarray]:
+    """Truth records and boxes of the labelled objects of one scene.
+
+    Parameters
+    ----------
+    objs : list of dict
+        Drawn objects (``kind, label, x, y, flux, flux_ratio, hlr, fwhm_eff, box_side, gr, ri,
+        sersic_n``), positions in the canvas' pixels.
+    stamps : list of dict
+        Per object and band, ``(bounds, unit-flux stamp)`` or None when off the canvas.
+    var_r : ndarray, shape (H_canvas, W_canvas)
+        Per-pixel noise variance of the r band, for the matched-filter S/N.
+    bands : tuple of str
+        Bands written.
+    offset : (float, float)
+        ``(ox, oy)``: canvas pixel of the written image's origin (0 when canvas = image).
+    shape : (int, int)
+        ``(H, W)`` of the written image: boxes are clipped to it.
+
+    Returns
+    -------
+    objects : list of SimObject
+    boxes : ndarray of float32, shape (N, 4)
+        Square xyxy boxes (pixels of the written image) of side ``box_side``.
+    """
+    h, w = shape
+    ox, oy = offset
+    objects: list[SimObject] = []
+    boxes = np.zeros((len(objs), 4), dtype=np.float32)
+    for k, (obj, st) in enumerate(zip(objs, stamps)):
+        snr = 0.0
+        if st["r"] is not None:
+            m = obj["flux"]["r"] * st["r"][1]
+            snr = float(np.sqrt(np.sum(m**2 / var_r[stamp_slices(st["r"][0])])))
+        x, y = obj["x"] - ox, obj["y"] - oy
+        half = obj["box_side"] / 2.0
+        boxes[k] = (
+            max(x - half, 0.0),
+            max(y - half, 0.0),
+            min(x + half, float(w)),
+            min(y + half, float(h)),
+        )
+        objects.append(
+            SimObject(
+                kind=obj["kind"],
+                label=obj["label"],
+                x=x,
+                y=y,
+                flux={b: float(obj["flux"][b]) for b in bands},
+                flux_ratio=obj["flux_ratio"],
+                snr=snr,
+                hlr=obj["hlr"],
+                fwhm_eff=obj["fwhm_eff"],
+                box_side=obj["box_side"],
+                gr=obj["gr"],
+                ri=obj["ri"],
+                sersic_n=obj["sersic_n"],
+            )
+        )
+    return objects, boxes
