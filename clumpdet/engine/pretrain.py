@@ -25,7 +25,6 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from clumpdet.checkpoints import save_checkpoint
 from clumpdet.config import save_config
-from clumpdet.engine.checkpoint import restore_best_weights
 from clumpdet.engine.classify import (
     ClassifierDataConfig,
     ClassifierOptimConfig,
@@ -33,7 +32,7 @@ from clumpdet.engine.classify import (
     parameter_groups,
 )
 from clumpdet.engine.config import TrainerConfig
-from clumpdet.engine.trainer import EpochLossModule, build_trainer, fit, start_run
+from clumpdet.engine.trainer import EpochLossModule, fit_by_val_loss, start_run
 from clumpdet.errors import ConfigError
 from clumpdet.models.backbones import BackboneConfig, build_trunk
 from clumpdet.models.classifier import TaskHead
@@ -180,7 +179,6 @@ def pretrain_backbone(config: PretrainConfig, *, out: str | Path) -> Path:
     Path
         The backbone checkpoint (load it in a detector with ``model.backbone.name: <path>``).
     """
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     t = config.trainer
     out = start_run(out, t)
@@ -203,17 +201,15 @@ def pretrain_backbone(config: PretrainConfig, *, out: str | Path) -> Path:
     train_dl = DataLoader(train, batch_size=bs, shuffle=True)
     val_dl = DataLoader(val, batch_size=bs, shuffle=False)
     module = MultiTaskModule(config, in_chans=n_chans.pop(), tasks=tasks)
-    best = ModelCheckpoint(
-        dirpath=out / "checkpoints", filename="best", monitor="val/loss", mode="min", save_last=True
-    )
-    trainer = build_trainer(
+    trainer, _ = fit_by_val_loss(
         t,
+        module,
+        train_dl,
+        val_dl,
         out=out,
         max_epochs=config.optim.max_epochs,
-        callbacks=[best, EarlyStopping(monitor="val/loss", patience=config.optim.patience)],
+        patience=config.optim.patience,
     )
-    fit(trainer, module, train_dl, val_dl)
-    restore_best_weights(module, best)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     with atomic_write(out / "pretrain_metrics.json", "w") as fh:
         json.dump(metrics, fh, indent=2)

@@ -41,10 +41,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from clumpdet.checkpoints import save_checkpoint
 from clumpdet.config import save_config
-from clumpdet.engine.checkpoint import restore_best_weights
 from clumpdet.engine.classify import ClassifierOptimConfig, training_input
 from clumpdet.engine.config import TrainerConfig
-from clumpdet.engine.trainer import EpochLossModule, build_trainer, fit, start_run
+from clumpdet.engine.trainer import EpochLossModule, fit_by_val_loss, start_run
 from clumpdet.errors import ConfigError, InputError
 from clumpdet.models.backbones import BackboneConfig, build_trunk
 from clumpdet.utils import atomic_write
@@ -437,7 +436,6 @@ def pretrain_ssl(config: SSLConfig, *, out: str | Path) -> Path:
     Path
         The backbone checkpoint.
     """
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     t = config.trainer
     out = start_run(out, t)
@@ -453,21 +451,19 @@ def pretrain_ssl(config: SSLConfig, *, out: str | Path) -> Path:
     train_dl = DataLoader(train, batch_size=bs, shuffle=True, drop_last=True, **kw)
     val_dl = DataLoader(val, batch_size=min(bs, len(val)), shuffle=False, drop_last=True, **kw)
     module = SSLModule(config, in_chans=pre.n_bands, steps_per_epoch=len(train_dl))
-    best = ModelCheckpoint(
-        dirpath=out / "checkpoints", filename="best", monitor="val/loss", mode="min", save_last=True
-    )
     options = {}
     if config.max_minutes is not None:
         options["max_time"] = {"minutes": float(config.max_minutes)}
-    trainer = build_trainer(
+    trainer, best = fit_by_val_loss(
         t,
+        module,
+        train_dl,
+        val_dl,
         out=out,
         max_epochs=config.optim.max_epochs,
-        callbacks=[best, EarlyStopping(monitor="val/loss", patience=config.optim.patience)],
+        patience=config.optim.patience,
         **options,
     )
-    fit(trainer, module, train_dl, val_dl)
-    restore_best_weights(module, best)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     metrics.update(
         objective=config.objective,

@@ -116,6 +116,47 @@ def fit(
     trainer.fit(module, train, val, ckpt_path=str(resume) if resume else None, weights_only=True)
 
 
+def fit_by_val_loss(
+    trainer: TrainerConfig,
+    module: L.LightningModule,
+    train: Any,
+    val: Any,
+    *,
+    out: Path,
+    max_epochs: int,
+    patience: int,
+    **options: Any,
+) -> tuple[L.Trainer, Any]:
+    """Train with early stopping on ``val/loss`` and restore the weights of its lowest epoch.
+
+    The loop of the pretraining objectives (supervised tasks, SSL): best and last Lightning
+    checkpoints in ``out/checkpoints``, :func:`build_trainer` with ``options``, :func:`fit`, then
+    :func:`~clumpdet.engine.checkpoint.restore_best_weights`.
+
+    Returns
+    -------
+    (lightning.Trainer, ModelCheckpoint)
+        The trainer after fitting (metrics, epochs, steps) and its best-checkpoint callback.
+    """
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    from clumpdet.engine.checkpoint import restore_best_weights
+
+    best = ModelCheckpoint(
+        dirpath=out / "checkpoints", filename="best", monitor="val/loss", mode="min", save_last=True
+    )
+    lt = build_trainer(
+        trainer,
+        out=out,
+        max_epochs=max_epochs,
+        callbacks=[best, EarlyStopping(monitor="val/loss", patience=patience)],
+        **options,
+    )
+    fit(lt, module, train, val)
+    restore_best_weights(module, best)
+    return lt, best
+
+
 class EpochLossModule(L.LightningModule):
     """A module whose per-batch loss is logged per epoch as ``train/loss`` and ``val/loss``.
 
