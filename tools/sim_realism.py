@@ -34,6 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=300, help="random sample per set (0: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=128, help="common working size in pixels")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="JSON cache of the real set's per-image statistics (default OUT/real_cache.json; "
+        "reuse one file across runs to skip re-measuring the real galaxies)",
+    )
     args = p.parse_args(argv)
     command = command_line(argv)
     try:
@@ -46,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             size=args.size,
             progress=True,
             command=command,
+            cache=args.cache if args.cache is not None else args.out / "real_cache.json",
         )
     except ClumpdetError as exc:
         print(f"sim_realism: error: {exc}", file=sys.stderr)
