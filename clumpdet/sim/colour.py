@@ -93,20 +93,28 @@ def resample(
     *,
     fill_sigma: np.ndarray,
     rng: np.random.Generator,
+    smooth: float = 0.0,
 ) -> np.ndarray:
     """Resample a ``(C, H, W)`` cube into the colour frame (bilinear; flux per pixel kept as
     surface brightness, so a pixel's value is that of the canvas at its centre).
 
     Pixels outside the canvas get Gaussian sky noise of ``fill_sigma[c]`` (per band).
+    ``smooth`` > 0 first convolves each band with a Gaussian of that sigma (canvas pixels), a
+    smoothing resampling kernel; the fill noise is scaled down by the same factor as the
+    canvas noise, ``1 / (2 sqrt(pi) smooth)`` for ``smooth`` >= 0.5.
 
     Returns
     -------
     ndarray, shape (C, size, size), float64
         In picture row order (row 0 at the top: flipped relative to the canvas).
     """
-    from scipy.ndimage import map_coordinates
+    from scipy.ndimage import gaussian_filter, map_coordinates
 
     c, h, w = cube.shape
+    noise_factor = 1.0
+    if smooth > 0:
+        cube = np.stack([gaussian_filter(cube[k], smooth, mode="nearest") for k in range(c)])
+        noise_factor = min(1.0, 1.0 / (2.0 * math.sqrt(math.pi) * smooth))
     u = (np.arange(frame.size) + 0.5) * frame.zoom + frame.x0 - 0.5
     v = (np.arange(frame.size) + 0.5) * frame.zoom + frame.y0 - 0.5
     vv, uu = np.meshgrid(v, u, indexing="ij")
@@ -118,7 +126,8 @@ def resample(
         if not inside.all():
             # noise resampled bilinearly from the native grid has ~0.6x the per-pixel sigma at
             # typical zooms; plain white noise of the native sigma is a slightly noisier fill
-            fill = rng.standard_normal(out[k].shape) * fill_sigma[k] * min(1.0, 1.0 / frame.zoom)
+            fill = rng.standard_normal(out[k].shape) * fill_sigma[k] * noise_factor
+            fill *= min(1.0, 1.0 / frame.zoom)
             out[k][~inside] = fill[~inside]
     return out[:, ::-1]
 

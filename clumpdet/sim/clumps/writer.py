@@ -182,7 +182,13 @@ def colour_records(
         frame_r90=render.frame_r90,
     )
     rng = np.random.default_rng([int(scene.image_id), 0xC0102])
-    cube = col.resample(np.asarray(cv.cube, dtype=np.float64), frame, fill_sigma=cv.sigma, rng=rng)
+    cube = col.resample(
+        np.asarray(cv.cube, dtype=np.float64),
+        frame,
+        fill_sigma=cv.sigma,
+        rng=rng,
+        smooth=render.smooth,
+    )
     rgb = col.lupton_rgb(
         dict(zip(SIM_BANDS, cube)),
         scales=render.scales,
