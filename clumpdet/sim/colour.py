@@ -173,6 +173,65 @@ def encode_jpeg(rgb: np.ndarray, *, quality: int) -> bytes:
     return buf.getvalue()
 
 
+def decode_jpeg(data: bytes) -> np.ndarray:
+    """Decode JPEG bytes to an ``(H, W, 3)`` uint8 array."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def pad_to_frame(
+    cube: np.ndarray, frame: ColourFrame, *, sigma: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, ColourFrame]:
+    """Extend a ``(C, H, W)`` canvas with Gaussian sky noise (``sigma[c]`` per band) so that it
+    covers the colour frame; returns the cube and the frame shifted to its new origin."""
+    c, h, w = cube.shape
+    half = 0.5 * frame.size * frame.zoom
+    lo_x = max(0, math.ceil(-frame.x0) + 1)
+    lo_y = max(0, math.ceil(-frame.y0) + 1)
+    hi_x = max(0, math.ceil(frame.x0 + 2 * half - w) + 1)
+    hi_y = max(0, math.ceil(frame.y0 + 2 * half - h) + 1)
+    if not (lo_x or lo_y or hi_x or hi_y):
+        return cube, frame
+    big = rng.standard_normal((c, h + lo_y + hi_y, w + lo_x + hi_x)) * np.asarray(sigma)[:, None, None]
+    big[:, lo_y : lo_y + h, lo_x : lo_x + w] = cube
+    moved = ColourFrame(x0=frame.x0 + lo_x, y0=frame.y0 + lo_y, zoom=frame.zoom, size=frame.size)
+    return big, moved
+
+
+def native_jpeg(
+    cube: np.ndarray,
+    *,
+    scales: dict[str, float],
+    stretch: float,
+    q: float,
+    minimum: float,
+    quality: int,
+) -> np.ndarray:
+    """The survey's own colour JPEG of a ``g, r, i`` canvas at its native pixel scale.
+
+    SDSS colour cutouts (as GZ2's) were resampled from colour JPEGs of whole frames rendered at
+    the native 0.396"/px, not from the FITS: the frame's JPEG blocks, quantised sky noise
+    included, are magnified with the cutout, which gives the real images' coarse, streaky
+    noise texture.
+
+    Parameters
+    ----------
+    cube : ndarray, shape (3, H, W)
+        ``g, r, i`` nanomaggies per pixel, FITS row order.
+
+    Returns
+    -------
+    ndarray, shape (3, H, W), float64
+        Channels (red, green, blue) = (i, r, g), 0..255, FITS row order.
+    """
+    planes = dict(zip(("g", "r", "i"), cube))
+    rgb = lupton_rgb(planes, scales=scales, stretch=stretch, q=q, minimum=minimum)
+    rgb = decode_jpeg(encode_jpeg(rgb[::-1], quality=quality))[::-1]
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float64)
+
+
 def encode_png(rgb: np.ndarray) -> bytes:
     """PNG bytes of an ``(H, W, 3)`` uint8 image."""
     from PIL import Image

@@ -1,6 +1,6 @@
 """Realistic host population for the clump simulator (``population.model: realistic``).
 
-A scene is an SDSS-like field around one Galaxy-Zoo-like host (r < 17.7): an elliptical, a
+A scene is an SDSS-like field around one Galaxy-Zoo-2-like host (r < 17.0): an elliptical, a
 lenticular, a face-on to inclined spiral (arms, some barred), an edge-on disk with a dust lane, an
 irregular or an interacting pair. Star-forming disks carry **unlabelled** HII-region knots
 (positions from GalSim ``RandomKnots`` on the disk profile, thinned along the spiral arms); the
@@ -244,6 +244,12 @@ def _host_components(
     young = _colour(rng, pop.young_gr, pop.young_ri, sc)
     knot_frac = float(rng.uniform(pop.knot_fraction_min, pop.knot_fraction_max))
     n_knots = int(rng.integers(pop.knot_count_min, pop.knot_count_max + 1))
+    lop = {}
+    if pop.lopsided_max > 0 and kind in ("spiral", "lenticular", "edge_on", "pair"):
+        lop = {
+            "lopsided": float(rng.uniform(0.0, pop.lopsided_max)),
+            "lopsided_angle": float(rng.uniform(0.0, 2.0 * math.pi)),
+        }
     out: dict[str, Any] = {"type": kind, "mag_r": mag, "flux_r": flux, "r50": r50, "pa": pa}
     out["n_knots"] = 0
     bt, q = 0.0, 1.0
@@ -289,7 +295,17 @@ def _host_components(
         if b > 0.01:
             spheroid(x, y, b * f, 0.2 * hlr, max(qq, 0.7), red, **kw)
         disk(
-            x, y, (1 - b) * f - f_bar, hlr, qq, disk_c, knots=knot_frac, nk=n_knots, arms=arms, **kw
+            x,
+            y,
+            (1 - b) * f - f_bar,
+            hlr,
+            qq,
+            disk_c,
+            knots=knot_frac,
+            nk=n_knots,
+            arms=arms,
+            **kw,
+            **lop,
         )
         bt, q = b, qq
         out["arms"] = m
@@ -304,7 +320,7 @@ def _host_components(
         bt = float(rng.uniform(pop.lenticular_bulge_min, pop.lenticular_bulge_max))
         spheroid(hx, hy, bt * flux, 0.3 * r50, max(q, 0.6), red)
         lent = (0.5 * (red[0] + disk_c[0]), 0.5 * (red[1] + disk_c[1]))
-        disk(hx, hy, (1 - bt) * flux, r50, q, lent)
+        disk(hx, hy, (1 - bt) * flux, r50, q, lent, **lop)
     elif kind == "spiral":
         spiral(hx, hy, flux, r50)
     elif kind == "edge_on":
@@ -323,6 +339,7 @@ def _host_components(
             knots=0.5 * knot_frac,
             nk=n_knots // 2,
             lane=lane,
+            **lop,
         )
     elif kind == "irregular":
         q = float(rng.uniform(0.4, 1.0))

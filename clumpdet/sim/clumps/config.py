@@ -80,7 +80,9 @@ class PSFConfig(PSFShape):
     profile : {"moffat", "kolmogorov", "gaussian"}
         PSF shape.
     moffat_beta : float
-        Moffat index (SDSS PSFs are close to beta ~ 3.5 in the core).
+        Moffat index: 2.5, the extended wings of ground-based seeing (Racine 1996; the SDSS
+        PSF's power-law wings), which make the fuzzy look of SDSS colour cutouts. The smooth set
+        (``clumps_smooth.yaml``) keeps 3.5.
     fwhm_mean, fwhm_sd, fwhm_min, fwhm_max : float
         r-band FWHM in arcsec ~ Normal(mean, sd) clipped to [min, max] (SDSS seeing 1.0-2.0",
         typical 1.4").
@@ -89,6 +91,7 @@ class PSFConfig(PSFShape):
         the reference, 1).
     """
 
+    moffat_beta: float = 2.5
     fwhm_mean: float = 1.4
     fwhm_sd: float = 0.15
     fwhm_min: float = 1.0
@@ -212,7 +215,7 @@ class ClumpsConfig:
         median clump near 1 R90, as the Clump Scout box distances.
     """
 
-    flux_ratio_min: float = 0.0005
+    flux_ratio_min: float = 0.0002
     flux_ratio_max: float = 0.12
     fwhm_min: float = 0.0
     fwhm_max: float = 2.0
@@ -343,7 +346,7 @@ HOST_TYPES: tuple[str, ...] = ("elliptical", "lenticular", "spiral", "edge_on", 
 class PopulationConfig:
     """Host population (``model: realistic``, the default) or the legacy smooth disk (``smooth``).
 
-    The realistic population is an SDSS Galaxy-Zoo-like sample (r < 17.7): ellipticals,
+    The realistic population is an SDSS Galaxy-Zoo-2-like sample (r < 17.0): ellipticals,
     lenticulars, face-on to inclined spirals (arms, some barred), edge-on disks with dust lanes,
     irregulars and interacting pairs, with unlabelled HII-region knots (GalSim ``RandomKnots``
     positions) in the star-forming disks. Only some hosts carry labelled clumps (probability per
@@ -365,7 +368,7 @@ class PopulationConfig:
         (and were marked) mostly in large galaxies.
     mag_min, mag_max, mag_slope : float
         Host total r magnitude, ``p(m) ~ 10 ** (mag_slope * m)`` on [min, max] (counts rising to
-        the GZ2 limit r = 17.7).
+        the GZ2 main-sample limit r = 17.0, Willett et al. 2013).
     r50_ref, r50_mag_slope, r50_scatter, r50_min, r50_max : float
         r-band half-light radius, arcsec: ``log10 R50 = log10(r50_ref) + r50_mag_slope (m - 16)``
         plus Normal(0, r50_scatter) dex, clipped.
@@ -389,6 +392,10 @@ class PopulationConfig:
         Arm contrast ``A`` in ``1 + A cos(m (phi - ln r / tan p))``.
     bar_probability : float
         Fraction of spirals with a bar.
+    lopsided_max : float
+        m = 1 lopsidedness of spiral, lenticular and edge-on disks, amplitude ~ Uniform(0, max)
+        in ``1 + a cos(phi - phi0)`` (about a third of disks have a > 0.1: Zaritsky & Rix 1997;
+        Bournaud et al. 2005); irregulars keep their own 0.3-0.8.
     knot_fraction_min, knot_fraction_max : float
         Fraction of a star-forming disk's light in unlabelled knots (irregulars: twice this).
     knot_count_min, knot_count_max : int
@@ -430,12 +437,12 @@ class PopulationConfig:
             "pair": 0.27,
         }
     )
-    clumpy_r90_ref: float = 10.0
+    clumpy_r90_ref: float = 7.5
     clumpy_r90_power: float = 2.0
     mag_min: float = 12.5
-    mag_max: float = 17.7
+    mag_max: float = 17.0
     mag_slope: float = 0.25
-    r50_ref: float = 4.0
+    r50_ref: float = 3.3
     r50_mag_slope: float = -0.17
     r50_scatter: float = 0.14
     r50_min: float = 1.5
@@ -451,14 +458,15 @@ class PopulationConfig:
     arm_count_weights: tuple[float, ...] = (0.05, 0.7, 0.15, 0.1)
     arm_pitch_min: float = 10.0
     arm_pitch_max: float = 30.0
-    arm_amplitude_min: float = 0.2
-    arm_amplitude_max: float = 0.8
+    arm_amplitude_min: float = 0.3
+    arm_amplitude_max: float = 1.0
     bar_probability: float = 0.3
-    knot_fraction_min: float = 0.04
-    knot_fraction_max: float = 0.2
-    knot_count_min: int = 20
-    knot_count_max: int = 120
-    knot_sigma: float = 0.3
+    lopsided_max: float = 0.5
+    knot_fraction_min: float = 0.1
+    knot_fraction_max: float = 0.4
+    knot_count_min: int = 10
+    knot_count_max: int = 60
+    knot_sigma: float = 1.0
     dust_lane_min: float = 0.5
     dust_lane_max: float = 0.9
     pair_separation_min: float = 1.2
@@ -472,7 +480,7 @@ class PopulationConfig:
     disk_ri: float = 0.25
     young_gr: float = 0.3
     young_ri: float = 0.1
-    colour_scatter: float = 0.06
+    colour_scatter: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -540,6 +548,10 @@ class RenderConfig:
         to the colour frame (0: plain bilinear). The real GZ2 sky noise is correlated over
         longer lags than bilinear resampling gives and is ~2-3x weaker relative to the galaxy
         light; a smoothing resampler reproduces both (:func:`clumpdet.sim.colour.resample`).
+    native_quality : int
+        0: stretch the resampled cube (plain). 1..100: first render the canvas as the survey's
+        own colour JPEG at its native pixel scale with this quality, then resample that picture
+        into the frame (:func:`clumpdet.sim.colour.native_jpeg`), as SDSS cutouts were made.
     canvas_max : int
         Largest simulated canvas side, pixels; hosts whose GZ2 frame is larger get sky-noise
         fill beyond the canvas.
@@ -550,11 +562,12 @@ class RenderConfig:
     size: int = 424
     frame_r90: float = 0.02
     quality: int = 75
-    scales: PerBand = field(default_factory=lambda: {"g": 2.0, "r": 1.45, "i": 1.25})
-    stretch: float = 1.3
-    q: float = 5.0
-    minimum: float = -0.02
-    smooth: float = 0.0
+    scales: PerBand = field(default_factory=lambda: {"g": 2.0, "r": 1.45, "i": 1.31})
+    stretch: float = 0.8
+    q: float = 8.0
+    minimum: float = -0.002
+    smooth: float = 0.35
+    native_quality: int = 75
     canvas_max: int = 640
 
 
@@ -657,6 +670,7 @@ def _rules() -> list[Rule]:
         *weights("population.arm_count_weights"),
         *non_negative("neighbours.galaxy_density", "neighbours.star_density"),
         *non_negative("neighbours.exclusion", "clumps.radial_weight"),
+        *fraction("population.lopsided_max"),
         *fraction("odd_clumps.clump_like_fraction"),
         *rule(
             "render.format",
@@ -665,6 +679,7 @@ def _rules() -> list[Rule]:
         ),
         *at_least(16, "render.size", "render.canvas_max"),
         *in_range(1, 100, "render.quality"),
+        *in_range(0, 100, "render.native_quality"),
         *positive("render.frame_r90", "render.stretch", "render.q"),
         *non_negative("render.smooth"),
         *per_band("render.scales", bands=SIM_BANDS),

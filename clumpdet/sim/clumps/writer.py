@@ -182,20 +182,31 @@ def colour_records(
         frame_r90=render.frame_r90,
     )
     rng = np.random.default_rng([int(scene.image_id), 0xC0102])
-    cube = col.resample(
-        np.asarray(cv.cube, dtype=np.float64),
-        frame,
-        fill_sigma=cv.sigma,
-        rng=rng,
-        smooth=render.smooth,
-    )
-    rgb = col.lupton_rgb(
-        dict(zip(SIM_BANDS, cube)),
-        scales=render.scales,
-        stretch=render.stretch,
-        q=render.q,
-        minimum=render.minimum,
-    )
+    stretch = {
+        "scales": render.scales,
+        "stretch": render.stretch,
+        "q": render.q,
+        "minimum": render.minimum,
+    }
+    if render.native_quality:
+        # the survey's native-scale colour JPEG, then resampled into the GZ2 frame
+        big, nframe = col.pad_to_frame(
+            np.asarray(cv.cube, dtype=np.float64), frame, sigma=cv.sigma, rng=rng
+        )
+        native = col.native_jpeg(big, **stretch, quality=render.native_quality)
+        pic = col.resample(
+            native, nframe, fill_sigma=np.zeros(3), rng=rng, smooth=render.smooth
+        )
+        rgb = np.clip(np.rint(pic), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    else:
+        cube = col.resample(
+            np.asarray(cv.cube, dtype=np.float64),
+            frame,
+            fill_sigma=cv.sigma,
+            rng=rng,
+            smooth=render.smooth,
+        )
+        rgb = col.lupton_rgb(dict(zip(SIM_BANDS, cube)), **stretch)
     data = (
         col.encode_jpeg(rgb, quality=render.quality)
         if render.format == "jpg"
