@@ -51,7 +51,7 @@ PINNED = {
     # the smooth host set (the default before issue 11), configs/sim/clumps_smooth.yaml
     "clumps": "ea0d48b5e1832eb86a039737043160c08f544200071adfac625a4296e9e10f2c",
     # the realistic host population (the default since issue 11), configs/sim/clumps_sdss.yaml
-    "clumps_realistic": "920897875b33f0b3c7fbf568254c6505c001f01449e5f28202bab35d1347222c",
+    "clumps_realistic": "c9f703bf15beea7843a47874e365ad2fa0d33caff910ad846676236aeb1d896b",
     "fields": "cdbeae4dbfef3ede34d810a9ac454a457509a58ace50a58cb95d56e27e3436ae",
     "mergers": "c05e03f8b7fbe1abebf23da5e910235fd3cf9a0e55bc56997c90cca3d8ad6e80",
     "four_class": "a8fee75c94a3115e21d4d3cd16b7a81e978c80bd3e7173792062f00022100422",
