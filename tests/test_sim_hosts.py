@@ -103,6 +103,70 @@ def test_population_statistics_roughly_right():
     assert (snr < 10).mean() > 0.15 and (snr > 30).mean() > 0.1
 
 
+def _sersic(n: float, re: float, size: int = 301) -> np.ndarray:
+    """Noiseless circular Sersic image (pixels) centred at (size / 2, size / 2), seen through a
+    Gaussian PSF of sigma 1.5 px (as the simulator measures the PSF-convolved host)."""
+    from scipy.ndimage import gaussian_filter
+    from scipy.special import gammaincinv
+
+    b = gammaincinv(2 * n, 0.5)
+    o = 5  # sub-pixels per pixel: the n = 4 cusp is integrated, not sampled
+    yy, xx = (np.mgrid[0 : size * o, 0 : size * o] + 0.5) / o
+    r = np.hypot(xx - size / 2, yy - size / 2)
+    img = np.exp(-b * ((r / re) ** (1 / n) - 1)).reshape(size, o, size, o).mean(axis=(1, 3))
+    return gaussian_filter(img, 1.5)
+
+
+def test_petrosian_radii_as_sdss():
+    from clumpdet.sim.hosts import petrosian_radii
+
+    re = 12.0
+    r50_e, r90_e = petrosian_radii(_sersic(1.0, re), 150.5, 150.5)
+    r50_d, r90_d = petrosian_radii(_sersic(4.0, re), 150.5, 150.5)
+    # exponential: the Petrosian aperture holds ~all the light, R50 ~ r_e and R90 ~ 2.3 r_e
+    assert r50_e == pytest.approx(re, rel=0.05) and r90_e == pytest.approx(2.3 * re, rel=0.05)
+    # de Vaucouleurs: the aperture misses the wings, so R90 is far below the true ~5.5 r_e
+    assert 1.8 * re < r90_d < 2.8 * re and r50_d < 0.9 * re
+    # concentration R90 / R50 separates the two (Strateva et al. 2001 split at 2.6)
+    assert r90_e / r50_e < 2.5 < 2.8 < r90_d / r50_d
+
+
+def test_host_r90_is_the_measured_petrosian_radius():
+    cfg = load_sim_config(None, NONE_CLUMPY)
+    for i in range(6):
+        sc = simulate_clump_scene(config=cfg, seed=image_seed(21, i))
+        h = sc.host
+        if h.morphology not in ("spiral", "lenticular", "irregular"):
+            continue
+        # a disk's Petrosian R90 is about 2.3 R50 (less with a bulge, more with a wide PSF)
+        assert 1.2 * h.hlr < h.r90 < 3.0 * h.hlr + 2 * sc.psf_fwhm, (h.morphology, h.r90, h.hlr)
+
+
+def test_native_jpeg_then_resample_keeps_position_and_range():
+    rng = np.random.default_rng(1)
+    cube = rng.normal(0, 0.02, size=(3, 120, 120))
+    cube[:, 58:62, 58:62] += 3.0
+    kw = {"scales": {"g": 2.0, "r": 1.45, "i": 1.31}, "stretch": 0.8, "q": 8.0, "minimum": 0.0}
+    native = col.native_jpeg(cube, quality=75, **kw)
+    assert native.shape == (3, 120, 120) and 0 <= native.min() and native.max() <= 255
+    assert native[:, 60, 60].min() > 100 and np.median(native) < 30
+    # a frame reaching past the canvas is padded with sky noise, then fully inside
+    frame = col.gz2_frame(cx=60, cy=60, r90_arcsec=8.0, pixel_scale=0.4, size=424, frame_r90=0.02)
+    assert frame.x0 < 0
+    big, moved = col.pad_to_frame(cube, frame, sigma=np.full(3, 0.02), rng=rng)
+    assert big.shape[1] > 120 and moved.x0 >= 0 and moved.y0 >= 0
+    assert moved.x0 + moved.size * moved.zoom <= big.shape[2]
+    pic = col.resample(col.native_jpeg(big, quality=75, **kw), moved, fill_sigma=np.zeros(3), rng=rng)
+    y, x = _centroid(np.clip(pic[1] - np.median(pic[1]), 0, None) ** 2)
+    assert abs(x - 212) < 3 and abs(y - 212) < 3
+    # the smoothing resampling kernel lowers the pixel noise
+    flat = rng.normal(0, 1.0, size=(3, 200, 200))
+    f1 = col.gz2_frame(cx=100, cy=100, r90_arcsec=19.8, pixel_scale=0.396, size=100, frame_r90=0.02)
+    plain = col.resample(flat, f1, fill_sigma=np.zeros(3), rng=rng)
+    smooth = col.resample(flat, f1, fill_sigma=np.zeros(3), rng=rng, smooth=0.8)
+    assert smooth.std() < 0.5 * plain.std()
+
+
 # ------------------------------------------------------------------------------ colour writer
 
 
