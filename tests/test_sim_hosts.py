@@ -156,7 +156,9 @@ def test_native_jpeg_then_resample_keeps_position_and_range():
     big, moved = col.pad_to_frame(cube, frame, sigma=np.full(3, 0.02), rng=rng)
     assert big.shape[1] > 120 and moved.x0 >= 0 and moved.y0 >= 0
     assert moved.x0 + moved.size * moved.zoom <= big.shape[2]
-    pic = col.resample(col.native_jpeg(big, quality=75, **kw), moved, fill_sigma=np.zeros(3), rng=rng)
+    pic = col.resample(
+        col.native_jpeg(big, quality=75, **kw), moved, fill_sigma=np.zeros(3), rng=rng
+    )
     y, x = _centroid(np.clip(pic[1] - np.median(pic[1]), 0, None) ** 2)
     assert abs(x - 212) < 3 and abs(y - 212) < 3
     # the smoothing resampling kernel lowers the pixel noise

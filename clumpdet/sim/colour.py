@@ -194,7 +194,10 @@ def pad_to_frame(
     hi_y = max(0, math.ceil(frame.y0 + 2 * half - h) + 1)
     if not (lo_x or lo_y or hi_x or hi_y):
         return cube, frame
-    big = rng.standard_normal((c, h + lo_y + hi_y, w + lo_x + hi_x)) * np.asarray(sigma)[:, None, None]
+    big = (
+        rng.standard_normal((c, h + lo_y + hi_y, w + lo_x + hi_x))
+        * np.asarray(sigma)[:, None, None]
+    )
     big[:, lo_y : lo_y + h, lo_x : lo_x + w] = cube
     moved = ColourFrame(x0=frame.x0 + lo_x, y0=frame.y0 + lo_y, zoom=frame.zoom, size=frame.size)
     return big, moved

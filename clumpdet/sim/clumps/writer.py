@@ -194,9 +194,7 @@ def colour_records(
             np.asarray(cv.cube, dtype=np.float64), frame, sigma=cv.sigma, rng=rng
         )
         native = col.native_jpeg(big, **stretch, quality=render.native_quality)
-        pic = col.resample(
-            native, nframe, fill_sigma=np.zeros(3), rng=rng, smooth=render.smooth
-        )
+        pic = col.resample(native, nframe, fill_sigma=np.zeros(3), rng=rng, smooth=render.smooth)
         rgb = np.clip(np.rint(pic), 0, 255).astype(np.uint8).transpose(1, 2, 0)
     else:
         cube = col.resample(
