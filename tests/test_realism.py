@@ -89,3 +89,27 @@ def test_sim_dir_prefers_colour_images_and_bad_input(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no colour images"):
         realism.list_colour_images(tmp_path / "empty")
+
+
+def test_real_side_cache_is_reused_and_checked(tmp_path, sets, monkeypatch):
+    sim = sets["conc_a"].files[0].parent.parent
+    real = sets["ext"].files[0].parent.parent
+    cache = tmp_path / "cache.json"
+    first = realism.run_realism(sim=sim, real=real, out=tmp_path / "a", n=5, size=48, cache=cache)
+    rows = json.loads(cache.read_text())["rows"]
+    assert len(rows) == 5  # the real side only
+
+    calls = []
+    original = realism.galaxy_statistics
+
+    def counting(rgb, **kw):
+        calls.append(1)
+        return original(rgb, **kw)
+
+    monkeypatch.setattr(realism, "galaxy_statistics", counting)
+    again = realism.run_realism(sim=sim, real=real, out=tmp_path / "b", n=5, size=48, cache=cache)
+    assert len(calls) == 5  # the simulated side is measured, the real side read from the cache
+    assert again["ks"] == first["ks"]
+    cache.write_text("[1, 2]")
+    with pytest.raises(InputError, match="cache"):
+        realism.run_realism(sim=sim, real=real, out=tmp_path / "c", n=5, size=48, cache=cache)
