@@ -20,6 +20,10 @@ class SimulateDataConfig:
         galaxies) or ``fields`` (stars and galaxies in blended DECam-like fields).
     config : str or None
         Simulation YAML (``configs/sim/...``); ``None`` uses that simulator's built-in default.
+    val_config : str or None
+        Simulation YAML of the validation set only (default: ``config``). Lets a run train on a
+        clump-rich mix (``clumps_sdss_trainmix.yaml``) but select its checkpoint on the
+        population it will be used on (``clumps_sdss.yaml``, ~12 % clumpy).
     n_train, n_val : int
         Images to simulate for training and validation (validation uses ``seed + 1``).
     seed : int
@@ -36,6 +40,7 @@ class SimulateDataConfig:
 
     kind: str = "clumps"
     config: str | None = None
+    val_config: str | None = None
     n_train: int = 300
     n_val: int = 60
     seed: int = 0

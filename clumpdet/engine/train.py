@@ -203,12 +203,18 @@ def _simulate_if_needed(config: TrainConfig, out: Path) -> tuple[str, str | None
             f"model.class_names {list(config.model.class_names)} do not match the {s.kind!r} "
             f"simulator's categories {list(sim.class_names)}"
         )
-    sets = prepare_sets(
-        s.kind,
-        {"train": (s.n_train, s.seed), "val": (s.n_val, s.seed + 1)},
-        config=s.config,
-        out=out / "data",
-    )
+    if s.val_config is None or s.val_config == s.config:
+        splits = {"train": (s.n_train, s.seed), "val": (s.n_val, s.seed + 1)}
+        sets = prepare_sets(s.kind, splits, config=s.config, out=out / "data")
+    else:  # train on one population, select the checkpoint on another
+        sets = {
+            **prepare_sets(
+                s.kind, {"train": (s.n_train, s.seed)}, config=s.config, out=out / "data"
+            ),
+            **prepare_sets(
+                s.kind, {"val": (s.n_val, s.seed + 1)}, config=s.val_config, out=out / "data"
+            ),
+        }
     if s.rendering == "fits":
         if s.bin != 1:
             raise ConfigError("data.simulate.bin applies to rendering: colour only")
