@@ -138,11 +138,21 @@ class TrainerConfig:
 
 @dataclass
 class EvalConfig:
-    """How validation matches detections to truth (see ``clumpdet.evaluation``)."""
+    """How validation matches detections to truth (see ``clumpdet.evaluation``).
+
+    Attributes
+    ----------
+    operating_threshold : {"config", "val_f1"}
+        Score threshold stored in the exported checkpoint (used by ``detect``, catalogues and
+        the real-galaxy check): ``model.score_threshold`` as configured, or the threshold of
+        the best validation F1 of the exported epoch (chosen on simulated validation data,
+        never on the images the model is later run on).
+    """
 
     match: Literal["iou", "centre"] = "iou"
     iou_threshold: float = 0.5
     centre_radius: float = 5.0
+    operating_threshold: Literal["config", "val_f1"] = "config"
 
 
 @dataclass
