@@ -358,3 +358,34 @@ def test_input_of_another_kind_than_the_training_input_warns(tiny_model, blob_da
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         pred.read(png)  # nothing to compare with
+
+
+def test_simulated_val_set_can_use_another_population(tmp_path, monkeypatch):
+    """data.simulate.val_config: train on one sim config, validate on another (same seeds)."""
+    import clumpdet.sim.run as sim_run
+    from clumpdet.config import load_config
+    from clumpdet.engine.config import TrainConfig
+    from clumpdet.engine.train import _simulate_if_needed
+
+    calls = []
+
+    def fake_prepare_sets(kind, splits, *, config, out):
+        calls.append((dict(splits), config))
+        return {name: Path(out) / name for name in splits}
+
+    monkeypatch.setattr(sim_run, "prepare_sets", fake_prepare_sets)
+    shipped = load_config(TrainConfig, ROOT / "configs" / "detector" / "cpu_resnet18.yaml")
+    s = shipped.data.simulate
+    assert s.config.endswith("clumps_sdss_trainmix.yaml")
+    assert s.val_config.endswith("clumps_sdss.yaml")
+    train, val = _simulate_if_needed(shipped, tmp_path)
+    assert calls == [
+        ({"train": (s.n_train, s.seed)}, s.config),
+        ({"val": (s.n_val, s.seed + 1)}, s.val_config),
+    ]
+    assert (train, val) == tuple(str(tmp_path / "data" / k / "annotations.json")
+                                 for k in ("train", "val"))  # fmt: skip
+    calls.clear()
+    same = load_config(TrainConfig, None, {"data": {"simulate": {"config": "a.yaml"}}})
+    _simulate_if_needed(same, tmp_path)
+    assert calls == [({"train": (300, 0), "val": (60, 1)}, "a.yaml")]
