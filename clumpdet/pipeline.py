@@ -10,7 +10,11 @@ from typing import Any
 #: The demo's detector, as overrides of the ``TrainConfig`` defaults: the same detector as
 #: ``configs/detector/cpu_resnet18.yaml`` (a test checks it), built without reading ``configs/``
 #: so that the demo runs the same from an installed wheel, which does not ship that folder.
-DEMO_DETECTOR: dict[str, Any] = {"optim": {"lr": 3.0e-4}}
+DEMO_DETECTOR: dict[str, Any] = {
+    "model": {"rpn_post_nms_top_n_test": 200, "min_score": 0.001, "detections_per_image": 100},
+    "optim": {"lr": 3.0e-4, "warmup_epochs": 0.25},
+    "trainer": {"monitor": "val/AP50"},
+}
 
 
 #: Host populations the demo can simulate (``population.model`` of the clump simulator).

@@ -99,13 +99,23 @@ def test_colour_set_needs_the_colour_rendering(tmp_path):
 def test_shipped_config_trains_on_binned_colour():
     from clumpdet.config import load_config
     from clumpdet.engine.config import TrainConfig
+    from clumpdet.sim.clumps.config import load_sim_config
 
     cfg = load_config(
         TrainConfig, Path(__file__).parents[1] / "configs" / "detector" / "sdss_colour.yaml", []
     )
     s = cfg.data.simulate
     assert (s.rendering, s.bin, cfg.data.stretch) == ("colour", 2, "none")
-    assert s.config == "configs/sim/clumps_sdss_colour.yaml"
+    # trains on the clump-rich colour mix, selects (and sets its threshold) on the default
+    assert s.config == "configs/sim/clumps_sdss_trainmix_colour.yaml"
+    assert s.val_config == "configs/sim/clumps_sdss_colour.yaml"
+    assert (cfg.trainer.monitor, cfg.eval.operating_threshold) == ("val/AP50", "val_f1")
+    root = Path(__file__).parents[1]
+    for name in (s.config, s.val_config):
+        sim = load_sim_config(root / name)
+        assert sim.render.colour and sim.population.model == "realistic"
+    mix, default = (load_sim_config(root / n).population for n in (s.config, s.val_config))
+    assert mix.clumpy_probability["spiral"] > default.clumpy_probability["spiral"]
 
 
 @pytest.fixture(scope="module")

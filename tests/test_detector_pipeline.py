@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,8 @@ from clumpdet.data.fits import make_wcs, write_image_fits
 from clumpdet.data.images import ImageData
 from clumpdet.errors import CheckpointError, ConfigError, InputError
 from clumpdet.inference.predictor import Predictor, tile_starts
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_checkpoint_is_weights_only_and_complete(tiny_model):
@@ -36,9 +39,30 @@ def test_checkpoint_is_weights_only_and_complete(tiny_model):
 
     log = pd.read_csv(run / "logs" / "metrics.csv")
     best = json.loads((run / "val_metrics.json").read_text())
-    # the reported metrics are those of the exported (best) epoch, not of the last one
-    assert best["f1"] == pytest.approx(log["val/f1"].max(), abs=1e-6)
+    # the reported metrics are those of the exported (best by the monitor) epoch, not the last
+    monitor = obj["config"]["trainer"]["monitor"]
+    assert monitor == "val/AP50"  # threshold-free: an epoch-0 F1 of 0 cannot win by a tie
+    assert best[monitor.split("/")[1]] == pytest.approx(log[monitor].max(), abs=1e-6)
     assert obj["metrics"]["f1"] == pytest.approx(best["f1"])
+    # eval.operating_threshold: config -> the configured threshold; the val best-F1 one is kept
+    assert obj["model_config"]["score_threshold"] == best["operating_threshold"] == 0.3
+    assert 0.0 <= best["best_f1_threshold"] <= 1.0
+
+
+def test_operating_threshold_comes_from_the_validation_f1():
+    from clumpdet.config import load_config
+    from clumpdet.engine.config import TrainConfig
+    from clumpdet.engine.train import operating_threshold
+
+    cfg = load_config(TrainConfig, None, {"model": {"score_threshold": 0.3, "min_score": 0.01}})
+    val = load_config(TrainConfig, None, {"eval": {"operating_threshold": "val_f1"}})
+    assert operating_threshold(cfg, {"best_f1_threshold": 0.62}) == 0.3
+    assert operating_threshold(val, {"best_f1_threshold": 0.62}) == 0.62
+    assert operating_threshold(val, {"best_f1_threshold": 0.0}) == val.model.min_score
+    assert operating_threshold(val, {"best_f1_threshold": float("nan")}) == 0.3
+    assert operating_threshold(val, {}) == 0.3
+    colour = load_config(TrainConfig, ROOT / "configs" / "detector" / "sdss_colour.yaml")
+    assert colour.eval.operating_threshold == "val_f1"
 
 
 def test_train_detect_evaluate(tiny_model, blob_data, tmp_path):
@@ -334,3 +358,34 @@ def test_input_of_another_kind_than_the_training_input_warns(tiny_model, blob_da
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         pred.read(png)  # nothing to compare with
+
+
+def test_simulated_val_set_can_use_another_population(tmp_path, monkeypatch):
+    """data.simulate.val_config: train on one sim config, validate on another (same seeds)."""
+    import clumpdet.sim.run as sim_run
+    from clumpdet.config import load_config
+    from clumpdet.engine.config import TrainConfig
+    from clumpdet.engine.train import _simulate_if_needed
+
+    calls = []
+
+    def fake_prepare_sets(kind, splits, *, config, out):
+        calls.append((dict(splits), config))
+        return {name: Path(out) / name for name in splits}
+
+    monkeypatch.setattr(sim_run, "prepare_sets", fake_prepare_sets)
+    shipped = load_config(TrainConfig, ROOT / "configs" / "detector" / "cpu_resnet18.yaml")
+    s = shipped.data.simulate
+    assert s.config.endswith("clumps_sdss_trainmix.yaml")
+    assert s.val_config.endswith("clumps_sdss.yaml")
+    train, val = _simulate_if_needed(shipped, tmp_path)
+    assert calls == [
+        ({"train": (s.n_train, s.seed)}, s.config),
+        ({"val": (s.n_val, s.seed + 1)}, s.val_config),
+    ]
+    assert (train, val) == tuple(str(tmp_path / "data" / k / "annotations.json")
+                                 for k in ("train", "val"))  # fmt: skip
+    calls.clear()
+    same = load_config(TrainConfig, None, {"data": {"simulate": {"config": "a.yaml"}}})
+    _simulate_if_needed(same, tmp_path)
+    assert calls == [({"train": (300, 0), "val": (60, 1)}, "a.yaml")]

@@ -294,11 +294,18 @@ def _check_summary(summary, out: Path, n: int) -> None:
     assert parts[0]["n_galaxies"] == n == parts[1]["n_galaxies"] + parts[2]["n_galaxies"]
     table = pd.read_csv(out / "real_check_galaxies.csv")
     assert len(table) == n
-    assert (table["n_clumps"] == table["n_clump"] + table["n_odd_clump"]).all()
+    # the headline counts class 1 (clump) only; n_boxes and all_classes count both classes
+    assert summary["counted_classes"] == ["clump"] and "odd clump" in summary["counting_rule"]
+    assert (table["n_clumps"] == table["n_clump"]).all()
+    assert (table["n_boxes"] == table["n_clump"] + table["n_odd_clump"]).all()
     boxes = pd.read_csv(out / "real_check_detections.csv")
-    assert len(boxes) == table["n_clumps"].sum()
+    assert len(boxes) == table["n_boxes"].sum()
     per_galaxy = boxes.groupby("galaxy_id").size().reindex(table["galaxy_id"], fill_value=0)
-    assert per_galaxy.tolist() == table["n_clumps"].tolist()
+    assert per_galaxy.tolist() == table["n_boxes"].tolist()
+    clumps = boxes[boxes["label"] == "clump"].groupby("galaxy_id").size()
+    assert clumps.reindex(table["galaxy_id"], fill_value=0).tolist() == table["n_clumps"].tolist()
+    every = summary["all_classes"]["all"]
+    assert every["fraction_with_clump"] == pytest.approx((table["n_boxes"] > 0).mean())
     assert (boxes["score"] >= summary["score_threshold"]).all()
     assert summary["all"]["fraction_with_clump"] == pytest.approx((table["n_clumps"] > 0).mean())
     assert summary["all"]["clumps_per_galaxy"] == pytest.approx(table["n_clumps"].mean())
@@ -326,8 +333,18 @@ def test_real_galaxy_check_plumbing_on_fake_jpegs(random_detector, tmp_path):
             command="python tools/real_galaxy_check.py ...",
         )
     _check_summary(summary, tmp_path / "out", 4)
+    table = pd.read_csv(tmp_path / "out" / "real_check_galaxies.csv")
+    assert table["n_odd_clump"].sum() > 0  # a random model at score 0 boxes both classes
     assert summary["score_threshold"] == 0.0 and summary["allow_input_mismatch"] is True
     assert summary["command"] == "python tools/real_galaxy_check.py ..."
+    with pytest.raises(InputError, match=r"counted_classes \['star'\]"):
+        real_galaxy_check(
+            checkpoint=random_detector,
+            real=folder,
+            out=tmp_path / "o",
+            counted_classes=["star"],
+            allow_input_mismatch=True,
+        )
 
 
 @pytest.mark.skipif(REAL is None, reason="shared/data/gz2_sdss_galaxies is not present")

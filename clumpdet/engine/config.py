@@ -20,6 +20,10 @@ class SimulateDataConfig:
         galaxies) or ``fields`` (stars and galaxies in blended DECam-like fields).
     config : str or None
         Simulation YAML (``configs/sim/...``); ``None`` uses that simulator's built-in default.
+    val_config : str or None
+        Simulation YAML of the validation set only (default: ``config``). Lets a run train on a
+        clump-rich mix (``clumps_sdss_trainmix.yaml``) but select its checkpoint on the
+        population it will be used on (``clumps_sdss.yaml``, ~12 % clumpy).
     n_train, n_val : int
         Images to simulate for training and validation (validation uses ``seed + 1``).
     seed : int
@@ -36,6 +40,7 @@ class SimulateDataConfig:
 
     kind: str = "clumps"
     config: str | None = None
+    val_config: str | None = None
     n_train: int = 300
     n_val: int = 60
     seed: int = 0
@@ -133,11 +138,21 @@ class TrainerConfig:
 
 @dataclass
 class EvalConfig:
-    """How validation matches detections to truth (see ``clumpdet.evaluation``)."""
+    """How validation matches detections to truth (see ``clumpdet.evaluation``).
+
+    Attributes
+    ----------
+    operating_threshold : {"config", "val_f1"}
+        Score threshold stored in the exported checkpoint (used by ``detect``, catalogues and
+        the real-galaxy check): ``model.score_threshold`` as configured, or the threshold of
+        the best validation F1 of the exported epoch (chosen on simulated validation data,
+        never on the images the model is later run on).
+    """
 
     match: Literal["iou", "centre"] = "iou"
     iou_threshold: float = 0.5
     centre_radius: float = 5.0
+    operating_threshold: Literal["config", "val_f1"] = "config"
 
 
 @dataclass

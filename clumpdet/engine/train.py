@@ -138,6 +138,10 @@ class DetectorModule(L.LightningModule):
             value = 0.0 if value is None or not math.isfinite(value) else float(value)
             self.log(f"val/{name}", value, prog_bar=name in ("f1", "AP50"), sync_dist=False)
             logged[name] = value
+        best_f1 = metrics.get("best_f1") or {}
+        for name in ("threshold", "f1", "completeness", "purity"):
+            value = best_f1.get(name, math.nan)
+            logged[f"best_f1_{name}"] = math.nan if value is None else float(value)
         self.epoch_metrics[int(self.current_epoch)] = logged
 
     def configure_optimizers(self):
@@ -203,12 +207,18 @@ def _simulate_if_needed(config: TrainConfig, out: Path) -> tuple[str, str | None
             f"model.class_names {list(config.model.class_names)} do not match the {s.kind!r} "
             f"simulator's categories {list(sim.class_names)}"
         )
-    sets = prepare_sets(
-        s.kind,
-        {"train": (s.n_train, s.seed), "val": (s.n_val, s.seed + 1)},
-        config=s.config,
-        out=out / "data",
-    )
+    if s.val_config is None or s.val_config == s.config:
+        splits = {"train": (s.n_train, s.seed), "val": (s.n_val, s.seed + 1)}
+        sets = prepare_sets(s.kind, splits, config=s.config, out=out / "data")
+    else:  # train on one population, select the checkpoint on another
+        sets = {
+            **prepare_sets(
+                s.kind, {"train": (s.n_train, s.seed)}, config=s.config, out=out / "data"
+            ),
+            **prepare_sets(
+                s.kind, {"val": (s.n_val, s.seed + 1)}, config=s.val_config, out=out / "data"
+            ),
+        }
     if s.rendering == "fits":
         if s.bin != 1:
             raise ConfigError("data.simulate.bin applies to rendering: colour only")
@@ -395,12 +405,16 @@ def train_detector(
         best_epoch = max(module.epoch_metrics, key=lambda e: module.epoch_metrics[e][key])
         metrics = {"epoch": float(best_epoch), **module.epoch_metrics[best_epoch]}
     schedule = training_schedule(trainer, stop_cb, module)
+    model_config = to_dict(config.model)
+    model_config["score_threshold"] = metrics["operating_threshold"] = operating_threshold(
+        config, metrics
+    )
     model_path = save_checkpoint(
         out / "model.pt",
         kind="detector",
         model=module.model,
         preprocessing=preprocessing,
-        model_config=to_dict(config.model),
+        model_config=model_config,
         image_size=data.image_size,
         input=data.input,
         pixel_scale=data.pixel_scale,
@@ -416,6 +430,30 @@ def train_detector(
         record = {"best_checkpoint": os.path.basename(best_path or ""), **metrics, **schedule}
         json.dump(record, fh, indent=2)
     return model_path
+
+
+def operating_threshold(config: TrainConfig, metrics: dict[str, float]) -> float:
+    """Score threshold of the exported checkpoint (``eval.operating_threshold``).
+
+    Parameters
+    ----------
+    config : TrainConfig
+        ``eval.operating_threshold``: ``"config"`` keeps ``model.score_threshold``; ``"val_f1"``
+        takes ``metrics["best_f1_threshold"]`` (the exported epoch's best validation F1),
+        raised to at least ``model.min_score``.
+    metrics : dict
+        Validation metrics of the exported epoch.
+
+    Returns
+    -------
+    float
+        The threshold (``model.score_threshold`` when the validation gave none, e.g. no
+        detections).
+    """
+    chosen = metrics.get("best_f1_threshold", math.nan)
+    if config.eval.operating_threshold == "config" or not math.isfinite(chosen):
+        return float(config.model.score_threshold)
+    return float(min(1.0, max(config.model.min_score, chosen)))
 
 
 def training_schedule(trainer: L.Trainer, stop_cb: Any, module: DetectorModule) -> dict[str, Any]:

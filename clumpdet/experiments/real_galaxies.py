@@ -6,9 +6,14 @@ it (:meth:`clumpdet.inference.predictor.Predictor.read`: planes in wavelength or
 the top) and detected whole (binned first when the model was trained on binned colour frames,
 checkpoint ``input["bin"]``, e.g. ``configs/detector/sdss_colour.yaml``; tiled when larger than
 the training size), with boxes reported in the JPEG's pixels. The statistics are the
-fraction of galaxies with at least one detection above the score threshold and the mean number
-of detections per galaxy (and per galaxy with any), for all galaxies and split by the
-``spiral`` label, next to the volunteers' numbers (:data:`CLUMP_SCOUT`).
+fraction of galaxies with at least one clump above the score threshold and the mean number of
+clumps per galaxy (and per galaxy with any), for all galaxies and split by the ``spiral`` label,
+next to the volunteers' numbers (:data:`CLUMP_SCOUT`).
+
+What counts as a clump (:data:`COUNTED_CLASSES`, :data:`COUNTING_RULE`): class 1 only. Class 2,
+"odd clump", is what volunteers flagged as unusual (a possible foreground star or background
+object); the Clump Scout clumpy fraction (Adams et al. 2022) is a count of class 1 clumps. The
+summary also gives the same statistics over every box of either class (``all_classes``).
 """
 
 from __future__ import annotations
@@ -36,6 +41,18 @@ CLUMP_SCOUT: dict[str, float] = {
     "clumps_per_clumpy_galaxy": 2.31,
     "clumps_per_galaxy": round(0.127 * 2.31, 3),
 }
+
+#: Classes counted as clumps in the headline statistics (``all``, ``spiral``, ``not_spiral``).
+COUNTED_CLASSES: tuple[str, ...] = ("clump",)
+
+#: Why, recorded in ``real_check.json``.
+COUNTING_RULE = (
+    "headline counts class 1 (clump) only: class 2 (odd clump) is what Clump Scout volunteers "
+    "flagged as unusual, e.g. a possible foreground star or background galaxy seen through the "
+    "disk, i.e. not a star-forming clump of the host; the clumpy fraction it is compared with "
+    "(Adams et al. 2022, 12.7 %) counts class 1 clumps. 'all_classes' counts boxes of both "
+    "classes."
+)
 
 #: Columns of the galaxies' label table.
 LABEL_COLUMNS: tuple[str, ...] = ("file", "galaxy_id", "spiral")
@@ -145,6 +162,7 @@ def real_galaxy_check(
     device: str = "cpu",
     progress: bool = False,
     command: str | None = None,
+    counted_classes: Sequence[str] = COUNTED_CLASSES,
 ) -> dict[str, Any]:
     """Detect clumps in real galaxies; write statistics, a per-galaxy table and overlays.
 
@@ -156,7 +174,8 @@ def real_galaxy_check(
         The ``gz2_sdss_galaxies`` folder (``labels.csv`` + ``images/``).
     out : path
         Output folder: ``real_check.json`` (the returned summary), ``real_check_galaxies.csv``
-        (``galaxy_id, spiral, n_clumps, n_clump, n_odd_clump, max_score`` per galaxy),
+        (``galaxy_id, spiral, n_clumps`` (boxes of ``counted_classes``), ``n_boxes`` (boxes
+        of any class), ``n_<class>`` per class, ``max_score`` per galaxy),
         ``real_check_detections.csv`` (``galaxy_id, x1, y1, x2, y2, label, score, width,
         height`` per detection; xyxy pixels, row 0 at the top of the JPEG) and
         ``overlays.png`` (``n_overlays`` random galaxies with their boxes).
@@ -177,13 +196,18 @@ def real_galaxy_check(
         Show a progress bar.
     command : str, optional
         The command line that ran the check, recorded in the summary.
+    counted_classes : sequence of str
+        Classes counted as clumps in ``all`` / ``spiral`` / ``not_spiral`` (default class 1
+        only, :data:`COUNTING_RULE`).
 
     Returns
     -------
     dict
-        JSON-safe summary: ``all``, ``spiral``, ``not_spiral`` (:func:`clump_statistics`, plus
-        ``clumps_per_galaxy_by_label``), ``clump_scout`` (:data:`CLUMP_SCOUT`), the checkpoint,
-        its training input, the threshold, sample and output paths.
+        JSON-safe summary: ``all``, ``spiral``, ``not_spiral`` (:func:`clump_statistics` of the
+        ``counted_classes`` boxes, plus ``clumps_per_galaxy_by_label``), ``all_classes`` (the
+        same three over boxes of every class), ``counted_classes``, ``counting_rule``,
+        ``clump_scout`` (:data:`CLUMP_SCOUT`), the checkpoint, its training input, the
+        threshold, sample and output paths.
 
     Raises
     ------
@@ -209,6 +233,14 @@ def real_galaxy_check(
         raise InputError(
             checkpoint, f"is a {bundle.detection_kind} detector; this check needs a clump detector"
         )
+    unknown = [c for c in counted_classes if c not in bundle.class_names]
+    if not counted_classes or unknown:
+        raise InputError(
+            checkpoint,
+            f"counted_classes {list(counted_classes)}: expected a non-empty subset of the "
+            f"model's classes {list(bundle.class_names)}",
+        )
+    counted = np.array([i + 1 for i, c in enumerate(bundle.class_names) if c in counted_classes])
     if not allow_input_mismatch:
         check_input_kind(galaxies.paths, bundle.input, checkpoint)
     threshold = bundle.model_config.score_threshold if score_threshold is None else score_threshold
@@ -236,7 +268,8 @@ def real_galaxy_check(
             {
                 "galaxy_id": int(galaxies.galaxy_ids[k]),
                 "spiral": int(galaxies.spiral[k]),
-                "n_clumps": len(d),
+                "n_clumps": int(np.isin(d.labels, counted).sum()),
+                "n_boxes": len(d),
                 **{f"n_{name}": c for name, c in zip(bundle.class_names, per_label)},
                 "max_score": float(d.scores.max()) if len(d) else float("nan"),
             }
@@ -249,9 +282,9 @@ def real_galaxy_check(
     with atomic_write(out / "real_check_detections.csv", "w", newline="") as fh:
         pd.DataFrame(boxes, columns=box_columns).to_csv(fh, index=False)
 
-    def stats(sel: np.ndarray) -> dict[str, Any]:
+    def stats(sel: np.ndarray, column: str = "n_clumps") -> dict[str, Any]:
         part = table[sel]
-        res: dict[str, Any] = clump_statistics(part["n_clumps"].to_numpy())
+        res: dict[str, Any] = clump_statistics(part[column].to_numpy())
         res["clumps_per_galaxy_by_label"] = {
             name: float(part[f"n_{name}"].mean()) if len(part) else float("nan")
             for name in bundle.class_names
@@ -259,6 +292,7 @@ def real_galaxy_check(
         return res
 
     spiral = table["spiral"].to_numpy().astype(bool)
+    everyone = np.ones(len(table), dtype=bool)
     order = sorted(panels)
     overlays = plot_overlay_grid(
         [panels[k][0] for k in order],
@@ -280,9 +314,19 @@ def real_galaxy_check(
         "real": str(real),
         "score_threshold": float(threshold),
         "seed": int(seed),
-        "all": stats(np.ones(len(table), dtype=bool)),
+        "counted_classes": [c for c in bundle.class_names if c in counted_classes],
+        "counting_rule": COUNTING_RULE if tuple(counted_classes) == COUNTED_CLASSES else None,
+        "all": stats(everyone),
         "spiral": stats(spiral),
         "not_spiral": stats(~spiral),
+        "spiral_to_other_clumpy_ratio": _ratio(
+            stats(spiral)["fraction_with_clump"], stats(~spiral)["fraction_with_clump"]
+        ),
+        "all_classes": {
+            "all": stats(everyone, "n_boxes"),
+            "spiral": stats(spiral, "n_boxes"),
+            "not_spiral": stats(~spiral, "n_boxes"),
+        },
         "clump_scout": CLUMP_SCOUT,
         "galaxies_csv": str(out / "real_check_galaxies.csv"),
         "detections_csv": str(out / "real_check_detections.csv"),
@@ -292,3 +336,12 @@ def real_galaxy_check(
     with atomic_write(out / "real_check.json", "w") as fh:
         json.dump(summary, fh, indent=1)
     return summary
+
+
+def _ratio(a: float, b: float) -> float:
+    """``a / b``; NaN when either is NaN, ``inf`` when only ``b`` is 0."""
+    if not (np.isfinite(a) and np.isfinite(b)):
+        return float("nan")
+    if b == 0:
+        return float("inf") if a > 0 else float("nan")
+    return float(a / b)
