@@ -254,6 +254,45 @@ def test_resume_continues_from_last_checkpoint(tiny_model, blob_data, tmp_path):
         train_detector(cfg, out=tmp_path / "x", resume=tmp_path / "missing.ckpt")
 
 
+def test_resume_with_no_epoch_left_exports_validation_metrics(tiny_model, blob_data, tmp_path):
+    """A run resumed at its last epoch exports the exported epoch's metrics and threshold.
+
+    With the per-epoch metrics saved in ``last.ckpt`` they come from there; from a checkpoint
+    without them (older files), the restored weights are validated once.
+    """
+    import json
+
+    import torch
+
+    from clumpdet.config import load_config
+    from clumpdet.engine.config import TrainConfig
+    from clumpdet.engine.train import train_detector
+
+    last = tiny_model.parent / "checkpoints" / "last.ckpt"
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    assert state["clumpdet_epoch_metrics"], "last.ckpt keeps the per-epoch validation metrics"
+    stripped = tmp_path / "old.ckpt"
+    torch.save({k: v for k, v in state.items() if k != "clumpdet_epoch_metrics"}, stripped)
+    cfg = load_config(
+        TrainConfig,
+        None,
+        [
+            f"data.train={blob_data['train']}",
+            f"data.val={blob_data['val']}",
+            "optim.max_epochs=3",  # the fixture ran 3 epochs: nothing is left to train
+            "trainer.progress_bar=false",
+            "eval.operating_threshold=val_f1",
+        ],
+    )
+    cfg.model = load_detector(tiny_model).model_config
+    cfg.model.backbone.name = "resnet18"
+    for name, ckpt in (("saved", last), ("validated", stripped)):
+        out = train_detector(cfg, out=tmp_path / name, resume=ckpt)
+        record = json.loads((tmp_path / name / "val_metrics.json").read_text())
+        assert "AP50" in record and "operating_threshold" in record, (name, record)
+        assert load_detector(out).model_config.score_threshold == record["operating_threshold"]
+
+
 def test_catalogue_with_no_detections_has_every_column(tmp_path):
     from clumpdet.detections import Detections
     from clumpdet.inference.catalogue import build_catalogue, write_catalogue

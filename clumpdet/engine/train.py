@@ -144,6 +144,21 @@ class DetectorModule(L.LightningModule):
             logged[f"best_f1_{name}"] = math.nan if value is None else float(value)
         self.epoch_metrics[int(self.current_epoch)] = logged
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the per-epoch validation metrics in Lightning checkpoints (``last.ckpt``).
+
+        A resumed run then exports the metrics, and the operating threshold, of the epoch whose
+        weights it exports, not only those of the epochs it ran itself.
+        """
+        checkpoint["clumpdet_epoch_metrics"] = {
+            int(e): {k: float(v) for k, v in m.items()} for e, m in self.epoch_metrics.items()
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the per-epoch validation metrics saved by :meth:`on_save_checkpoint`."""
+        saved = checkpoint.get("clumpdet_epoch_metrics") or {}
+        self.epoch_metrics.update({int(e): dict(m) for e, m in saved.items()})
+
     def configure_optimizers(self):
         o = self.config.optim
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -398,6 +413,10 @@ def train_detector(
     if not trainer.is_global_zero:
         return out / "model.pt"
     best_path = restore_best_weights(module, best_cb)
+    if not module.epoch_metrics and data.val_truth is not None:
+        # a run resumed from a checkpoint without saved metrics that had no epoch left to run:
+        # measure the exported weights once, so the threshold still comes from validation
+        trainer.validate(module, val_dl, verbose=False)
     # the validation metrics of the epoch whose weights are exported (not the last epoch's)
     key = t.monitor.split("/", 1)[1]
     metrics: dict[str, float] = {}
