@@ -566,7 +566,7 @@ class RenderConfig:
     stretch: float = 0.8
     q: float = 10.0
     minimum: float = 0.0075
-    smooth: float = 0.35
+    smooth: float = 0.3
     native_quality: int = 75
     canvas_max: int = 640
 
