@@ -565,8 +565,8 @@ class RenderConfig:
     scales: PerBand = field(default_factory=lambda: {"g": 2.0, "r": 1.45, "i": 1.31})
     stretch: float = 0.8
     q: float = 10.0
-    minimum: float = 0.006
-    smooth: float = 0.35
+    minimum: float = 0.0075
+    smooth: float = 0.3
     native_quality: int = 75
     canvas_max: int = 640
 
