@@ -181,9 +181,13 @@ def dask_run(ckpt, listing, out, *, workers, shard, tile_overlap=48) -> dict:
     """``run_catalogue`` on a fresh LocalCluster; cluster start-up excluded; worker peak RSS."""
     import logging
 
+    import dask
     from distributed import Client, LocalCluster
 
+    from clumpdet.inference.survey import WORKER_CONFIG
+
     with (
+        dask.config.set(WORKER_CONFIG),  # the same worker settings as `clumpdet catalogue`
         LocalCluster(
             n_workers=workers,
             threads_per_worker=1,
