@@ -14,7 +14,7 @@ Usage::
 
     python tools/bench_photometry.py --out results/photometry [--n 1500] [--seed 12]
         [--sim-config configs/sim/clumps_hard.yaml | --data SIMDIR]
-        [--config configs/detector/cpu_resnet18.yaml] [--threads 2]
+        [--config configs/detector/cpu_resnet18.yaml] [--threads 2] [--set KEY=VALUE ...]
 
 Writes ``photometry.json``, ``photometry_truth.png`` and ``photometry_rows.csv``.
 """
@@ -125,7 +125,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default="configs/detector/cpu_resnet18.yaml")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--network-images", type=int, default=40)
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="PhotometryConfig override, e.g. --set host_model=none (YAML value)",
+    )
     args = ap.parse_args(argv)
+    import dataclasses
+
+    import yaml
+
+    from clumpdet.inference.photometry import PhotometryConfig
+
+    over = {}
+    for kv in args.set:
+        key, _, val = kv.partition("=")
+        if key not in {f.name for f in dataclasses.fields(PhotometryConfig)}:
+            ap.error(f"--set {kv}: PhotometryConfig has no field {key!r}")
+        v = yaml.safe_load(val)
+        over[key] = tuple(v) if isinstance(v, list) else v
+    phot_cfg = PhotometryConfig(**over)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.data:
@@ -137,12 +158,13 @@ def main(argv: list[str] | None = None) -> int:
         root = out / "sim"
         cfg = load_sim_config(args.sim_config)
         simulate_clumps(n=args.n, seed=args.seed, out=root, config=cfg, workers=1, overwrite=True)
-    t = truth_photometry_table(root)
+    t = truth_photometry_table(root, config=phot_cfg)
     t.write(out / "photometry_rows.csv", overwrite=True)
     res = {
         "command": command_line(),
         "data": str(root),
         "n_objects": len(t),
+        "photometry_config": dataclasses.asdict(phot_cfg),
         "clumps": summarise(t, ["clump"]),
         "all_objects": summarise(t, sorted(set(np.asarray(t["kind"]).tolist()))),
         "photometry_s_per_image": t.meta["SECONDS"],

@@ -72,6 +72,14 @@ class PhotometryConfig:
     ----------
     aperture_fwhm : float
         Clump aperture radius, in units of FWHM_eff.
+    faint_aperture_fwhm : float or None
+        Aperture radius (units of FWHM_eff) of clumps whose reference-band S/N in the
+        ``aperture_fwhm`` aperture is below ``faint_snr``: a smaller aperture has less sky and
+        host noise and picks up fewer unlabelled knots, at the cost of a larger, more
+        size-dependent aperture correction (which only bright clumps can afford to avoid).
+        None: ``aperture_fwhm`` for all.
+    faint_snr : float
+        S/N below which ``faint_aperture_fwhm`` is used.
     annulus_fwhm : (float, float)
         Inner and outer radius of the local-background annulus, units of FWHM_eff.
     box_fwhm_multiple : float
@@ -110,11 +118,21 @@ class PhotometryConfig:
         at least this; fainter ones are noise peaks on the host's outskirts and are kept.
     background : {"quadratic", "median"}
         Local host-light estimator from the annulus (:func:`_local_background`).
+    host_model : {"ellipse", "none"}
+        ``"ellipse"`` (default): before the clump photometry, subtract a smooth model of the host
+        -- the median surface brightness in elliptical annuli of the host's geometry, per band
+        (:func:`elliptical_host_model`) -- so that the annulus only has to remove what the model
+        misses (arms, bars, a companion); it follows the steep inner profile, bulge and edge-on
+        ridge that a quadratic surface over the annulus cannot. ``"none"``: the annulus alone.
+    host_model_mask_fwhm : float
+        Clump apertures of this radius (units of FWHM_eff) are left out of the host model.
     galaxy_centre : (float, float) or None
         Galaxy centre ``(x, y)`` in pixels (docs/conventions.md); default the frame centre.
     """
 
     aperture_fwhm: float = 1.0
+    faint_aperture_fwhm: float | None = 0.7
+    faint_snr: float = 20.0
     annulus_fwhm: tuple[float, float] = (2.0, 4.5)
     box_fwhm_multiple: float = 3.4
     psf_fwhm: float | None = None
@@ -132,17 +150,26 @@ class PhotometryConfig:
     host_extent: float = 8.0
     neighbour_snr: float = 10.0
     background: str = "quadratic"
+    host_model: str = "ellipse"
+    host_model_mask_fwhm: float = 1.5
     galaxy_centre: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         r_in, r_out = self.annulus_fwhm
+        fa = self.faint_aperture_fwhm
+        if fa is not None and not 0 < fa <= r_in:
+            raise ValueError(f"need 0 < faint_aperture_fwhm <= annulus inner, got {fa}")
         if not 0 < self.aperture_fwhm <= r_in < r_out:
             raise ValueError(
                 f"need 0 < aperture_fwhm <= annulus inner < outer, got {self.aperture_fwhm}, "
                 f"{self.annulus_fwhm}"
             )
-        if self.background not in ("quadratic", "median"):
-            raise ValueError(f"background must be 'quadratic' or 'median', got {self.background!r}")
+        if self.host_model not in ("ellipse", "none"):
+            raise ValueError(f"host_model must be 'ellipse' or 'none', got {self.host_model!r}")
+        if self.background not in ("quadratic", "plane", "median"):
+            raise ValueError(
+                f"background must be 'quadratic', 'plane' or 'median', got {self.background!r}"
+            )
         if any(not 0 < c < 1 for c in self.ratio_cuts):
             raise ValueError(f"ratio_cuts must be fractions in (0, 1), got {self.ratio_cuts}")
 
@@ -407,6 +434,132 @@ def _host_geometry(host: np.ndarray, ref: np.ndarray):
     return x0, y0, a, max(q, 0.1), theta
 
 
+def elliptical_host_model(
+    data: np.ndarray,
+    geometry,
+    mask: np.ndarray,
+    *,
+    extent: float,
+    centre_data: np.ndarray | None = None,
+    region: np.ndarray | None = None,
+) -> np.ndarray:
+    """Smooth host model: the median surface brightness in elliptical annuli, per band.
+
+    Every pixel is assigned its elliptical radius ``a`` (semimajor axis of the ellipse of the
+    host's axis ratio and orientation through it); the model of a band is the median of the
+    unmasked pixels in narrow bins of ``a`` (1 px wide out to 8 px, then 8 % wide), linearly
+    interpolated in ``a``, and zero beyond ``extent`` x the semimajor sigma. Medians ignore the
+    compact sources (clumps, HII knots, stars) that fill a small part of an annulus, so what is
+    left after subtraction is those sources plus the host's non-elliptical structure (arms,
+    bar, companion), which the clump annuli then remove locally. It is the cheap, one-geometry
+    form of isophote modelling (:mod:`photutils.isophote`, about 100x slower).
+
+    Parameters
+    ----------
+    data : ndarray, shape (C, H, W)
+        Sky-subtracted pixels.
+    geometry : tuple
+        ``(x0, y0, a_sigma, q, theta)`` of the host (0-based pixel centre, px, rad).
+    mask : ndarray of bool, shape (H, W)
+        Pixels left out of the medians (neighbours, clump apertures, NaNs).
+    extent : float
+        Outer semimajor axis of the model, units of ``a_sigma``.
+    centre_data : ndarray, shape (H, W), optional
+        Band whose light-weighted peak within ``a_sigma`` of the moment centre re-centres the
+        ellipses (moments of a lopsided or interacting host are off its nucleus).
+    region : ndarray of bool, shape (H, W), optional
+        Only these pixels are modelled (zero elsewhere), and only the annuli that cross them
+        are measured: the clump apertures and annuli, a small part of the frame (fast).
+
+    Returns
+    -------
+    ndarray, shape (C, H, W)
+        The model, in the units of ``data``.
+    """
+    c, h, w = data.shape
+    x0, y0, a_sig, q, theta = geometry
+    if centre_data is not None:
+        # unmasked: a masked clump aperture next to the nucleus would pull the centroid away
+        x0, y0 = _recentre(centre_data, np.zeros_like(mask), x0, y0, max(3.0, a_sig))
+    yy, xx = np.mgrid[0:h, 0:w]
+    dx, dy = xx - x0, yy - y0
+    ct, st = math.cos(theta), math.sin(theta)
+    u = dx * ct + dy * st
+    v = -dx * st + dy * ct
+    rad = np.sqrt(u**2 + (v / q) ** 2)
+    a_max = max(extent * a_sig, 4.0)
+    inner = np.arange(1.0, 8.0, 1.0)
+    n_out = max(2, math.ceil(math.log(a_max / 8.0) / math.log(1.08)) + 2)
+    edges = np.concatenate([inner, 8.0 * 1.08 ** np.arange(n_out)])
+    inside = rad < a_max
+    if region is not None:
+        inside &= region
+        if not inside.any():
+            return np.zeros_like(data)
+        r_need = rad[inside]
+        k0 = max(0, int(np.searchsorted(edges, r_need.min(), side="right")) - 2)
+        k1 = min(edges.size - 1, int(np.searchsorted(edges, r_need.max(), side="right")) + 1)
+        lo_r = edges[k0 - 1] if k0 > 0 else 0.0
+        use = (~mask) & (rad >= lo_r) & (rad < min(edges[k1], a_max))
+    else:
+        use = (~mask) & inside
+    r_use = rad[use]
+    lab = np.searchsorted(edges, r_use, side="right")  # bin k: edges[k-1] <= rad < edges[k]
+    npx = np.bincount(lab, minlength=edges.size + 1)
+    has = npx >= 3
+    if not has.any():
+        return np.zeros_like(data)
+    r_mean = (np.bincount(lab, weights=r_use, minlength=edges.size + 1) / np.maximum(npx, 1))[has]
+    start = np.concatenate([[0], np.cumsum(npx)[:-1]])[has]
+    cnt = npx[has]
+    lo, hi = start + (cnt - 1) // 2, start + cnt // 2  # the middle one or two of each bin
+    model = np.zeros_like(data)
+    for bi in range(c):
+        # one sort by (bin, value): each bin's values are then contiguous and ordered
+        vals = data[bi][use]
+        srt = vals[np.lexsort((vals, lab))]
+        prof = 0.5 * (srt[lo] + srt[hi])
+        model[bi][inside] = np.interp(rad[inside], r_mean, prof)
+    return model
+
+
+def _recentre(img: np.ndarray, mask: np.ndarray, x0: float, y0: float, radius: float):
+    """The nucleus near ``(x0, y0)`` (0-based): start at the brightest smoothed pixel within
+    ``radius``, then iterate a Gaussian-windowed centroid (sigma 2 px, as SExtractor's XWIN);
+    ``(x0, y0)`` unchanged when nothing usable is there."""
+    from scipy.ndimage import gaussian_filter
+
+    h, w = img.shape
+    i0, i1 = max(0, int(y0 - radius)), min(h, int(y0 + radius) + 1)
+    j0, j1 = max(0, int(x0 - radius)), min(w, int(x0 + radius) + 1)
+    if i1 - i0 < 3 or j1 - j0 < 3:
+        return x0, y0
+    cut = gaussian_filter(np.where(mask, 0.0, img)[i0:i1, j0:j1], 1.0)
+    yy, xx = np.mgrid[i0:i1, j0:j1]
+    cut = np.where((xx - x0) ** 2 + (yy - y0) ** 2 <= radius**2, cut, -np.inf)
+    k = np.unravel_index(int(np.argmax(cut)), cut.shape)
+    if not np.isfinite(cut[k]) or cut[k] <= 0:
+        return x0, y0
+    cx, cy = float(k[1] + j0), float(k[0] + i0)
+    r = 6
+    for _ in range(10):
+        a0, a1 = max(0, int(cy) - r), min(h, int(cy) + r + 1)
+        b0, b1 = max(0, int(cx) - r), min(w, int(cx) + r + 1)
+        gy, gx = np.mgrid[a0:a1, b0:b1]
+        wt = np.maximum(img[a0:a1, b0:b1], 0.0) * ~mask[a0:a1, b0:b1]
+        wt = wt * np.exp(-((gx - cx) ** 2 + (gy - cy) ** 2) / (2 * 2.0**2))
+        if wt.sum() <= 0:
+            break
+        nx, ny = float((wt * gx).sum() / wt.sum()), float((wt * gy).sum() / wt.sum())
+        done = abs(nx - cx) + abs(ny - cy) < 1e-3
+        cx, cy = nx, ny
+        if done:
+            break
+    if (cx - x0) ** 2 + (cy - y0) ** 2 > radius**2:
+        return x0, y0
+    return cx, cy
+
+
 def host_fluxes(
     data: np.ndarray, var: np.ndarray, geometry, mask: np.ndarray, *, extent: float
 ) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -590,26 +743,12 @@ def measure_photometry(
     out["fwhm_eff"][:] = fwhm_eff
     out["aperture_radius"][:] = r_ap
     flag = np.zeros(n, np.int64)
-    clump_fluxes = _clump_photometry(
-        clean,
-        var,
-        finite,
-        x - 0.5,
-        y - 0.5,
-        r_ap,
-        r_in,
-        r_out,
-        fwhm_eff,
-        fwhm_int,
-        psf,
-        bands,
-        cfg,
-        flag,
-    )
 
-    # -- host
+    # -- host: segment at the galaxy centre, deblended; its geometry and whole-galaxy flux
     centre = cfg.galaxy_centre or (w / 2.0, h / 2.0)
     host_f = host_e = None
+    geom = None
+    bad = None
     if segm is not None:
         sig_ref = float(np.sqrt(np.median(var[ref_i][~objmask]))) if (~objmask).any() else None
         lab, host, neighbours = _host_mask(
@@ -625,6 +764,47 @@ def measure_photometry(
                     flag |= FLAG_HOST_EDGE
     if host_f is None:
         flag |= FLAG_NO_HOST
+
+    # -- clumps, on the image minus the smooth host model (when there is a host)
+    phot_data = clean
+    if cfg.host_model == "ellipse" and geom is not None:
+        yy, xx = np.ogrid[0:h, 0:w]
+        keep_out = bad.copy()
+        for j in range(n):
+            rm = cfg.host_model_mask_fwhm * fwhm_eff[j]
+            keep_out |= (xx + 0.5 - x[j]) ** 2 + (yy + 0.5 - y[j]) ** 2 <= rm**2
+        region = np.zeros((h, w), bool)
+        for j in range(n):
+            ro = r_out[j] + 1.0
+            j0, j1 = max(0, int(y[j] - ro)), min(h, int(y[j] + ro) + 1)
+            i0, i1 = max(0, int(x[j] - ro)), min(w, int(x[j] + ro) + 1)
+            region[j0:j1, i0:i1] = True
+        phot_data = clean - elliptical_host_model(
+            clean, geom, keep_out, extent=cfg.host_extent, centre_data=clean[ref_i], region=region
+        )
+    args = (var, finite, x - 0.5, y - 0.5)
+    rest = (r_in, r_out, fwhm_eff, fwhm_int, psf, bands, cfg)
+    clump_fluxes = _clump_photometry(phot_data, *args, r_ap, *rest, flag)
+    if cfg.faint_aperture_fwhm is not None and cfg.faint_aperture_fwhm != cfg.aperture_fwhm:
+        f_ref, e_ref = clump_fluxes[ref_i]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            faint = ~(f_ref / e_ref >= cfg.faint_snr)
+        if faint.any():
+            sel = np.nonzero(faint)[0]
+            r_small = cfg.faint_aperture_fwhm * fwhm_eff[sel]
+            sub = (r_in[sel], r_out[sel], fwhm_eff[sel], fwhm_int[sel], psf, bands, cfg)
+            fl = np.zeros(sel.size, np.int64)
+            small = _clump_photometry(
+                phot_data, var, finite, x[sel] - 0.5, y[sel] - 0.5, r_small, *sub, fl,
+                others=(x - 0.5, y - 0.5, r_ap),
+            )  # fmt: skip
+            for bi in range(len(bands)):
+                clump_fluxes[bi][0][sel] = small[bi][0]
+                clump_fluxes[bi][1][sel] = small[bi][1]
+            flag[sel] = (flag[sel] & ~(FLAG_EDGE | FLAG_ANNULUS)) | fl
+            r_ap = r_ap.copy()
+            r_ap[sel] = r_small
+            out["aperture_radius"][:] = r_ap
 
     for bi, b in enumerate(bands):
         f, e = clump_fluxes[bi]
@@ -665,17 +845,24 @@ def _local_background(vals, dx, dy, r_ap, cfg) -> tuple[float, float]:
     follows the curvature of an exponential disk, which biases a median by tens of percent of
     the host light when the disk scale length is not much larger than the annulus.
     """
-    from astropy.stats import sigma_clipped_stats
-
-    _, med, std = sigma_clipped_stats(vals, sigma=3.0, maxiters=5)
     n = vals.size
     if cfg.background == "median" or n < 30:
+        from astropy.stats import sigma_clipped_stats
+
+        _, med, std = sigma_clipped_stats(vals, sigma=3.0, maxiters=5)
         return float(med), 1.2533 * float(std) / math.sqrt(n)
-    design = np.stack([np.ones(n), dx, dy, dx * dx, dy * dy, dx * dy], axis=1)
+    if cfg.background == "plane":
+        design = np.stack([np.ones(n), dx, dy], axis=1)
+    else:
+        design = np.stack([np.ones(n), dx, dy, dx * dx, dy * dy, dx * dy], axis=1)
     keep = np.ones(n, bool)
     coef = None
     for _ in range(3):
-        coef, *_ = np.linalg.lstsq(design[keep], vals[keep], rcond=None)
+        dk = design[keep]
+        try:  # normal equations of the few-parameter surface: much faster than lstsq
+            coef = np.linalg.solve(dk.T @ dk, dk.T @ vals[keep])
+        except np.linalg.LinAlgError:
+            coef, *_ = np.linalg.lstsq(dk, vals[keep], rcond=None)
         resid = vals - design @ coef
         sig = 1.4826 * np.median(np.abs(resid[keep] - np.median(resid[keep])))
         new = np.abs(resid) <= 3 * max(sig, 1e-30)
@@ -683,21 +870,45 @@ def _local_background(vals, dx, dy, r_ap, cfg) -> tuple[float, float]:
             break
         keep = new
     sig = float(np.std(resid[keep]))
+    if cfg.background == "plane":  # a plane's mean over the aperture is its centre value
+        return float(coef[0]), sig / math.sqrt(keep.sum())
     mean = float(coef[0] + (coef[3] + coef[4]) * r_ap**2 / 4)
     return mean, sig * math.sqrt(6.0 / keep.sum())
 
 
 def _clump_photometry(
-    data, var, finite, x0, y0, r_ap, r_in, r_out, fwhm_eff, fwhm_int, psf, bands, cfg, flag
+    data,
+    var,
+    finite,
+    x0,
+    y0,
+    r_ap,
+    r_in,
+    r_out,
+    fwhm_eff,
+    fwhm_int,
+    psf,
+    bands,
+    cfg,
+    flag,
+    others=None,
 ):
-    """Aperture minus local-background flux with the model aperture correction, per band."""
+    """Aperture minus local-background flux with the model aperture correction, per band.
+
+    ``others``: ``(x, y, r)`` of every clump of the image, whose apertures are left out of the
+    annuli (default the measured clumps themselves).
+    """
     from photutils.aperture import CircularAnnulus, CircularAperture
 
     c, h, w = data.shape
     n = len(x0)
+    ox, oy, o_r = (x0, y0, r_ap) if others is None else others
     flux = np.full((c, n), np.nan)
     err = np.full((c, n), np.nan)
     yy_a, xx_a = np.mgrid[0:h, 0:w]
+    xx_1, yy_1 = xx_a + 1.0, yy_a + 1.0  # +1: get_values pads with 0 outside the frame
+    ones = np.ones((h, w))
+    fin_all = finite.all(axis=0)
     for j in range(n):
         pos = (float(x0[j]), float(y0[j]))
         ap = CircularAperture(pos, r=float(r_ap[j]))
@@ -705,18 +916,18 @@ def _clump_photometry(
         apm = ap.to_mask(method="exact")
         anm = an.to_mask(method="center")
         # other clumps' apertures are left out of this clump's annulus
-        others = np.zeros((h, w), bool)
-        near = np.hypot(x0 - x0[j], y0 - y0[j]) < r_out[j] + r_ap
-        near[j] = False
+        omask = np.zeros((h, w), bool)
+        d = np.hypot(ox - x0[j], oy - y0[j])
+        near = (d < r_out[j] + o_r) & (d > 1e-6)
         if near.any():
             yy, xx = np.ogrid[0:h, 0:w]
             for k in np.nonzero(near)[0]:
-                others |= (xx - x0[k]) ** 2 + (yy - y0[k]) ** 2 <= r_ap[k] ** 2
-        ann_ok = anm.get_values((~others & finite.all(axis=0)).astype(float)) > 0
+                omask |= (xx - ox[k]) ** 2 + (yy - oy[k]) ** 2 <= o_r[k] ** 2
+        ann_ok = anm.get_values((~omask & fin_all).astype(float)) > 0
         # pixel offsets from the clump centre, in get_values order
-        ann_dx = anm.get_values(xx_a.astype(float) + 1.0)[ann_ok] - 1.0 - pos[0]
-        ann_dy = anm.get_values(yy_a.astype(float) + 1.0)[ann_ok] - 1.0 - pos[1]
-        w_ap = apm.get_values(np.ones((h, w)))
+        ann_dx = anm.get_values(xx_1)[ann_ok] - 1.0 - pos[0]
+        ann_dy = anm.get_values(yy_1)[ann_ok] - 1.0 - pos[1]
+        w_ap = apm.get_values(ones)
         ap_area = float(w_ap.sum())
         if ap_area < 0.999 * ap.area:
             flag[j] |= FLAG_EDGE

@@ -782,6 +782,12 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: Dask settings of the LocalCluster workers: the statistical profiler (on by default) keeps a
+#: call-tree per second of work for ~1000 s, which made a worker's RSS grow with the run
+#: (+14 % from 1,000 to 10,000 images) though the catalogue code itself stays flat.
+WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
+
+
 @contextlib.contextmanager
 def dask_client(*, workers: int | None, scheduler: str | None, threads: int = 1) -> Iterator[Any]:
     """A ``distributed.Client``: on ``scheduler`` if given, else on a new ``LocalCluster``.
@@ -791,6 +797,7 @@ def dask_client(*, workers: int | None, scheduler: str | None, threads: int = 1)
     """
     import logging
 
+    import dask
     from distributed import Client, LocalCluster
 
     if scheduler:
@@ -799,6 +806,7 @@ def dask_client(*, workers: int | None, scheduler: str | None, threads: int = 1)
         return
     n = workers or max(1, available_cores() // max(1, threads))
     with (
+        dask.config.set(WORKER_CONFIG),
         LocalCluster(
             n_workers=n,
             threads_per_worker=1,
