@@ -37,6 +37,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             overrides=args.set,
             workers=args.workers,
             overwrite=args.overwrite,
+            like_fraction=args.like_fraction,
         )
         print(f"wrote {args.n} survey-matched {args.kind} tiles, profile.yaml and truth to {out}")
         return 0
@@ -252,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bands", nargs="+", default=None, help="band of each plane of the frame")
     s.add_argument("--pixel-scale", type=float, default=None, help="arcsec/px if no WCS")
     s.add_argument("--tile", type=int, default=128, help="tile side for --like/--inject-into")
+    s.add_argument(
+        "--like-fraction",
+        type=float,
+        default=0.0,
+        help="with --inject-into: this share of the tiles purely simulated from the profile",
+    )
     s.set_defaults(func=_cmd_simulate)
 
     e = sub.add_parser("evaluate", help="score COCO-results predictions against COCO truth")

@@ -80,14 +80,18 @@ def test_injection_truth(frame: tuple[Path, object]) -> None:
     path, _ = frame
     prof = measure_profile(path)
     real = prepare_frame(path, prof, real_snr_min=20.0)
-    assert len(real.real) > 3 and all(r["score"] >= 20 for r in real.real)
+    assert len(real.real) > 3 and all(r["snr"] >= 20 for r in real.real)
+    # the cut is the matched-filter S/N: a lower cut keeps a superset, each real truth object
+    # carries it, and the injected objects' cut is the same number (simulate_matched)
+    deeper = prepare_frame(path, prof, real_snr_min=5.0)
+    assert len(deeper.real) > len(real.real) and min(r["snr"] for r in deeper.real) >= 5.0
     cfg = profile_to_field_config(prof, tile=96, artefacts=False)
     sc = inject_scene(config=cfg, seed=5, image_id=0, frame=real)
     assert sc.image.shape == (1, 96, 96)
     injected = [o for o in sc.objects if not o["real"]]
     mine = [o for o in sc.objects if o["real"]]
     assert injected and mine
-    assert all(o["labelled"] for o in mine)
+    assert all(o["labelled"] and o["snr"] >= 20 for o in mine)
     assert all(0 <= o["x"] < 96 and 0 <= o["y"] < 96 for o in mine)
     # the tile is the real cut plus the injected light: flux adds up around a bright injection
     bright = max((o for o in injected if o["labelled"]), key=lambda o: o["snr"])
@@ -106,6 +110,68 @@ def test_injection_truth(frame: tuple[Path, object]) -> None:
     x, y = int(bright["x"]), int(bright["y"])
     cut = (slice(max(0, y - 3), y + 4), slice(max(0, x - 3), x + 4))
     assert sc.image[0][cut].sum() > sc2.image[0][cut].sum()
+
+
+def test_matched_filter_snr_is_the_optimal_point_source_snr() -> None:
+    import galsim
+
+    from clumpdet.sim.inject import matched_filter_snr
+
+    fwhm, beta, sigma = 2.4, 3.0, 2.0
+    img = galsim.ImageD(64, 64, scale=1.0)
+    star = galsim.Moffat(beta=beta, fwhm=fwhm, flux=500.0)
+    # galsim's pixel centres are integers (1-based): (31, 41) is corner-origin (30.5, 40.5)
+    star.drawImage(image=img, center=galsim.PositionD(31.0, 41.0), method="no_pixel")
+    model = img.array
+    optimal = np.sqrt((model**2).sum()) / sigma  # what the simulator calls snr
+    got = matched_filter_snr(
+        model[None], np.array([[30.5, 40.5], [5.0, 5.0]]), sigma=[sigma], fwhm_px=[fwhm],
+        beta=[beta],
+    )  # fmt: skip
+    assert got[0] == pytest.approx(optimal, rel=0.02)
+    assert got[1] == pytest.approx(0.0, abs=1e-6)
+    # off the pixel centres too (the filter is centred on the given position)
+    off = galsim.ImageD(64, 64, scale=1.0)
+    star.drawImage(image=off, center=galsim.PositionD(31.5, 41.5), method="no_pixel")
+    half = matched_filter_snr(
+        off.array[None], np.array([[31.0, 41.0]]), sigma=[sigma], fwhm_px=[fwhm], beta=[beta]
+    )
+    assert half[0] == pytest.approx(optimal, rel=0.02)
+    # two bands add in quadrature; a negative band does not count
+    two = matched_filter_snr(
+        np.stack([model, -model]), np.array([[30.5, 40.5]]), sigma=[sigma, sigma],
+        fwhm_px=[fwhm, fwhm], beta=[beta, beta],
+    )  # fmt: skip
+    assert two[0] == pytest.approx(got[0], rel=1e-6)
+    with pytest.raises(ValueError, match="one sigma"):
+        matched_filter_snr(model[None], np.zeros((1, 2)), sigma=[1, 2], fwhm_px=[2], beta=[3])
+
+
+def test_like_fraction_mixes_simulated_tiles(frame: tuple[Path, object], tmp_path: Path) -> None:
+    from clumpdet.errors import ConfigError
+    from clumpdet.sim.inject import inject_scene, prepare_frame, simulate_matched
+
+    path, _ = frame
+    prof = measure_profile(path)
+    real = prepare_frame(path, prof)
+    cfg = profile_to_field_config(prof, tile=64, artefacts=False)
+    like = profile_to_field_config(prof, tile=64)
+    kinds = []
+    for seed in range(12):
+        sc = inject_scene(config=cfg, seed=seed, frame=real, like_config=like, like_fraction=0.5)
+        kinds.append(any(o["real"] for o in sc.objects))
+        assert all("real" in o for o in sc.objects)
+    assert 0 < sum(kinds) < len(kinds)  # some injected tiles (with real sources), some not
+    all_like = inject_scene(config=cfg, seed=0, frame=real, like_config=like, like_fraction=1.0)
+    assert not any(o["real"] for o in all_like.objects)
+    with pytest.raises(ConfigError, match="like_config"):
+        inject_scene(config=cfg, seed=0, frame=real, like_fraction=0.5)
+    with pytest.raises(ConfigError, match="--inject-into"):
+        simulate_matched(kind="fields", n=1, seed=0, out=tmp_path / "x", like=path,
+                         like_fraction=0.5)  # fmt: skip
+    with pytest.raises(ConfigError, match=r"not in \[0, 1\]"):
+        simulate_matched(kind="fields", n=1, seed=0, out=tmp_path / "x", inject_into=path,
+                         like_fraction=1.5)  # fmt: skip
 
 
 def test_injection_completeness_rises_with_flux(frame: tuple[Path, object]) -> None:
