@@ -17,6 +17,16 @@ from clumpdet.errors import ClumpdetError
 from clumpdet.sim.run import SIMULATORS
 
 
+def _label_snr(value: str | None) -> float | str | None:
+    """``--label-snr``: a number, ``reference``, or None."""
+    if value is None or value == "reference":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        return value  # simulate_matched names the bad value
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from clumpdet.sim import simulate_set
 
@@ -38,6 +48,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             workers=args.workers,
             overwrite=args.overwrite,
             like_fraction=args.like_fraction,
+            label_snr=_label_snr(args.label_snr),
         )
         print(f"wrote {args.n} survey-matched {args.kind} tiles, profile.yaml and truth to {out}")
         return 0
@@ -258,6 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="with --inject-into: this share of the tiles purely simulated from the profile",
+    )
+    s.add_argument(
+        "--label-snr",
+        default=None,
+        help="--like/--inject-into: S/N down to which objects are truth (number, or 'reference':"
+        " the depth of a SExtractor-default catalogue of the frame, measured on simulated tiles)",
     )
     s.set_defaults(func=_cmd_simulate)
 

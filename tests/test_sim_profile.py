@@ -174,6 +174,49 @@ def test_like_fraction_mixes_simulated_tiles(frame: tuple[Path, object], tmp_pat
                          like_fraction=1.5)  # fmt: skip
 
 
+def test_reference_depth_follows_the_finder_threshold(frame: tuple[Path, object]) -> None:
+    from clumpdet.baselines.sources import SourceFinderConfig
+    from clumpdet.sim.inject import reference_depth_snr
+
+    prof = measure_profile(frame[0])
+    cfg = profile_to_field_config(prof, tile=96, artefacts=False)
+    sex = reference_depth_snr(cfg, n=6, seed=1)
+    assert 3.0 < sex["snr"] < 20.0  # 1.5 sigma per pixel, 5 pixels: depth of a few sigma
+    def share(sel) -> float:
+        bins = [b for b in sex["bins"] if sel(b)]
+        return sum(b["found"] for b in bins) / max(1, sum(b["n"] for b in bins))
+
+    assert share(lambda b: b["snr_hi"] <= sex["snr"]) < 0.5
+    assert share(lambda b: b["snr_lo"] >= 1.5 * sex["snr"]) > 0.5
+    strict = SourceFinderConfig(thresh=6.0, background="none", reference_band="r")
+    deep = reference_depth_snr(cfg, n=6, seed=1, finder=strict)
+    assert deep["snr"] > 1.3 * sex["snr"]  # a higher detection threshold: a shallower catalogue
+
+
+def test_label_snr_sets_one_cut_for_injected_and_real(
+    frame: tuple[Path, object], tmp_path: Path
+) -> None:
+    import json
+
+    import yaml
+
+    from clumpdet.errors import ConfigError
+    from clumpdet.sim.inject import simulate_matched
+
+    path, _ = frame
+    out = simulate_matched(
+        kind="fields", n=3, seed=0, out=tmp_path / "inj", inject_into=path, tile=64,
+        label_snr=9.0, workers=1, progress=False,
+    )  # fmt: skip
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["truth"]["label_snr"] == pytest.approx(9.0)
+    doc = json.loads((out / "annotations.json").read_text())
+    assert doc["annotations"] and all(a["snr"] >= 9.0 for a in doc["annotations"])
+    with pytest.raises(ConfigError, match="number or 'reference'"):
+        simulate_matched(kind="fields", n=1, seed=0, out=tmp_path / "x", inject_into=path,
+                         label_snr="deep")  # fmt: skip
+
+
 def test_injection_completeness_rises_with_flux(frame: tuple[Path, object]) -> None:
     from clumpdet.sim.inject import injection_completeness, prepare_frame
 

@@ -27,6 +27,7 @@ callable such as a trained detector).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -344,6 +345,94 @@ def simulate_injected(
     )
 
 
+#: Catalogue-depth S/N bins of :func:`reference_depth_snr` (optimal S/N, log-spaced).
+_DEPTH_BINS = np.geomspace(2.0, 40.0, 14)
+
+
+def reference_depth_snr(
+    config: Any,
+    *,
+    n: int = 24,
+    seed: int = 7,
+    level: float = 0.5,
+    finder: Any = None,
+) -> dict[str, Any]:
+    """Optimal S/N at which a reference catalogue finder is ``level`` complete on simulated tiles.
+
+    ``n`` tiles of ``config`` (a survey profile's field config: its PSF, noise, counts) are
+    simulated, the classical finder runs on each with its noise and PSF width estimated the
+    way it is on a real frame (default: :class:`~clumpdet.baselines.sources.SourceFinderConfig`
+    defaults, i.e. SExtractor's ``default.sex`` detection: 1.5 sigma per pixel, 5 pixels, a
+    PSF-wide filter), and every simulated object, labelled or not, is matched within 1 PSF
+    FWHM. The returned ``snr`` is where the completeness vs S/N (bins of equal count) first
+    reaches ``level``. Used as ``truth.label_snr`` it teaches a detector
+    the depth of a catalogue made with that finder's settings from the frame's own noise and
+    PSF, without looking at any catalogue of the frame.
+
+    Returns
+    -------
+    dict
+        ``snr`` (float), ``level``, ``bins`` (``snr_lo, snr_hi, n, found`` on a fixed log grid,
+        for the record).
+    """
+    from clumpdet.baselines.sources import SourceFinderConfig, find_sources
+    from clumpdet.evaluation.matching import match_points
+    from clumpdet.sim.fields.scene import simulate_field_scene
+
+    cfg = finder or SourceFinderConfig(
+        background="none", reference_band=config.truth.reference_band
+    )
+    quiet = replace(config, truth=replace(config.truth, masks=False))
+    snr_all, found_all = [], []
+    for k in range(n):
+        sc = simulate_field_scene(config=quiet, seed=np.random.SeedSequence([seed, k]))
+        fwhm_px = sc.psf_fwhm / sc.pixel_scale
+        t = find_sources(
+            sc.image, noise_sigma=None, psf_fwhm_px=fwhm_px, bands=list(sc.bands), config=cfg
+        )
+        truth = np.array([[o["x"], o["y"]] for o in sc.objects]).reshape(-1, 2)
+        det = np.stack([np.asarray(t["x"]), np.asarray(t["y"])], axis=1).reshape(-1, 2)
+        m = match_points(truth, det, np.asarray(t["score"]), radius=fwhm_px)
+        snr_all.extend(float(o["snr"]) for o in sc.objects)
+        found_all.extend((m.truth_to_pred >= 0).tolist())
+    snr = np.asarray(snr_all)
+    found = np.asarray(found_all, dtype=bool)
+    bins = []
+    for lo, hi in itertools.pairwise(_DEPTH_BINS):
+        b = (snr >= lo) & (snr < hi)
+        bins.append(
+            {
+                "snr_lo": float(lo),
+                "snr_hi": float(hi),
+                "n": int(b.sum()),
+                "found": int(found[b].sum()),
+            }
+        )
+    return {"snr": _crossing_depth(snr, found, level=level), "level": level, "bins": bins}
+
+
+def _crossing_depth(snr: np.ndarray, found: np.ndarray, *, level: float) -> float:
+    """S/N where the completeness first reaches ``level``: objects sorted by S/N in bins of
+    equal count (``max(8, N // 20)``), log-linear interpolation between the bins' median S/N;
+    the faintest bin's S/N when it is already complete enough, the brightest's when none is."""
+    order = np.argsort(snr)
+    s, f = snr[order], found[order].astype(np.float64)
+    if s.size == 0:
+        return float(_DEPTH_BINS[-1])
+    size = max(8, s.size // 20)
+    groups = [slice(i, min(i + size, s.size)) for i in range(0, s.size, size)]
+    centres = [float(np.median(s[g])) for g in groups]
+    frac = [float(f[g].mean()) for g in groups]
+    if frac[0] >= level:
+        return max(centres[0], 1e-3)
+    for (c0, f0), (c1, f1) in itertools.pairwise(zip(centres, frac)):
+        if f0 < level <= f1:
+            t = (level - f0) / (f1 - f0)
+            c0, c1 = max(c0, 1e-3), max(c1, 1e-3)
+            return float(math.exp(math.log(c0) + t * (math.log(c1) - math.log(c0))))
+    return centres[-1]
+
+
 def simulate_matched(
     *,
     kind: str,
@@ -361,6 +450,7 @@ def simulate_matched(
     overwrite: bool = False,
     progress: bool = True,
     like_fraction: float = 0.0,
+    label_snr: float | str | None = None,
 ) -> Path:
     """``clumpdet simulate fields --like / --profile / --inject-into``: survey-matched tiles.
 
@@ -368,6 +458,12 @@ def simulate_matched(
     given one. The profile is written to ``out/profile.yaml``. With ``--inject-into``,
     ``like_fraction`` (``--like-fraction``) of the tiles are purely simulated from the profile,
     with its artefacts, instead of injected.
+
+    ``label_snr`` (``--label-snr``) sets ``truth.label_snr``, the optimal S/N down to which
+    objects are truth, for the simulated, the injected and the frame's own sources alike: a
+    number, or ``"reference"`` for :func:`reference_depth_snr` of the profile (the depth of a
+    catalogue made with SExtractor's default detection settings on the frame; it is written to
+    ``out/label_depth.json``). None keeps the config's value (5).
     """
     from clumpdet.sim.profile import (
         load_profile,
@@ -394,6 +490,17 @@ def simulate_matched(
         profile_to_field_config(prof, tile=tile, artefacts=inject_into is None), overrides
     )
     out = Path(out)
+    depth = None
+    if isinstance(label_snr, str):
+        if label_snr != "reference":
+            raise ConfigError(f"--label-snr {label_snr!r}: give a number or 'reference'")
+        plain = with_overrides(profile_to_field_config(prof, tile=tile, artefacts=False), overrides)
+        depth = reference_depth_snr(plain)
+        label_snr = depth["snr"]
+    if label_snr is not None:
+        if not float(label_snr) >= 0.0:
+            raise ConfigError(f"--label-snr {label_snr}: must be >= 0")
+        cfg = replace(cfg, truth=replace(cfg.truth, label_snr=float(label_snr)))
     if inject_into is not None:
         frame = prepare_frame(inject_into, prof, real_snr_min=cfg.truth.label_snr)
         simulate_injected(
@@ -406,7 +513,10 @@ def simulate_matched(
             overwrite=overwrite,
             progress=progress,
             like_config=(
-                with_overrides(profile_to_field_config(prof, tile=tile), overrides)
+                replace(
+                    with_overrides(profile_to_field_config(prof, tile=tile), overrides),
+                    truth=cfg.truth,
+                )
                 if like_fraction > 0.0
                 else None
             ),
@@ -425,6 +535,13 @@ def simulate_matched(
             progress=progress,
         )
     save_profile(prof, out / "profile.yaml")
+    if depth is not None:
+        import json
+
+        from clumpdet.utils import atomic_write
+
+        with atomic_write(out / "label_depth.json", "w") as fh:
+            json.dump(depth, fh, indent=1)
     return out
 
 
