@@ -182,6 +182,7 @@ def test_reference_depth_follows_the_finder_threshold(frame: tuple[Path, object]
     cfg = profile_to_field_config(prof, tile=96, artefacts=False)
     sex = reference_depth_snr(cfg, n=6, seed=1)
     assert 3.0 < sex["snr"] < 20.0  # 1.5 sigma per pixel, 5 pixels: depth of a few sigma
+
     def share(sel) -> float:
         bins = [b for b in sex["bins"] if sel(b)]
         return sum(b["found"] for b in bins) / max(1, sum(b["n"] for b in bins))
