@@ -305,3 +305,22 @@ def test_cli_like_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     )
     assert "none.fits" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_cli_label_snr_and_like_fraction_errors_are_one_line(
+    frame: tuple[Path, object], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from clumpdet.cli import main
+
+    base = ["simulate", "fields", "--n", "1", "--tile", "64", "--workers", "1"]
+    rc = main(
+        [*base, "--inject-into", str(frame[0]), "--label-snr", "deep", "--out", str(tmp_path / "a")]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "number or 'reference'" in err[0]
+    rc = main(
+        [*base, "--like", str(frame[0]), "--like-fraction", "0.3", "--out", str(tmp_path / "b")]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--inject-into" in err[0]
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
