@@ -23,9 +23,10 @@ by all kinds:
 Detector checkpoints also store ``detection_kind`` (``"clumps"``: clump catalogues with host
 photometry; ``"sources"``: star/galaxy catalogues, :data:`DETECTION_KINDS`) and ``pixel_scale``
 (arcsec/pixel of the training images, read from their WCS; inputs at another scale are resampled
-to it by :class:`~clumpdet.inference.predictor.Predictor`). Detector checkpoints written before
-``pixel_scale`` existed load with :data:`DEFAULT_PIXEL_SCALE` (0.396"/px, the SDSS scale of every
-simulated clump set of that time).
+to it by :class:`~clumpdet.inference.predictor.Predictor`) and ``psf_fwhm_px`` (median PSF FWHM
+of the training images in their pixels, from the COCO ``images`` records; None when unknown).
+Detector checkpoints written before ``pixel_scale`` existed load with
+:data:`DEFAULT_PIXEL_SCALE` (0.396"/px, the SDSS scale of every simulated clump set of that time).
 
 Older checkpoints, written before ``input`` and ``detection_kind`` existed, load with defaults
 derived once, in :func:`_legacy_defaults`: a detector's detection kind is ``"clumps"`` when a
@@ -165,6 +166,7 @@ def save_checkpoint(
     metrics: Mapping[str, Any] | None = None,
     source: Mapping[str, Any] | None = None,
     pixel_scale: float | None = None,
+    psf_fwhm_px: float | None = None,
 ) -> Path:
     """Write a checkpoint of any kind atomically (``weights_only``-loadable).
 
@@ -196,6 +198,8 @@ def save_checkpoint(
         Backbones: provenance (task, run ...).
     pixel_scale : float, optional
         Detectors: arcsec/pixel of the training images; default :data:`DEFAULT_PIXEL_SCALE`.
+    psf_fwhm_px : float, optional
+        Detectors: median PSF FWHM of the training images in their pixels (None: not known).
 
     Returns
     -------
@@ -245,6 +249,7 @@ def save_checkpoint(
                 backbone_arch=bare_arch(model.backbone.trunk),
                 image_size=[int(h), int(w)],
                 pixel_scale=_check_pixel_scale(pixel_scale, path),
+                psf_fwhm_px=None if psf_fwhm_px is None else float(psf_fwhm_px),
             )
         else:
             from clumpdet.tasks import label_names
@@ -343,6 +348,8 @@ class DetectorBundle:
         Short hash of the checkpoint file (catalogue provenance).
     pixel_scale : float
         Arcsec/pixel of the training images (:data:`DEFAULT_PIXEL_SCALE` for old checkpoints).
+    psf_fwhm_px : float or None
+        Median PSF FWHM of the training images, px (None when the checkpoint does not say).
     """
 
     model: torch.nn.Module
@@ -356,6 +363,7 @@ class DetectorBundle:
     path: Path | None = None
     sha256: str = ""
     pixel_scale: float = DEFAULT_PIXEL_SCALE
+    psf_fwhm_px: float | None = None
 
 
 @dataclass
@@ -447,6 +455,7 @@ def load_detector(path: str | Path, *, device: str | torch.device = "cpu") -> De
         detection_kind=obj["detection_kind"],
         input=obj["input"],
         pixel_scale=obj["pixel_scale"],
+        psf_fwhm_px=obj.get("psf_fwhm_px"),
         **_provenance(obj, path),
     )
 

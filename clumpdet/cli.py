@@ -17,6 +17,16 @@ from clumpdet.errors import ClumpdetError
 from clumpdet.sim.run import SIMULATORS
 
 
+def _label_snr(value: str | None) -> float | str | None:
+    """``--label-snr``: a number, ``reference``, or None."""
+    if value is None or value == "reference":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        return value  # simulate_matched names the bad value
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from clumpdet.sim import simulate_set
 
@@ -37,6 +47,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             overrides=args.set,
             workers=args.workers,
             overwrite=args.overwrite,
+            like_fraction=args.like_fraction,
+            label_snr=_label_snr(args.label_snr),
         )
         print(f"wrote {args.n} survey-matched {args.kind} tiles, profile.yaml and truth to {out}")
         return 0
@@ -252,6 +264,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bands", nargs="+", default=None, help="band of each plane of the frame")
     s.add_argument("--pixel-scale", type=float, default=None, help="arcsec/px if no WCS")
     s.add_argument("--tile", type=int, default=128, help="tile side for --like/--inject-into")
+    s.add_argument(
+        "--like-fraction",
+        type=float,
+        default=0.0,
+        help="with --inject-into: this share of the tiles purely simulated from the profile",
+    )
+    s.add_argument(
+        "--label-snr",
+        default=None,
+        help="--like/--inject-into: S/N down to which objects are truth (number, or 'reference':"
+        " the depth of a SExtractor-default catalogue of the frame, measured on simulated tiles)",
+    )
     s.set_defaults(func=_cmd_simulate)
 
     e = sub.add_parser("evaluate", help="score COCO-results predictions against COCO truth")

@@ -96,9 +96,71 @@ def fields_model(tmp_path_factory) -> Path:
 
 
 def test_fields_config_trains_end_to_end(fields_model):
+    import json
+
     bundle = load_detector(fields_model)
     assert bundle.class_names == ("star", "galaxy") and bundle.detection_kind == "sources"
     assert bundle.preprocessing.bands == ("g", "r", "z")
+    # the training PSF travels with the weights: the median of the training images' records
+    doc = json.loads((fields_model.parent / "data" / "train" / "annotations.json").read_text())
+    want = float(np.median([im["psf_fwhm_px"] for im in doc["images"]]))
+    assert bundle.psf_fwhm_px == pytest.approx(want, rel=1e-6)
+
+
+def test_checkpoint_psf_fwhm_is_optional(tmp_path):
+    import torch
+
+    from clumpdet.checkpoints import save_checkpoint
+    from clumpdet.config import to_dict
+    from clumpdet.models.detector import DetectorConfig, build_detector
+
+    mc = DetectorConfig(class_names=("star", "galaxy"), detection_kind="sources")
+    model = build_detector(config=mc, in_chans=1, image_mean=[0.0], image_std=[1.0])
+    pre = Preprocessing(bands=("r",), stretch="asinh", mean=(0.0,), std=(1.0,))
+    kw = dict(kind="detector", model=model, preprocessing=pre, model_config=to_dict(mc))
+    with_psf = save_checkpoint(tmp_path / "a.pt", image_size=(64, 64), psf_fwhm_px=2.25, **kw)
+    without = save_checkpoint(tmp_path / "b.pt", image_size=(64, 64), **kw)
+    assert load_detector(with_psf).psf_fwhm_px == pytest.approx(2.25)
+    assert load_detector(without).psf_fwhm_px is None
+    # a file written before the key existed loads as "not known"
+    obj = torch.load(without, weights_only=True)
+    obj.pop("psf_fwhm_px")
+    torch.save(obj, tmp_path / "old.pt")
+    assert load_detector(tmp_path / "old.pt").psf_fwhm_px is None
+
+
+def test_centre_suppression_removes_concentric_duplicates_not_pairs():
+    import torch
+
+    from clumpdet.models.detector import DetectorConfig, centre_suppression
+
+    boxes = torch.tensor(
+        [
+            [10.0, 10.0, 14.1, 14.1],  # a source, 4.1 px box
+            [9.6, 9.7, 15.0, 15.1],  # the same source, 5.4 px box, centre 0.17 px off (IoU 0.58)
+            [20.0, 10.0, 25.0, 15.0],  # a neighbour 2.5 px from the next one
+            [22.5, 10.0, 27.5, 15.0],
+        ]
+    )
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
+    assert centre_suppression(boxes, scores, 0.25).tolist() == [0, 2, 3]
+    assert centre_suppression(boxes, scores, 0.0).tolist() == [0, 1, 2, 3]
+    assert centre_suppression(boxes, scores, 0.6).tolist() == [0, 2]  # pair closer than 0.6*5
+    assert centre_suppression(boxes[:1], scores[:1], 0.25).tolist() == [0]
+    with pytest.raises(ConfigError, match="centre_merge"):
+        DetectorConfig(centre_merge=1.5)
+
+
+def test_auto_zoom_uses_the_checkpoint_psf():
+    from clumpdet.experiments.real_field import TRAINING_FWHM_PX, auto_zoom
+
+    assert auto_zoom(training_fwhm_px=2.3, frame_fwhm_px=2.25) == 1.0  # within tolerance
+    assert auto_zoom(training_fwhm_px=4.5, frame_fwhm_px=2.25) == pytest.approx(2.0)
+    assert auto_zoom(training_fwhm_px=2.0, frame_fwhm_px=4.0) == 1.0  # never bins the frame
+    assert auto_zoom(training_fwhm_px=None, frame_fwhm_px=2.0) == pytest.approx(
+        TRAINING_FWHM_PX / 2.0
+    )
+    assert auto_zoom(training_fwhm_px=3.0, frame_fwhm_px=float("nan")) == 1.0
 
 
 def test_benchmark_writes_table_plots_and_overlays(fields_model, tmp_path):
@@ -173,9 +235,57 @@ def test_real_field_check_on_a_synthetic_frame(fields_model, tmp_path):
         catalogue=tmp_path / "frame.cat",
         out=tmp_path / "check",
     )
+    from clumpdet.experiments.real_field import auto_zoom
+
     assert res["fwhm_px"] == pytest.approx(2.2, rel=0.2)
-    assert res["zoom"] == pytest.approx(1.0 / 0.263 / res["fwhm_px"])
+    assert res["psf_fwhm_px_fit"] == pytest.approx(2.2, rel=0.1)
+    assert res["training_psf_fwhm_px"] == pytest.approx(load_detector(fields_model).psf_fwhm_px)
+    assert res["zoom"] == pytest.approx(
+        auto_zoom(
+            training_fwhm_px=res["training_psf_fwhm_px"], frame_fwhm_px=res["psf_fwhm_px_fit"]
+        )
+    )
+    assert res["zoom"] > 1.4  # DECam-like training PSF (~3.8 px) vs 2.2 px
     assert res["n_sextractor"] == 8 and res["n_sextractor_above_snr_min"] == 8
     assert res["sep_sextractor_settings"]["recovered_above_snr_min"] == 1.0
     assert (tmp_path / "check" / "overlay.png").is_file()
     assert (tmp_path / "check" / "real_field.json").is_file()
+    missed = res["clumpdet"]["missed_above_snr_min"]
+    assert (tmp_path / "check" / "missed.png").is_file() == bool(missed)
+    for m in missed:  # each miss says where the detector's nearest output of any score was
+        assert {"edge_dist_px", "nearest_source_px", "nearest_any_score"} <= set(m)
+
+
+def test_missed_source_diagnostics_on_hand_built_cases(tmp_path):
+    import pandas as pd
+
+    from clumpdet.experiments.real_field import _describe_missed, plot_missed_cutouts
+
+    ref = np.array([[10.0, 10.0], [50.0, 50.0], [3.0, 60.0]])
+    missed = pd.DataFrame(
+        {
+            "NUMBER": [2, 3],
+            "x": [50.0, 3.0],
+            "y": [50.0, 60.0],
+            "snr": [11.0, 12.0],
+            "FLAGS": [0, 16],
+        }
+    )
+    kept = np.array([[10.2, 10.0]])
+    every = np.array([[10.2, 10.0], [50.5, 50.0], [52.0, 50.0], [30.0, 30.0]])
+    scores = np.array([0.9, 0.2, 0.3, 0.1])
+    rows = _describe_missed(missed, ref, kept, every, scores, shape=(64, 64), fwhm=2.0)
+    assert rows[0]["edge_dist_px"] == pytest.approx(14.0)
+    assert rows[0]["nearest_any_score"] == pytest.approx(0.3)  # best within 2 FWHM = 4 px
+    assert rows[0]["nearest_any_dist_px"] == pytest.approx(2.0)
+    assert rows[1]["edge_dist_px"] == pytest.approx(3.0) and rows[1]["nearest_any_score"] is None
+    assert rows[1]["nearest_source_px"] == pytest.approx(np.hypot(47.0, 10.0), abs=0.01)
+    png = plot_missed_cutouts(
+        np.random.default_rng(0).normal(size=(64, 64)),
+        tmp_path / "missed.png",
+        missed=rows,
+        reference_xy=ref,
+        detections_xy=kept,
+        rms=1.0,
+    )
+    assert png.is_file() and png.stat().st_size > 1000

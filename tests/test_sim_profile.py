@@ -80,14 +80,18 @@ def test_injection_truth(frame: tuple[Path, object]) -> None:
     path, _ = frame
     prof = measure_profile(path)
     real = prepare_frame(path, prof, real_snr_min=20.0)
-    assert len(real.real) > 3 and all(r["score"] >= 20 for r in real.real)
+    assert len(real.real) > 3 and all(r["snr"] >= 20 for r in real.real)
+    # the cut is the matched-filter S/N: a lower cut keeps a superset, each real truth object
+    # carries it, and the injected objects' cut is the same number (simulate_matched)
+    deeper = prepare_frame(path, prof, real_snr_min=5.0)
+    assert len(deeper.real) > len(real.real) and min(r["snr"] for r in deeper.real) >= 5.0
     cfg = profile_to_field_config(prof, tile=96, artefacts=False)
     sc = inject_scene(config=cfg, seed=5, image_id=0, frame=real)
     assert sc.image.shape == (1, 96, 96)
     injected = [o for o in sc.objects if not o["real"]]
     mine = [o for o in sc.objects if o["real"]]
     assert injected and mine
-    assert all(o["labelled"] for o in mine)
+    assert all(o["labelled"] and o["snr"] >= 20 for o in mine)
     assert all(0 <= o["x"] < 96 and 0 <= o["y"] < 96 for o in mine)
     # the tile is the real cut plus the injected light: flux adds up around a bright injection
     bright = max((o for o in injected if o["labelled"]), key=lambda o: o["snr"])
@@ -106,6 +110,112 @@ def test_injection_truth(frame: tuple[Path, object]) -> None:
     x, y = int(bright["x"]), int(bright["y"])
     cut = (slice(max(0, y - 3), y + 4), slice(max(0, x - 3), x + 4))
     assert sc.image[0][cut].sum() > sc2.image[0][cut].sum()
+
+
+def test_matched_filter_snr_is_the_optimal_point_source_snr() -> None:
+    import galsim
+
+    from clumpdet.sim.inject import matched_filter_snr
+
+    fwhm, beta, sigma = 2.4, 3.0, 2.0
+    img = galsim.ImageD(64, 64, scale=1.0)
+    star = galsim.Moffat(beta=beta, fwhm=fwhm, flux=500.0)
+    # galsim's pixel centres are integers (1-based): (31, 41) is corner-origin (30.5, 40.5)
+    star.drawImage(image=img, center=galsim.PositionD(31.0, 41.0), method="no_pixel")
+    model = img.array
+    optimal = np.sqrt((model**2).sum()) / sigma  # what the simulator calls snr
+    got = matched_filter_snr(
+        model[None], np.array([[30.5, 40.5], [5.0, 5.0]]), sigma=[sigma], fwhm_px=[fwhm],
+        beta=[beta],
+    )  # fmt: skip
+    assert got[0] == pytest.approx(optimal, rel=0.02)
+    assert got[1] == pytest.approx(0.0, abs=1e-6)
+    # off the pixel centres too (the filter is centred on the given position)
+    off = galsim.ImageD(64, 64, scale=1.0)
+    star.drawImage(image=off, center=galsim.PositionD(31.5, 41.5), method="no_pixel")
+    half = matched_filter_snr(
+        off.array[None], np.array([[31.0, 41.0]]), sigma=[sigma], fwhm_px=[fwhm], beta=[beta]
+    )
+    assert half[0] == pytest.approx(optimal, rel=0.02)
+    # two bands add in quadrature; a negative band does not count
+    two = matched_filter_snr(
+        np.stack([model, -model]), np.array([[30.5, 40.5]]), sigma=[sigma, sigma],
+        fwhm_px=[fwhm, fwhm], beta=[beta, beta],
+    )  # fmt: skip
+    assert two[0] == pytest.approx(got[0], rel=1e-6)
+    with pytest.raises(ValueError, match="one sigma"):
+        matched_filter_snr(model[None], np.zeros((1, 2)), sigma=[1, 2], fwhm_px=[2], beta=[3])
+
+
+def test_like_fraction_mixes_simulated_tiles(frame: tuple[Path, object], tmp_path: Path) -> None:
+    from clumpdet.errors import ConfigError
+    from clumpdet.sim.inject import inject_scene, prepare_frame, simulate_matched
+
+    path, _ = frame
+    prof = measure_profile(path)
+    real = prepare_frame(path, prof)
+    cfg = profile_to_field_config(prof, tile=64, artefacts=False)
+    like = profile_to_field_config(prof, tile=64)
+    kinds = []
+    for seed in range(12):
+        sc = inject_scene(config=cfg, seed=seed, frame=real, like_config=like, like_fraction=0.5)
+        kinds.append(any(o["real"] for o in sc.objects))
+        assert all("real" in o for o in sc.objects)
+    assert 0 < sum(kinds) < len(kinds)  # some injected tiles (with real sources), some not
+    all_like = inject_scene(config=cfg, seed=0, frame=real, like_config=like, like_fraction=1.0)
+    assert not any(o["real"] for o in all_like.objects)
+    with pytest.raises(ConfigError, match="like_config"):
+        inject_scene(config=cfg, seed=0, frame=real, like_fraction=0.5)
+    with pytest.raises(ConfigError, match="--inject-into"):
+        simulate_matched(kind="fields", n=1, seed=0, out=tmp_path / "x", like=path,
+                         like_fraction=0.5)  # fmt: skip
+    with pytest.raises(ConfigError, match=r"not in \[0, 1\]"):
+        simulate_matched(kind="fields", n=1, seed=0, out=tmp_path / "x", inject_into=path,
+                         like_fraction=1.5)  # fmt: skip
+
+
+def test_reference_depth_follows_the_finder_threshold(frame: tuple[Path, object]) -> None:
+    from clumpdet.baselines.sources import SourceFinderConfig
+    from clumpdet.sim.inject import reference_depth_snr
+
+    prof = measure_profile(frame[0])
+    cfg = profile_to_field_config(prof, tile=96, artefacts=False)
+    sex = reference_depth_snr(cfg, n=6, seed=1)
+    assert 3.0 < sex["snr"] < 20.0  # 1.5 sigma per pixel, 5 pixels: depth of a few sigma
+
+    def share(sel) -> float:
+        bins = [b for b in sex["bins"] if sel(b)]
+        return sum(b["found"] for b in bins) / max(1, sum(b["n"] for b in bins))
+
+    assert share(lambda b: b["snr_hi"] <= sex["snr"]) < 0.5
+    assert share(lambda b: b["snr_lo"] >= 1.5 * sex["snr"]) > 0.5
+    strict = SourceFinderConfig(thresh=6.0, background="none", reference_band="r")
+    deep = reference_depth_snr(cfg, n=6, seed=1, finder=strict)
+    assert deep["snr"] > 1.3 * sex["snr"]  # a higher detection threshold: a shallower catalogue
+
+
+def test_label_snr_sets_one_cut_for_injected_and_real(
+    frame: tuple[Path, object], tmp_path: Path
+) -> None:
+    import json
+
+    import yaml
+
+    from clumpdet.errors import ConfigError
+    from clumpdet.sim.inject import simulate_matched
+
+    path, _ = frame
+    out = simulate_matched(
+        kind="fields", n=3, seed=0, out=tmp_path / "inj", inject_into=path, tile=64,
+        label_snr=9.0, workers=1, progress=False,
+    )  # fmt: skip
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["truth"]["label_snr"] == pytest.approx(9.0)
+    doc = json.loads((out / "annotations.json").read_text())
+    assert doc["annotations"] and all(a["snr"] >= 9.0 for a in doc["annotations"])
+    with pytest.raises(ConfigError, match="number or 'reference'"):
+        simulate_matched(kind="fields", n=1, seed=0, out=tmp_path / "x", inject_into=path,
+                         label_snr="deep")  # fmt: skip
 
 
 def test_injection_completeness_rises_with_flux(frame: tuple[Path, object]) -> None:
@@ -195,3 +305,22 @@ def test_cli_like_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     )
     assert "none.fits" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_cli_label_snr_and_like_fraction_errors_are_one_line(
+    frame: tuple[Path, object], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from clumpdet.cli import main
+
+    base = ["simulate", "fields", "--n", "1", "--tile", "64", "--workers", "1"]
+    rc = main(
+        [*base, "--inject-into", str(frame[0]), "--label-snr", "deep", "--out", str(tmp_path / "a")]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "number or 'reference'" in err[0]
+    rc = main(
+        [*base, "--like", str(frame[0]), "--like-fraction", "0.3", "--out", str(tmp_path / "b")]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--inject-into" in err[0]
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

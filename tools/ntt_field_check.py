@@ -1,14 +1,16 @@
 """Real-image check: a trained star/galaxy detector against SExtractor on the ESO NTT frame.
 
 Writes ``real_field.json`` (recovery of SExtractor sources, by S/N; the extra detections with
-their aperture S/N), ``overlay.png`` and ``detections.csv`` under ``--out``.
+their aperture S/N; why each missed source was missed), ``overlay.png``, ``missed.png`` (cutouts
+around the missed sources) and ``detections.csv`` under ``--out``. The frame is resampled only
+when its PSF is narrower than the training PSF stored in the checkpoint (``psf_fwhm_px``).
 
 Example::
 
     python tools/ntt_field_check.py --checkpoint results/fields_benchmark/run/model.pt \\
         --out results/ntt_field
     # a detector trained at the frame's own PSF (clumpdet simulate fields --like/--inject-into):
-    python tools/ntt_field_check.py --checkpoint runs/matched/model.pt --zoom 1 \
+    python tools/ntt_field_check.py --checkpoint runs/matched/model.pt \
         --threshold-from data/inj_val/annotations.json --out results/ntt_matched
 """
 
@@ -34,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--catalogue", type=Path, default=DATA / "image.cat")
     p.add_argument("--snr-min", type=float, default=10.0, help="SExtractor AUTO S/N limit")
     p.add_argument("--radius", type=float, default=2.0, help="match radius, frame pixels")
-    p.add_argument("--zoom", type=float, default=None, help="resampling (default: match PSF)")
+    p.add_argument(
+        "--zoom", type=float, default=None, help="resampling (default: checkpoint PSF / frame PSF)"
+    )
     p.add_argument("--score-threshold", type=float, default=None)
     p.add_argument(
         "--threshold-from",

@@ -186,8 +186,10 @@ class PreparedData:
     """Datasets and truth for a training run.
 
     ``input`` describes the training images (:func:`clumpdet.checkpoints.input_kind_of` of the
-    first one) and ``pixel_scale`` their arcsec/pixel (from the first one's WCS, else
-    :data:`clumpdet.checkpoints.DEFAULT_PIXEL_SCALE`); both are stored in the exported checkpoint.
+    first one), ``pixel_scale`` their arcsec/pixel (from the first one's WCS, else
+    :data:`clumpdet.checkpoints.DEFAULT_PIXEL_SCALE`) and ``psf_fwhm_px`` their median PSF FWHM
+    in pixels (the COCO ``images`` records' ``psf_fwhm_px``; None when absent); all are stored in
+    the exported checkpoint.
     """
 
     train: Any
@@ -197,6 +199,13 @@ class PreparedData:
     image_size: tuple[int, int]
     input: dict[str, str]
     pixel_scale: float | None = None
+    psf_fwhm_px: float | None = None
+
+
+def _median_psf_fwhm_px(doc: dict[str, Any]) -> float | None:
+    """Median ``psf_fwhm_px`` of a COCO set's image records (None if none has one)."""
+    vals = [float(im["psf_fwhm_px"]) for im in doc["images"] if im.get("psf_fwhm_px")]
+    return float(np.median(vals)) if vals else None
 
 
 def _subset_coco(doc: dict[str, Any], ids: list[int]) -> dict[str, Any]:
@@ -322,6 +331,7 @@ def prepare_data(
         pixel_scale=file_pixel_scale(
             Path(train_doc["_root"]) / train_doc["images"][0]["file_name"]
         ),
+        psf_fwhm_px=_median_psf_fwhm_px(train_doc),
     )
 
 
@@ -437,6 +447,7 @@ def train_detector(
         image_size=data.image_size,
         input=data.input,
         pixel_scale=data.pixel_scale,
+        psf_fwhm_px=data.psf_fwhm_px,
         config=to_dict(config),
         metrics=metrics,
     )

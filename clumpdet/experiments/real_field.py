@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,27 @@ from clumpdet.evaluation.matching import match_points
 from clumpdet.noise import mad_sigma
 from clumpdet.utils import atomic_write
 
-#: Median reference-band PSF FWHM of the default field simulations, px (1.0" at 0.263"/px).
+#: Median reference-band PSF FWHM of the default field simulations, px (1.0" at 0.263"/px): the
+#: training PSF assumed for checkpoints that do not record theirs.
 TRAINING_FWHM_PX = 1.0 / 0.263
+
+#: PSF ratios within this fraction of 1 are not resampled (the training PSFs scatter by ~10 %).
+ZOOM_TOLERANCE = 0.15
+
+
+def auto_zoom(*, training_fwhm_px: float | None, frame_fwhm_px: float) -> float:
+    """Resampling factor that gives the frame's PSF the training PSF's width in pixels.
+
+    ``training_fwhm_px`` is the checkpoint's ``psf_fwhm_px`` (None: :data:`TRAINING_FWHM_PX`);
+    ratios within :data:`ZOOM_TOLERANCE` of 1 and ratios below 1 (the frame's PSF is broader
+    than the training one: the frame is never binned) give 1.
+    """
+    train = TRAINING_FWHM_PX if training_fwhm_px is None else float(training_fwhm_px)
+    if not (math.isfinite(frame_fwhm_px) and frame_fwhm_px > 0):
+        return 1.0
+    ratio = train / float(frame_fwhm_px)
+    return 1.0 if ratio < 1.0 + ZOOM_TOLERANCE else float(ratio)
+
 
 _SNR_BINS = (3.0, 5.0, 10.0, 20.0, 50.0, 100.0, np.inf)
 
@@ -95,14 +115,18 @@ def check_against_sextractor(
     match_radius_px : float
         Match radius in the frame's pixels.
     zoom : float, optional
-        Resampling factor; default ``TRAINING_FWHM_PX / measured FWHM``.
+        Resampling factor; default :func:`auto_zoom` of the checkpoint's training PSF
+        (``psf_fwhm_px``, else :data:`TRAINING_FWHM_PX`) and the frame's PSF measured the way
+        survey profiles measure it (:func:`clumpdet.sim.profile.measure_psf`, an elliptical
+        Moffat fit to isolated stars; :func:`measure_fwhm` when that finds none).
     score_threshold : float, optional
         Default: the checkpoint's operating threshold.
 
     Returns
     -------
     dict
-        ``fwhm_px``, ``zoom``, ``n_sextractor``, recovery fractions (overall, by S/N bin),
+        ``fwhm_px`` (r50-based), ``psf_fwhm_px_fit``, ``training_psf_fwhm_px``, ``zoom``,
+        ``n_sextractor``, recovery fractions (overall, by S/N bin),
         ``n_detections``, ``extras`` (unmatched detections with their aperture S/N), the same
         recovery for sep run with SExtractor's settings, and the paths written.
     """
@@ -111,6 +135,7 @@ def check_against_sextractor(
     from clumpdet.baselines.sources import SourceFinderConfig, find_sources
     from clumpdet.inference.overlay import plot_point_overlays
     from clumpdet.inference.predictor import Predictor
+    from clumpdet.sim.profile import measure_psf
 
     out = Path(out)
     img = read_image(image, nan_policy="median")
@@ -118,9 +143,16 @@ def check_against_sextractor(
     sub, rms = _background(plane)
     cat = read_sextractor_catalogue(catalogue)
     fwhm = measure_fwhm(sub, rms=rms)
-    z = float(zoom) if zoom is not None else max(1.0, TRAINING_FWHM_PX / fwhm)
+    fit = measure_psf(sub, noise_sigma=rms)["psf_fwhm_px"]
+    fwhm_fit = float(fit) if math.isfinite(fit) else fwhm
 
     pred = Predictor.from_checkpoint(checkpoint)
+    train_fwhm = pred.bundle.psf_fwhm_px
+    z = (
+        float(zoom)
+        if zoom is not None
+        else auto_zoom(training_fwhm_px=train_fwhm, frame_fwhm_px=fwhm_fit)
+    )
     thr = pred.bundle.model_config.score_threshold if score_threshold is None else score_threshold
     big = sub
     if z != 1.0:
@@ -135,9 +167,11 @@ def check_against_sextractor(
             rng = np.random.default_rng(0)
             big = big + rng.normal(0.0, np.sqrt(want**2 - have**2), size=big.shape)
     cube = np.repeat(big[None].astype(np.float32), len(pred.bands), axis=0)
-    (det,) = pred.predict([cube])
-    det = det.above(thr)
+    (det_all,) = pred.predict([cube])
+    det = det_all.above(thr)
     boxes = det.boxes.astype(np.float64) / z
+    b_all = det_all.boxes.astype(np.float64) / z
+    xy_all = np.stack([(b_all[:, 0] + b_all[:, 2]) / 2, (b_all[:, 1] + b_all[:, 3]) / 2], axis=1)
     ours = pd.DataFrame(
         {
             "x": 0.5 * (boxes[:, 0] + boxes[:, 2]),
@@ -163,6 +197,8 @@ def check_against_sextractor(
         "checkpoint": str(checkpoint),
         "background_rms": rms,
         "fwhm_px": fwhm,
+        "psf_fwhm_px_fit": fwhm_fit,
+        "training_psf_fwhm_px": train_fwhm,
         "zoom": z,
         "score_threshold": float(thr),
         "match_radius_px": match_radius_px,
@@ -188,9 +224,15 @@ def check_against_sextractor(
             "n_recovered_above_snr_min": int(found[sel].sum()),
             "recovered_all": float(found.mean()) if len(found) else float("nan"),
             "by_snr": bins,
-            "missed_above_snr_min": cat.loc[sel & ~found, ["NUMBER", "x", "y", "snr", "FLAGS"]]
-            .round(2)
-            .to_dict("records"),
+            "missed_above_snr_min": _describe_missed(
+                cat[sel & ~found],
+                ref_xy,
+                frame[["x", "y"]].to_numpy(),
+                xy_all if name == "clumpdet" else None,
+                det_all.scores if name == "clumpdet" else None,
+                shape=sub.shape,
+                fwhm=fwhm,
+            ),
             "n_unmatched_detections": int((m.pred_to_truth < 0).sum()),
         }
         if name == "clumpdet":
@@ -244,9 +286,140 @@ def check_against_sextractor(
         title=f"{Path(image).name}: zoom {z:.2f}, FWHM {fwhm:.2f} px, score >= {thr:.2f}",
     )
     result["overlay"] = str(out / "overlay.png")
+    missed = result["clumpdet"]["missed_above_snr_min"]
+    if missed:
+        plot_missed_cutouts(
+            sub,
+            out / "missed.png",
+            missed=missed,
+            reference_xy=ref_xy,
+            detections_xy=ours[["x", "y"]].to_numpy(),
+            rms=rms,
+        )
+        result["missed_png"] = str(out / "missed.png")
     with atomic_write(out / "real_field.json", "w") as fh:
         json.dump(to_json_safe(result), fh, indent=1)
     return result
+
+
+def _describe_missed(
+    missed: pd.DataFrame,
+    ref_xy: np.ndarray,
+    det_xy: np.ndarray,
+    all_xy: np.ndarray | None,
+    all_scores: np.ndarray | None,
+    *,
+    shape: tuple[int, int],
+    fwhm: float,
+) -> list[dict[str, Any]]:
+    """Why each missed reference source was missed: its edge distance, nearest reference
+    neighbour, nearest kept detection, and the best-scoring detection of any score near it.
+
+    ``nearest_any_score`` / ``nearest_any_dist_px``: the highest-scoring detection (before the
+    operating threshold) within 2 FWHM, i.e. whether the threshold or the localisation lost it.
+    """
+    rows = []
+    h, w = shape
+    for _, r in missed.iterrows():
+        x, y = float(r["x"]), float(r["y"])
+        d_ref = np.hypot(ref_xy[:, 0] - x, ref_xy[:, 1] - y)
+        d_ref = d_ref[d_ref > 1e-6]
+        d_det = np.hypot(det_xy[:, 0] - x, det_xy[:, 1] - y) if len(det_xy) else np.array([])
+        row = {
+            "NUMBER": int(r["NUMBER"]),
+            "x": round(x, 2),
+            "y": round(y, 2),
+            "snr": round(float(r["snr"]), 2),
+            "FLAGS": int(r["FLAGS"]),
+            "edge_dist_px": round(min(x, y, w - x, h - y), 2),
+            "nearest_source_px": round(float(d_ref.min()), 2) if d_ref.size else None,
+            "nearest_detection_px": round(float(d_det.min()), 2) if d_det.size else None,
+        }
+        if all_xy is not None and all_scores is not None:
+            d = np.hypot(all_xy[:, 0] - x, all_xy[:, 1] - y)
+            near = np.flatnonzero(d <= 2.0 * fwhm)
+            if near.size:
+                k = near[np.argmax(all_scores[near])]
+                row["nearest_any_score"] = round(float(all_scores[k]), 3)
+                row["nearest_any_dist_px"] = round(float(d[k]), 2)
+            else:
+                row["nearest_any_score"] = None
+                row["nearest_any_dist_px"] = None
+        rows.append(row)
+    return rows
+
+
+def plot_missed_cutouts(
+    plane: np.ndarray,
+    path: str | Path,
+    *,
+    missed: list[dict[str, Any]],
+    reference_xy: np.ndarray,
+    detections_xy: np.ndarray,
+    rms: float,
+    half: int = 12,
+) -> Path:
+    """PNG of ``(2 half) x (2 half)`` px cutouts around missed reference sources.
+
+    Parameters
+    ----------
+    plane : ndarray, shape (H, W)
+        Sky-subtracted frame (image units).
+    path : path
+        Output PNG (written atomically).
+    missed : list of dict
+        ``x, y`` (corner-origin px), ``NUMBER``, ``snr`` and the fields of
+        :func:`_describe_missed` for the panel titles.
+    reference_xy, detections_xy : ndarray, shape (M, 2), (N, 2)
+        All reference sources (circles) and the kept detections (crosses).
+    rms : float
+        Sky noise; the stretch is asinh from -2 to 30 sigma.
+    half : int
+        Half-side of a cutout, px.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from clumpdet.utils import atomic_path
+
+    n = len(missed)
+    ncol = min(n, 5)
+    nrow = int(np.ceil(n / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.6 * ncol, 2.9 * nrow), squeeze=False)
+    h, w = plane.shape
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, m in zip(axes.ravel(), missed):
+        cx, cy = m["x"], m["y"]
+        x0, y0 = int(max(0, np.floor(cx - half))), int(max(0, np.floor(cy - half)))
+        x1, y1 = int(min(w, np.ceil(cx + half))), int(min(h, np.ceil(cy + half)))
+        cut = np.arcsinh(np.clip(plane[y0:y1, x0:x1] / rms, -2, 300) / 3.0)
+        ax.imshow(cut, origin="lower", cmap="gray", extent=(x0, x1, y0, y1), vmin=-0.6, vmax=3.0)
+        ax.plot(*reference_xy.T, "o", mfc="none", mec="#00e5ff", ms=9)
+        if len(detections_xy):
+            ax.plot(*detections_xy.T, "+", color="#ffb000", ms=9, mew=1.5)
+        ax.plot([cx], [cy], "o", mfc="none", mec="red", ms=13, mew=1.5)
+        ax.set_xlim(cx - half, cx + half)
+        ax.set_ylim(cy - half, cy + half)
+        ax.set_axis_on()
+        ax.tick_params(labelsize=6)
+        best = m.get("nearest_any_score")
+        extra = f"\nbest det {best:.2f} at {m['nearest_any_dist_px']:.1f}px" if best else ""
+        ax.set_title(
+            f"#{m['NUMBER']} S/N {m['snr']:.1f} edge {m['edge_dist_px']:.0f}px"
+            f"\nnn {m['nearest_source_px']}px flags {m['FLAGS']}{extra}",
+            fontsize=7,
+        )
+    fig.suptitle(
+        "missed SExtractor sources (red); cyan: SExtractor, orange: detections", fontsize=8
+    )
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return Path(path)
 
 
 def operating_threshold(

@@ -69,6 +69,13 @@ class DetectorConfig:
         Also suppress overlapping detections of *different* classes (at ``nms_iou``): one knot
         is either a clump or an odd clump, never both, so torchvision's per-class NMS alone
         leaves duplicate detections that cost purity.
+    centre_merge : float
+        After NMS, also drop a detection whose centre lies within ``centre_merge`` times the
+        shorter side of the smaller of the two boxes from a higher-scoring kept detection (any
+        class); 0 (default) turns it off. For point-like sources a few pixels across, the high
+        ``nms_iou`` that keeps close pairs also keeps duplicates of one source whose boxes
+        differ in size (two concentric 4 and 5.4 px boxes have IoU 0.55); 0.25 removes those
+        and keeps pairs more than a quarter of a box side apart (:func:`centre_suppression`).
     score_threshold : float
         Operating threshold used by catalogues (0.3 as published).
     min_score : float
@@ -95,6 +102,7 @@ class DetectorConfig:
     representation_size: int = 256
     nms_iou: float = 0.2
     class_agnostic_nms: bool = True
+    centre_merge: float = 0.0
     score_threshold: float = 0.3
     min_score: float = 0.05
     detections_per_image: int = 50
@@ -104,6 +112,8 @@ class DetectorConfig:
             raise ConfigError("model.class_names: at least one class is required")
         if not 0.0 < self.nms_iou <= 1.0:
             raise ConfigError(f"model.nms_iou: must be in (0, 1], got {self.nms_iou}")
+        if not 0.0 <= self.centre_merge < 1.0:
+            raise ConfigError(f"model.centre_merge: must be in [0, 1), got {self.centre_merge}")
         if not 0.0 <= self.min_score <= self.score_threshold <= 1.0:
             raise ConfigError("model: need 0 <= min_score <= score_threshold <= 1")
         if (self.min_size is None) != (self.max_size is None):
@@ -117,21 +127,65 @@ class NativeResolutionTransform(GeneralizedRCNNTransform):
         return image, target
 
 
-class ClumpFasterRCNN(FasterRCNN):
-    """torchvision ``FasterRCNN`` plus optional class-agnostic NMS of the final detections."""
+def centre_suppression(boxes: torch.Tensor, scores: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Greedy centre-distance suppression of duplicate detections.
 
-    def __init__(self, *args, class_agnostic_nms: bool = True, **kwargs) -> None:
+    Parameters
+    ----------
+    boxes : Tensor, shape (N, 4)
+        ``xyxy`` boxes, pixels.
+    scores : Tensor, shape (N,)
+    fraction : float
+        A detection is dropped when its centre lies within ``fraction`` times the shorter side
+        of the smaller box of the pair from a higher-scoring kept detection.
+
+    Returns
+    -------
+    Tensor, shape (K,), int64
+        Indices of the kept detections, by decreasing score.
+    """
+    order = torch.argsort(scores, descending=True)
+    if len(order) < 2 or fraction <= 0:
+        return order
+    b = boxes[order]
+    c = 0.5 * (b[:, :2] + b[:, 2:])
+    side = torch.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
+    dist = torch.cdist(c, c)
+    limit = fraction * torch.minimum(side[:, None], side[None, :])
+    close = dist < limit
+    keep = torch.ones(len(order), dtype=torch.bool)
+    for i in range(len(order)):
+        if keep[i]:
+            later = close[i].clone()
+            later[: i + 1] = False
+            keep &= ~later
+    return order[keep]
+
+
+class ClumpFasterRCNN(FasterRCNN):
+    """torchvision ``FasterRCNN`` plus optional class-agnostic NMS and centre-distance
+    suppression (:func:`centre_suppression`) of the final detections."""
+
+    def __init__(
+        self, *args, class_agnostic_nms: bool = True, centre_merge: float = 0.0, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.class_agnostic_nms = class_agnostic_nms
+        self.centre_merge = float(centre_merge)
 
     def forward(self, images, targets=None):
         out = super().forward(images, targets)
-        if self.training or not self.class_agnostic_nms:
+        if self.training or not (self.class_agnostic_nms or self.centre_merge > 0):
             return out
         for det in out:
-            keep = nms(det["boxes"], det["scores"], self.roi_heads.nms_thresh)
-            for key in ("boxes", "labels", "scores"):
-                det[key] = det[key][keep]
+            if self.class_agnostic_nms:
+                keep = nms(det["boxes"], det["scores"], self.roi_heads.nms_thresh)
+                for key in ("boxes", "labels", "scores"):
+                    det[key] = det[key][keep]
+            if self.centre_merge > 0:
+                keep = centre_suppression(det["boxes"], det["scores"], self.centre_merge)
+                for key in ("boxes", "labels", "scores"):
+                    det[key] = det[key][keep]
         return out
 
 
@@ -215,6 +269,7 @@ def build_detector(
     model = ClumpFasterRCNN(
         backbone,
         class_agnostic_nms=config.class_agnostic_nms,
+        centre_merge=config.centre_merge,
         num_classes=None,
         rpn_anchor_generator=anchors,
         box_roi_pool=roi_pool,
