@@ -144,8 +144,12 @@ def build_catalogue(
         phot = None
         if host_columns:
             phot = measure_photometry(
-                image.data, np.asarray(det.boxes, dtype=np.float64)[order], bands=bands,
-                reference_band=ref, header=image.header, config=phot_cfg,
+                image.data,
+                np.asarray(det.boxes, dtype=np.float64)[order],
+                bands=bands,
+                reference_band=ref,
+                header=image.header,
+                config=phot_cfg,
             )
         for k, j in enumerate(order, 1):
             box = det.boxes[j]
