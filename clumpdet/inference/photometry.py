@@ -480,7 +480,7 @@ def elliptical_host_model(
     x0, y0, a_sig, q, theta = geometry
     if centre_data is not None:
         # unmasked: a masked clump aperture next to the nucleus would pull the centroid away
-        x0, y0 = _recentre(centre_data, np.zeros_like(mask), x0, y0, max(3.0, a_sig))
+        x0, y0 = _recentre(centre_data, x0, y0, max(3.0, a_sig))
     yy, xx = np.mgrid[0:h, 0:w]
     dx, dy = xx - x0, yy - y0
     ct, st = math.cos(theta), math.sin(theta)
@@ -523,7 +523,7 @@ def elliptical_host_model(
     return model
 
 
-def _recentre(img: np.ndarray, mask: np.ndarray, x0: float, y0: float, radius: float):
+def _recentre(img: np.ndarray, x0: float, y0: float, radius: float):
     """The nucleus near ``(x0, y0)`` (0-based): start at the brightest smoothed pixel within
     ``radius``, then iterate a Gaussian-windowed centroid (sigma 2 px, as SExtractor's XWIN);
     ``(x0, y0)`` unchanged when nothing usable is there."""
@@ -534,7 +534,7 @@ def _recentre(img: np.ndarray, mask: np.ndarray, x0: float, y0: float, radius: f
     j0, j1 = max(0, int(x0 - radius)), min(w, int(x0 + radius) + 1)
     if i1 - i0 < 3 or j1 - j0 < 3:
         return x0, y0
-    cut = gaussian_filter(np.where(mask, 0.0, img)[i0:i1, j0:j1], 1.0)
+    cut = gaussian_filter(img[i0:i1, j0:j1], 1.0)
     yy, xx = np.mgrid[i0:i1, j0:j1]
     cut = np.where((xx - x0) ** 2 + (yy - y0) ** 2 <= radius**2, cut, -np.inf)
     k = np.unravel_index(int(np.argmax(cut)), cut.shape)
@@ -546,7 +546,7 @@ def _recentre(img: np.ndarray, mask: np.ndarray, x0: float, y0: float, radius: f
         a0, a1 = max(0, int(cy) - r), min(h, int(cy) + r + 1)
         b0, b1 = max(0, int(cx) - r), min(w, int(cx) + r + 1)
         gy, gx = np.mgrid[a0:a1, b0:b1]
-        wt = np.maximum(img[a0:a1, b0:b1], 0.0) * ~mask[a0:a1, b0:b1]
+        wt = np.maximum(img[a0:a1, b0:b1], 0.0)
         wt = wt * np.exp(-((gx - cx) ** 2 + (gy - cy) ** 2) / (2 * 2.0**2))
         if wt.sum() <= 0:
             break
@@ -769,12 +769,11 @@ def measure_photometry(
     phot_data = clean
     if cfg.host_model == "ellipse" and geom is not None:
         yy, xx = np.ogrid[0:h, 0:w]
-        keep_out = bad.copy()
+        keep_out = bad.copy()  # left out of the model: neighbours, NaNs, clump apertures
+        region = np.zeros((h, w), bool)  # modelled: the clumps' annuli
         for j in range(n):
             rm = cfg.host_model_mask_fwhm * fwhm_eff[j]
             keep_out |= (xx + 0.5 - x[j]) ** 2 + (yy + 0.5 - y[j]) ** 2 <= rm**2
-        region = np.zeros((h, w), bool)
-        for j in range(n):
             ro = r_out[j] + 1.0
             j0, j1 = max(0, int(y[j] - ro)), min(h, int(y[j] + ro) + 1)
             i0, i1 = max(0, int(x[j] - ro)), min(w, int(x[j] + ro) + 1)
