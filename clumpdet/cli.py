@@ -128,6 +128,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         device=args.device,
         allow_input_mismatch=args.allow_input_mismatch,
         pixel_scale=args.pixel_scale,
+        central_host=args.central_host,
     )
     print(
         f"{summary['n_detections']} detections in {summary['n_images']} images "
@@ -380,6 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-input-mismatch",
         action="store_true",
         help="detect on PNG/JPEG with a FITS-trained model (or the reverse) instead of refusing",
+    )
+    d.add_argument(
+        "--central-host",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="per-galaxy cutouts: keep only detections on the central galaxy's footprint "
+        "(default: the checkpoint's model.central_host)",
     )
     _add_pixel_scale_arg(d)
     d.set_defaults(func=_cmd_detect)

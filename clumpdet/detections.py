@@ -34,7 +34,10 @@ class Detections:
 
     def above(self, threshold: float) -> Detections:
         """The detections with ``score >= threshold``."""
-        keep = self.scores >= threshold
+        return self.select(self.scores >= threshold)
+
+    def select(self, keep: np.ndarray) -> Detections:
+        """The detections picked by ``keep`` (boolean mask or indices, shape (N,) or (K,))."""
         return Detections(self.boxes[keep], self.labels[keep], self.scores[keep])
 
 

@@ -110,6 +110,7 @@ def test_shipped_config_trains_on_binned_colour():
     assert s.config == "configs/sim/clumps_sdss_trainmix_colour.yaml"
     assert s.val_config == "configs/sim/clumps_sdss_colour.yaml"
     assert (cfg.trainer.monitor, cfg.eval.operating_threshold) == ("val/AP50", "val_f1")
+    assert cfg.model.central_host  # only clumps of the framed galaxy
     root = Path(__file__).parents[1]
     for name in (s.config, s.val_config):
         sim = load_sim_config(root / name)

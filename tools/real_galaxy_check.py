@@ -40,6 +40,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run a FITS-trained model on these JPEGs instead of refusing",
     )
+    p.add_argument(
+        "--central-host",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="count only boxes on the central galaxy (default: the checkpoint's "
+        "model.central_host)",
+    )
     args = p.parse_args(argv)
     command = "python " + " ".join(
         shlex.quote(a) for a in [sys.argv[0], *(sys.argv[1:] if argv is None else argv)]
@@ -55,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             device=args.device,
             allow_input_mismatch=args.allow_input_mismatch,
+            central_host=args.central_host,
             progress=True,
             command=command,
         )

@@ -163,6 +163,7 @@ def real_galaxy_check(
     progress: bool = False,
     command: str | None = None,
     counted_classes: Sequence[str] = COUNTED_CLASSES,
+    central_host: bool | None = None,
 ) -> dict[str, Any]:
     """Detect clumps in real galaxies; write statistics, a per-galaxy table and overlays.
 
@@ -196,6 +197,10 @@ def real_galaxy_check(
         Show a progress bar.
     command : str, optional
         The command line that ran the check, recorded in the summary.
+    central_host : bool, optional
+        Count only boxes on the central galaxy of each frame
+        (:mod:`clumpdet.inference.footprint`); default the checkpoint's
+        ``model.central_host``.
     counted_classes : sequence of str
         Classes counted as clumps in ``all`` / ``spiral`` / ``not_spiral`` (default class 1
         only, :data:`COUNTING_RULE`).
@@ -227,7 +232,9 @@ def real_galaxy_check(
             raise InputError(None, f"real_galaxy_check: n={n} must be at least 1")
         if n < len(galaxies):
             galaxies = galaxies.take(np.sort(rng.choice(len(galaxies), n, replace=False)))
-    predictor = Predictor.from_checkpoint(checkpoint, batch_size=batch_size, device=device)
+    predictor = Predictor.from_checkpoint(
+        checkpoint, batch_size=batch_size, device=device, central_host=central_host
+    )
     bundle = predictor.bundle
     if bundle.detection_kind != "clumps":
         raise InputError(
@@ -313,6 +320,7 @@ def real_galaxy_check(
         "allow_input_mismatch": bool(allow_input_mismatch),
         "real": str(real),
         "score_threshold": float(threshold),
+        "central_host": predictor.central_host,
         "seed": int(seed),
         "counted_classes": [c for c in bundle.class_names if c in counted_classes],
         "counting_rule": COUNTING_RULE if tuple(counted_classes) == COUNTED_CLASSES else None,

@@ -32,6 +32,7 @@ from clumpdet.data.dataset import bin_planes
 from clumpdet.data.images import COLOUR_BANDS, RASTER_SUFFIXES, ImageData, read_image
 from clumpdet.detections import Detections, coco_results
 from clumpdet.errors import InputError
+from clumpdet.inference.footprint import central_footprint, inside
 
 #: How every prediction path treats NaN/inf pixels: replaced by the band median.
 NAN_POLICY = "median"
@@ -113,6 +114,10 @@ class Predictor:
     require_pixel_scale : bool
         Refuse (``InputError``) a FITS input without a WCS or scale keyword when no
         ``pixel_scale`` is given, instead of assuming the model's scale.
+    central_host : bool, optional
+        Keep only detections on the central galaxy of each input
+        (:func:`clumpdet.inference.footprint.keep_central`). Default: the checkpoint's
+        ``model.central_host``.
 
     Examples
     --------
@@ -130,8 +135,12 @@ class Predictor:
         device: str | torch.device = "cpu",
         pixel_scale: float | str | None = None,
         require_pixel_scale: bool = False,
+        central_host: bool | None = None,
     ) -> None:
         self.bundle = bundle
+        if central_host is None:
+            central_host = bool(getattr(bundle.model_config, "central_host", False))
+        self.central_host = bool(central_host)
         if isinstance(pixel_scale, str) and pixel_scale != "model":
             try:
                 pixel_scale = float(pixel_scale)
@@ -278,6 +287,7 @@ class Predictor:
         jobs: list[tuple[int, int, int, tuple[float, float, float, float] | None]] = []
         crops: list[np.ndarray] = []
         shapes: list[tuple[int, int]] = []
+        footprints: list[np.ndarray | None] = []
         factors: list[tuple[float, float]] = []
         th, tw = self.tile
         factor = self.bin
@@ -289,6 +299,7 @@ class Predictor:
                 x = bin_planes(x, factor)
             h, w = x.shape[1:]
             shapes.append((h, w))
+            footprints.append(central_footprint(x) if self.central_host else None)
             if h <= th and w <= tw:
                 jobs.append((i, 0, 0, None))
                 crops.append(x)
@@ -317,6 +328,7 @@ class Predictor:
                     )
                 results[i].append(Detections(boxes[keep], d.labels[keep], d.scores[keep]))
         merged = [self._merge(parts) for parts in results]
+        merged = [d if fp is None else d.select(inside(d, fp)) for d, fp in zip(merged, footprints)]
         if factor > 1:  # boxes back to the (resampled) input's pixels
             merged = [Detections(d.boxes * np.float32(factor), d.labels, d.scores) for d in merged]
         return [_unscale(d, fyx) for d, fyx in zip(merged, factors)]

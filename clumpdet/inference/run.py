@@ -108,6 +108,7 @@ def run_detection(
     progress: bool = True,
     allow_input_mismatch: bool = False,
     pixel_scale: float | str | None = None,
+    central_host: bool | None = None,
 ) -> dict[str, Any]:
     """Detect clumps (or sources) in images and write a catalogue plus COCO results.
 
@@ -143,6 +144,9 @@ def run_detection(
         are. By default each FITS input's scale is read from its WCS and the image resampled
         to the model's scale; a FITS file without a WCS is refused
         (:class:`~clumpdet.inference.predictor.Predictor`).
+    central_host : bool, optional
+        Keep only detections on the central galaxy of each (per-galaxy) cutout
+        (:mod:`clumpdet.inference.footprint`); default the checkpoint's ``model.central_host``.
 
     Returns
     -------
@@ -167,6 +171,7 @@ def run_detection(
         device=device,
         pixel_scale=pixel_scale,
         require_pixel_scale=True,
+        central_host=central_host,
     )
     bundle = predictor.bundle
     threshold = bundle.model_config.score_threshold if score_threshold is None else score_threshold

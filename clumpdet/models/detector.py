@@ -76,6 +76,11 @@ class DetectorConfig:
         ``nms_iou`` that keeps close pairs also keeps duplicates of one source whose boxes
         differ in size (two concentric 4 and 5.4 px boxes have IoU 0.55); 0.25 removes those
         and keeps pairs more than a quarter of a box side apart (:func:`centre_suppression`).
+    central_host : bool
+        Per-galaxy cutouts: keep only detections on the central galaxy's footprint
+        (:mod:`clumpdet.inference.footprint`; clumps belong to the galaxy the frame is centred
+        on, not to field stars or background galaxies elsewhere in it). Applied at
+        prediction time by :class:`~clumpdet.inference.predictor.Predictor`; default off.
     score_threshold : float
         Operating threshold used by catalogues (0.3 as published).
     min_score : float
@@ -103,6 +108,7 @@ class DetectorConfig:
     nms_iou: float = 0.2
     class_agnostic_nms: bool = True
     centre_merge: float = 0.0
+    central_host: bool = False
     score_threshold: float = 0.3
     min_score: float = 0.05
     detections_per_image: int = 50
