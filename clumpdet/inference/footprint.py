@@ -64,10 +64,9 @@ def central_footprint(
         True on the central galaxy. All True when nothing rises above the threshold (an empty
         or flat frame: no footprint to restrict to).
     """
+    from photutils.segmentation import detect_sources
     from photutils.utils.exceptions import NoDetectionsWarning
     from scipy.ndimage import binary_dilation, gaussian_filter
-
-    from clumpdet.inference.photometry import segment_hosts
 
     img = np.asarray(planes, dtype=np.float64)
     if img.ndim == 3:
@@ -76,26 +75,23 @@ def central_footprint(
     by, bx = max(1, int(border * h)), max(1, int(border * w))
     edge = np.ones((h, w), dtype=bool)
     edge[by : h - by, bx : w - bx] = False
-    sky = img[edge][np.isfinite(img[edge])]
+    sky = img[edge]
+    sky = sky[np.isfinite(sky)]
     if sky.size == 0:
         return np.ones((h, w), dtype=bool)
-    level = float(np.median(sky))
-    # the noise of the *smoothed* border, converted back to a white-noise sigma for
-    # segment_hosts: JPEG and resampled frames have correlated noise, whose smoothed sigma is
-    # well above the white-noise prediction, and a threshold set from the latter merges the
-    # galaxy with every star of the frame
+    # threshold from the noise of the *smoothed* border: JPEG and resampled frames have
+    # correlated noise, well above the white-noise prediction after smoothing, and a threshold
+    # set from the latter merges the galaxy with every star of the frame
     s = smooth_fwhm / 2.3548
-    smoothed = gaussian_filter(np.nan_to_num(img - level), s, mode="nearest") if s > 0 else img
-    sigma = float(mad_sigma(smoothed[edge])) or float(np.std(sky))
-    if s > 0.5:
-        sigma *= 2 * np.sqrt(np.pi) * s
+    smoothed = np.nan_to_num(img - float(np.median(sky)))
+    if s > 0:
+        smoothed = gaussian_filter(smoothed, s, mode="nearest")
+    sigma = float(mad_sigma(smoothed[edge])) or float(np.std(smoothed[edge]))
     if not sigma > 0:
         return np.ones((h, w), dtype=bool)
     with warnings.catch_warnings():  # an empty frame is an answer here (all True), not a warning
         warnings.simplefilter("ignore", NoDetectionsWarning)
-        segm, _smooth = segment_hosts(
-            img - level, nsigma=nsigma, npixels=npixels, smooth_fwhm=smooth_fwhm, sigma=sigma
-        )
+        segm = detect_sources(smoothed, nsigma * sigma, npixels)
     if segm is None:
         return np.ones((h, w), dtype=bool)
     data = segm.data

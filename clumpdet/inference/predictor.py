@@ -32,7 +32,7 @@ from clumpdet.data.dataset import bin_planes
 from clumpdet.data.images import COLOUR_BANDS, RASTER_SUFFIXES, ImageData, read_image
 from clumpdet.detections import Detections, coco_results
 from clumpdet.errors import InputError
-from clumpdet.inference.footprint import central_footprint, inside
+from clumpdet.inference.footprint import keep_central
 
 #: How every prediction path treats NaN/inf pixels: replaced by the band median.
 NAN_POLICY = "median"
@@ -138,9 +138,9 @@ class Predictor:
         central_host: bool | None = None,
     ) -> None:
         self.bundle = bundle
-        if central_host is None:
-            central_host = bool(getattr(bundle.model_config, "central_host", False))
-        self.central_host = bool(central_host)
+        self.central_host = bool(
+            bundle.model_config.central_host if central_host is None else central_host
+        )
         if isinstance(pixel_scale, str) and pixel_scale != "model":
             try:
                 pixel_scale = float(pixel_scale)
@@ -287,7 +287,7 @@ class Predictor:
         jobs: list[tuple[int, int, int, tuple[float, float, float, float] | None]] = []
         crops: list[np.ndarray] = []
         shapes: list[tuple[int, int]] = []
-        footprints: list[np.ndarray | None] = []
+        prepared: list[np.ndarray] = []  # network inputs, for the central-host footprint
         factors: list[tuple[float, float]] = []
         th, tw = self.tile
         factor = self.bin
@@ -299,7 +299,7 @@ class Predictor:
                 x = bin_planes(x, factor)
             h, w = x.shape[1:]
             shapes.append((h, w))
-            footprints.append(central_footprint(x) if self.central_host else None)
+            prepared.append(x)
             if h <= th and w <= tw:
                 jobs.append((i, 0, 0, None))
                 crops.append(x)
@@ -328,7 +328,8 @@ class Predictor:
                     )
                 results[i].append(Detections(boxes[keep], d.labels[keep], d.scores[keep]))
         merged = [self._merge(parts) for parts in results]
-        merged = [d if fp is None else d.select(inside(d, fp)) for d, fp in zip(merged, footprints)]
+        if self.central_host:  # segmented only where there is something to keep or drop
+            merged = [keep_central(d, x) for d, x in zip(merged, prepared)]
         if factor > 1:  # boxes back to the (resampled) input's pixels
             merged = [Detections(d.boxes * np.float32(factor), d.labels, d.scores) for d in merged]
         return [_unscale(d, fyx) for d, fyx in zip(merged, factors)]
