@@ -129,6 +129,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         allow_input_mismatch=args.allow_input_mismatch,
         pixel_scale=args.pixel_scale,
         central_host=args.central_host,
+        nucleus_exclusion=args.nucleus_exclusion,
     )
     print(
         f"{summary['n_detections']} detections in {summary['n_images']} images "
@@ -388,6 +389,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="per-galaxy cutouts: keep only detections on the central galaxy's footprint "
         "(default: the checkpoint's model.central_host)",
+    )
+    d.add_argument(
+        "--nucleus-exclusion",
+        type=float,
+        default=None,
+        metavar="F",
+        help="with --central-host, also drop boxes centred on the central galaxy's nucleus "
+        "(within F x the box side; 0 keeps them; default: the checkpoint's "
+        "model.nucleus_exclusion)",
     )
     _add_pixel_scale_arg(d)
     d.set_defaults(func=_cmd_detect)

@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from clumpdet.detections import Detections
-from clumpdet.inference.footprint import central_footprint, inside, keep_central
+from clumpdet.errors import InputError
+from clumpdet.inference.footprint import (
+    central_footprint,
+    central_nucleus,
+    inside,
+    keep_central,
+    on_nucleus,
+)
 
 SIZE = 128
 
@@ -57,6 +64,22 @@ def test_off_centre_galaxy_uses_the_nearest_segment_and_flat_frames_keep_everyth
     assert central_footprint(noise, nsigma=50).all()
 
 
+def test_nucleus_rule_drops_the_bulge_box_and_keeps_clumps_beside_it():
+    frame = _frame()
+    yy, xx = np.mgrid[:SIZE, :SIZE] + 0.5
+    frame += 0.6 * np.exp(-((xx - 66) ** 2 + (yy - 63) ** 2) / (2 * 2.0**2))  # off-centre bulge
+    x, y = central_nucleus(frame)
+    assert abs(x + 0.5 - 66) < 1.0 and abs(y + 0.5 - 63) < 1.0  # 0-based pixel centre
+    # box centres: on the bulge, one FWHM (~4.7 px) beside it, out in the disk, the corner star
+    det = _boxes((66.5, 63.0), (71.0, 63.0), (80, 66), (110, 20), half=8.0)
+    np.testing.assert_array_equal(on_nucleus(det, (x, y), 0.15), [True, False, False, False])
+    kept = keep_central(det, frame, nucleus_exclusion=0.15)
+    np.testing.assert_allclose(kept.scores, det.scores[[1, 2]])
+    assert len(keep_central(det, frame)) == 3  # off by default: only the footprint rule
+    assert central_nucleus(np.full((3, 32, 32), 0.2)) is None  # flat: no galaxy
+    assert not on_nucleus(det, None, 0.15).any()
+
+
 @pytest.mark.parametrize("shape", [(SIZE, SIZE), (1, SIZE, SIZE)])
 def test_footprint_takes_one_plane_or_a_stack(shape):
     frame = _frame()[0].reshape(shape)
@@ -81,3 +104,11 @@ def test_predictor_applies_the_checkpoints_central_host(tiny_model):
     fp = central_footprint(on.prepare(img))
     assert inside(d_on, fp).all()
     assert len(d_on) == int(inside(d_off, fp).sum())
+    nuc = Predictor.from_checkpoint(tiny_model, central_host=True, nucleus_exclusion=0.5)
+    nuc.bundle.model_config.min_score = 0.0
+    d_nuc = nuc.predict([img])[0]
+    assert len(d_nuc) == int(
+        (inside(d_off, fp) & ~on_nucleus(d_off, central_nucleus(nuc.prepare(img)), 0.5)).sum()
+    )
+    with pytest.raises(InputError, match="nucleus_exclusion"):
+        Predictor.from_checkpoint(tiny_model, nucleus_exclusion=1.5)

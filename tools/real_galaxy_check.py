@@ -47,6 +47,14 @@ def main(argv: list[str] | None = None) -> int:
         help="count only boxes on the central galaxy (default: the checkpoint's "
         "model.central_host)",
     )
+    p.add_argument(
+        "--nucleus-exclusion",
+        type=float,
+        default=None,
+        metavar="F",
+        help="with the central-host rule, also leave out boxes centred on the galaxy's nucleus "
+        "(within F x the box side; default: the checkpoint's model.nucleus_exclusion)",
+    )
     args = p.parse_args(argv)
     command = "python " + " ".join(
         shlex.quote(a) for a in [sys.argv[0], *(sys.argv[1:] if argv is None else argv)]
@@ -63,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             allow_input_mismatch=args.allow_input_mismatch,
             central_host=args.central_host,
+            nucleus_exclusion=args.nucleus_exclusion,
             progress=True,
             command=command,
         )

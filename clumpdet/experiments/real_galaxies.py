@@ -164,6 +164,7 @@ def real_galaxy_check(
     command: str | None = None,
     counted_classes: Sequence[str] = COUNTED_CLASSES,
     central_host: bool | None = None,
+    nucleus_exclusion: float | None = None,
 ) -> dict[str, Any]:
     """Detect clumps in real galaxies; write statistics, a per-galaxy table and overlays.
 
@@ -201,6 +202,10 @@ def real_galaxy_check(
         Count only boxes on the central galaxy of each frame
         (:mod:`clumpdet.inference.footprint`); default the checkpoint's
         ``model.central_host``.
+    nucleus_exclusion : float, optional
+        With ``central_host``, also leave out boxes centred on the central galaxy's nucleus
+        (:func:`clumpdet.inference.footprint.on_nucleus`); default the checkpoint's
+        ``model.nucleus_exclusion``.
     counted_classes : sequence of str
         Classes counted as clumps in ``all`` / ``spiral`` / ``not_spiral`` (default class 1
         only, :data:`COUNTING_RULE`).
@@ -233,7 +238,11 @@ def real_galaxy_check(
         if n < len(galaxies):
             galaxies = galaxies.take(np.sort(rng.choice(len(galaxies), n, replace=False)))
     predictor = Predictor.from_checkpoint(
-        checkpoint, batch_size=batch_size, device=device, central_host=central_host
+        checkpoint,
+        batch_size=batch_size,
+        device=device,
+        central_host=central_host,
+        nucleus_exclusion=nucleus_exclusion,
     )
     bundle = predictor.bundle
     if bundle.detection_kind != "clumps":
@@ -321,6 +330,7 @@ def real_galaxy_check(
         "real": str(real),
         "score_threshold": float(threshold),
         "central_host": predictor.central_host,
+        "nucleus_exclusion": predictor.nucleus_exclusion if predictor.central_host else 0.0,
         "seed": int(seed),
         "counted_classes": [c for c in bundle.class_names if c in counted_classes],
         "counting_rule": COUNTING_RULE if tuple(counted_classes) == COUNTED_CLASSES else None,

@@ -11,6 +11,13 @@ and keep only detections whose box centre lies inside (``model.central_host``; a
 Objects that overlap the central galaxy's isophote stay in its segment (no deblending: a clumpy
 disk deblends into fragments of itself), so a star superposed on the disk is still the
 classifier's job (class 2, odd clump).
+
+The galaxy's own nucleus is not a clump either: Clump Scout volunteers marked bulges separately
+and those marks are not clumps (Popp et al. 2024 drop them), and the simulator places no
+labelled clump in the bulge region. With ``model.nucleus_exclusion`` = f > 0, a detection whose
+box centre lies within f x its box side of the central galaxy's nucleus (:func:`central_nucleus`)
+is the bulge and is dropped. Truth boxes are 3.4 x the object's effective FWHM, so f = 0.15 is
+about half a FWHM: a box centred on the nucleus to within the accuracy of a centroid.
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ FOOTPRINT_NSIGMA = 3.0
 FOOTPRINT_NPIXELS = 20
 FOOTPRINT_SMOOTH_FWHM = 3.0
 FOOTPRINT_GROW = 3
+#: Search radius for the central galaxy's nucleus around the frame centre (fraction of the
+#: frame's shorter side).
+NUCLEUS_SEARCH = 0.15
 
 
 def central_footprint(
@@ -64,6 +74,14 @@ def central_footprint(
         True on the central galaxy. All True when nothing rises above the threshold (an empty
         or flat frame: no footprint to restrict to).
     """
+    return _segment_central(
+        planes, nsigma=nsigma, npixels=npixels, smooth_fwhm=smooth_fwhm, grow=grow, border=border
+    )[0]
+
+
+def _segment_central(planes, *, nsigma, npixels, smooth_fwhm, grow, border):
+    """:func:`central_footprint`'s mask and the sky-subtracted smoothed frame it was cut from
+    (``None`` when the frame is flat or empty)."""
     from photutils.segmentation import detect_sources
     from photutils.utils.exceptions import NoDetectionsWarning
     from scipy.ndimage import binary_dilation, gaussian_filter
@@ -78,7 +96,7 @@ def central_footprint(
     sky = img[edge]
     sky = sky[np.isfinite(sky)]
     if sky.size == 0:
-        return np.ones((h, w), dtype=bool)
+        return np.ones((h, w), dtype=bool), None
     # threshold from the noise of the *smoothed* border: JPEG and resampled frames have
     # correlated noise, well above the white-noise prediction after smoothing, and a threshold
     # set from the latter merges the galaxy with every star of the frame
@@ -88,12 +106,12 @@ def central_footprint(
         smoothed = gaussian_filter(smoothed, s, mode="nearest")
     sigma = float(mad_sigma(smoothed[edge])) or float(np.std(smoothed[edge]))
     if not sigma > 0:
-        return np.ones((h, w), dtype=bool)
+        return np.ones((h, w), dtype=bool), None
     with warnings.catch_warnings():  # an empty frame is an answer here (all True), not a warning
         warnings.simplefilter("ignore", NoDetectionsWarning)
         segm = detect_sources(smoothed, nsigma * sigma, npixels)
     if segm is None:
-        return np.ones((h, w), dtype=bool)
+        return np.ones((h, w), dtype=bool), None
     data = segm.data
     cy, cx = h // 2, w // 2
     lab = int(data[cy, cx])
@@ -104,7 +122,60 @@ def central_footprint(
     mask = data == lab
     if grow > 0:
         mask = binary_dilation(mask, iterations=int(grow))
-    return mask
+    return mask, smoothed
+
+
+def central_nucleus(
+    planes: np.ndarray, *, radius: float = NUCLEUS_SEARCH, **kwargs
+) -> tuple[float, float] | None:
+    """The nucleus of the galaxy at the centre of a cutout.
+
+    The brightest pixel of the smoothed, sky-subtracted frame on the central footprint within
+    ``radius`` x the frame's shorter side of the frame centre, refined by a Gaussian-windowed
+    centroid (:func:`clumpdet.inference.photometry.recentre`).
+
+    Parameters
+    ----------
+    planes : ndarray, shape (C, H, W) or (H, W)
+        The cutout, as for :func:`central_footprint`.
+    radius : float
+        Search radius around the frame centre, as a fraction of the shorter side (per-galaxy
+        cutouts are centred on the galaxy's catalogue position to within a few pixels).
+    **kwargs
+        Passed to :func:`central_footprint`.
+
+    Returns
+    -------
+    (x, y) : tuple of float, or None
+        0-based pixel position; ``None`` for a flat or empty frame (no galaxy).
+    """
+    mask, smoothed = _segment_central(planes, **_footprint_kwargs(kwargs))
+    return _nucleus(mask, smoothed, radius)
+
+
+def _footprint_kwargs(kwargs: dict) -> dict:
+    out = {
+        "nsigma": FOOTPRINT_NSIGMA,
+        "npixels": FOOTPRINT_NPIXELS,
+        "smooth_fwhm": FOOTPRINT_SMOOTH_FWHM,
+        "grow": FOOTPRINT_GROW,
+        "border": 0.1,
+    }
+    unknown = set(kwargs) - set(out)
+    if unknown:
+        raise TypeError(f"unknown footprint arguments: {sorted(unknown)}")
+    out.update(kwargs)
+    return out
+
+
+def _nucleus(mask, smoothed, radius):
+    from clumpdet.inference.photometry import recentre
+
+    if smoothed is None:
+        return None
+    h, w = mask.shape
+    x, y = recentre(np.where(mask, smoothed, 0.0), 0.5 * (w - 1), 0.5 * (h - 1), radius * min(h, w))
+    return float(x), float(y)
 
 
 def inside(det: Detections, mask: np.ndarray) -> np.ndarray:
@@ -128,8 +199,36 @@ def inside(det: Detections, mask: np.ndarray) -> np.ndarray:
     return mask[cy, cx]
 
 
-def keep_central(det: Detections, planes: np.ndarray, **kwargs) -> Detections:
-    """The detections of ``det`` that lie on the central galaxy of ``planes``.
+def on_nucleus(det: Detections, nucleus: tuple[float, float] | None, fraction: float) -> np.ndarray:
+    """Which detections are centred on ``nucleus``: box centre within ``fraction`` x the box's
+    mean side of it.
+
+    Parameters
+    ----------
+    det : Detections
+    nucleus : (x, y) or None
+        0-based pixel position, in the pixels of ``det``; ``None``: nothing is on it.
+    fraction : float
+        Distance limit in units of each box's mean side.
+
+    Returns
+    -------
+    ndarray, bool, shape (N,)
+    """
+    if len(det) == 0 or nucleus is None or not fraction > 0:
+        return np.zeros(len(det), dtype=bool)
+    b = det.boxes.astype(np.float64)
+    cx, cy = 0.5 * (b[:, 0] + b[:, 2]), 0.5 * (b[:, 1] + b[:, 3])
+    side = 0.5 * ((b[:, 2] - b[:, 0]) + (b[:, 3] - b[:, 1]))
+    # box corners are pixel edges: the centre of pixel (i, j) is (i + 0.5, j + 0.5)
+    d = np.hypot(cx - 0.5 - nucleus[0], cy - 0.5 - nucleus[1])
+    return d < fraction * side
+
+
+def keep_central(
+    det: Detections, planes: np.ndarray, *, nucleus_exclusion: float = 0.0, **kwargs
+) -> Detections:
+    """The detections of ``det`` that lie on the central galaxy of ``planes``, off its nucleus.
 
     Parameters
     ----------
@@ -137,6 +236,9 @@ def keep_central(det: Detections, planes: np.ndarray, **kwargs) -> Detections:
         Boxes in the pixels of ``planes``.
     planes : ndarray, shape (C, H, W)
         The cutout the boxes were found on.
+    nucleus_exclusion : float
+        Also drop detections centred within this fraction of their box side of the central
+        galaxy's nucleus (:func:`on_nucleus`); 0 keeps them.
     **kwargs
         Passed to :func:`central_footprint`.
 
@@ -146,4 +248,8 @@ def keep_central(det: Detections, planes: np.ndarray, **kwargs) -> Detections:
     """
     if len(det) == 0:
         return det
-    return det.select(inside(det, central_footprint(planes, **kwargs)))
+    mask, smoothed = _segment_central(planes, **_footprint_kwargs(kwargs))
+    keep = inside(det, mask)
+    if nucleus_exclusion > 0:
+        keep &= ~on_nucleus(det, _nucleus(mask, smoothed, NUCLEUS_SEARCH), nucleus_exclusion)
+    return det.select(keep)

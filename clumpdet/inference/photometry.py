@@ -480,7 +480,7 @@ def elliptical_host_model(
     x0, y0, a_sig, q, theta = geometry
     if centre_data is not None:
         # unmasked: a masked clump aperture next to the nucleus would pull the centroid away
-        x0, y0 = _recentre(centre_data, x0, y0, max(3.0, a_sig))
+        x0, y0 = recentre(centre_data, x0, y0, max(3.0, a_sig))
     yy, xx = np.mgrid[0:h, 0:w]
     dx, dy = xx - x0, yy - y0
     ct, st = math.cos(theta), math.sin(theta)
@@ -523,10 +523,27 @@ def elliptical_host_model(
     return model
 
 
-def _recentre(img: np.ndarray, x0: float, y0: float, radius: float):
-    """The nucleus near ``(x0, y0)`` (0-based): start at the brightest smoothed pixel within
-    ``radius``, then iterate a Gaussian-windowed centroid (sigma 2 px, as SExtractor's XWIN);
-    ``(x0, y0)`` unchanged when nothing usable is there."""
+def recentre(img: np.ndarray, x0: float, y0: float, radius: float) -> tuple[float, float]:
+    """The nucleus near ``(x0, y0)``.
+
+    Start at the brightest pixel of ``img`` smoothed by a 1 px Gaussian within ``radius`` of
+    ``(x0, y0)``, then iterate a Gaussian-windowed centroid (sigma 2 px, as SExtractor's XWIN).
+
+    Parameters
+    ----------
+    img : ndarray, shape (H, W)
+        Sky-subtracted pixels (any unit; positive where the galaxy is).
+    x0, y0 : float
+        0-based pixel position to start from.
+    radius : float
+        Search radius, pixels.
+
+    Returns
+    -------
+    (x, y) : tuple of float
+        0-based pixel position; ``(x0, y0)`` unchanged when nothing positive is within
+        ``radius`` or the centroid leaves it.
+    """
     from scipy.ndimage import gaussian_filter
 
     h, w = img.shape

@@ -118,6 +118,10 @@ class Predictor:
         Keep only detections on the central galaxy of each input
         (:func:`clumpdet.inference.footprint.keep_central`). Default: the checkpoint's
         ``model.central_host``.
+    nucleus_exclusion : float, optional
+        With ``central_host``, also drop detections centred on the central galaxy's nucleus,
+        within this fraction of their box side. Default: the checkpoint's
+        ``model.nucleus_exclusion``.
 
     Examples
     --------
@@ -136,11 +140,17 @@ class Predictor:
         pixel_scale: float | str | None = None,
         require_pixel_scale: bool = False,
         central_host: bool | None = None,
+        nucleus_exclusion: float | None = None,
     ) -> None:
         self.bundle = bundle
         self.central_host = bool(
             bundle.model_config.central_host if central_host is None else central_host
         )
+        if nucleus_exclusion is None:
+            nucleus_exclusion = bundle.model_config.nucleus_exclusion
+        if not 0.0 <= float(nucleus_exclusion) < 1.0:
+            raise InputError(None, f"nucleus_exclusion {nucleus_exclusion!r} must be in [0, 1)")
+        self.nucleus_exclusion = float(nucleus_exclusion)
         if isinstance(pixel_scale, str) and pixel_scale != "model":
             try:
                 pixel_scale = float(pixel_scale)
@@ -329,7 +339,10 @@ class Predictor:
                 results[i].append(Detections(boxes[keep], d.labels[keep], d.scores[keep]))
         merged = [self._merge(parts) for parts in results]
         if self.central_host:  # segmented only where there is something to keep or drop
-            merged = [keep_central(d, x) for d, x in zip(merged, prepared)]
+            merged = [
+                keep_central(d, x, nucleus_exclusion=self.nucleus_exclusion)
+                for d, x in zip(merged, prepared)
+            ]
         if factor > 1:  # boxes back to the (resampled) input's pixels
             merged = [Detections(d.boxes * np.float32(factor), d.labels, d.scores) for d in merged]
         return [_unscale(d, fyx) for d, fyx in zip(merged, factors)]

@@ -109,6 +109,7 @@ def run_detection(
     allow_input_mismatch: bool = False,
     pixel_scale: float | str | None = None,
     central_host: bool | None = None,
+    nucleus_exclusion: float | None = None,
 ) -> dict[str, Any]:
     """Detect clumps (or sources) in images and write a catalogue plus COCO results.
 
@@ -147,6 +148,9 @@ def run_detection(
     central_host : bool, optional
         Keep only detections on the central galaxy of each (per-galaxy) cutout
         (:mod:`clumpdet.inference.footprint`); default the checkpoint's ``model.central_host``.
+    nucleus_exclusion : float, optional
+        With ``central_host``, also drop boxes centred on the central galaxy's nucleus (within
+        this fraction of their side); default the checkpoint's ``model.nucleus_exclusion``.
 
     Returns
     -------
@@ -172,6 +176,7 @@ def run_detection(
         pixel_scale=pixel_scale,
         require_pixel_scale=True,
         central_host=central_host,
+        nucleus_exclusion=nucleus_exclusion,
     )
     bundle = predictor.bundle
     threshold = bundle.model_config.score_threshold if score_threshold is None else score_threshold

@@ -81,6 +81,11 @@ class DetectorConfig:
         (:mod:`clumpdet.inference.footprint`; clumps belong to the galaxy the frame is centred
         on, not to field stars or background galaxies elsewhere in it). Applied at
         prediction time by :class:`~clumpdet.inference.predictor.Predictor`; default off.
+    nucleus_exclusion : float
+        With ``central_host``, also drop detections whose box centre lies within this fraction
+        of the box side of the central galaxy's nucleus: the bulge, which volunteers marked
+        separately and the simulator never labels (:func:`clumpdet.inference.footprint.on_nucleus`;
+        0.15 is about half the object's FWHM). 0 (default) keeps them.
     score_threshold : float
         Operating threshold used by catalogues (0.3 as published).
     min_score : float
@@ -109,6 +114,7 @@ class DetectorConfig:
     class_agnostic_nms: bool = True
     centre_merge: float = 0.0
     central_host: bool = False
+    nucleus_exclusion: float = 0.0
     score_threshold: float = 0.3
     min_score: float = 0.05
     detections_per_image: int = 50
@@ -120,6 +126,10 @@ class DetectorConfig:
             raise ConfigError(f"model.nms_iou: must be in (0, 1], got {self.nms_iou}")
         if not 0.0 <= self.centre_merge < 1.0:
             raise ConfigError(f"model.centre_merge: must be in [0, 1), got {self.centre_merge}")
+        if not 0.0 <= self.nucleus_exclusion < 1.0:
+            raise ConfigError(
+                f"model.nucleus_exclusion: must be in [0, 1), got {self.nucleus_exclusion}"
+            )
         if not 0.0 <= self.min_score <= self.score_threshold <= 1.0:
             raise ConfigError("model: need 0 <= min_score <= score_threshold <= 1")
         if (self.min_size is None) != (self.max_size is None):
