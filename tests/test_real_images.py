@@ -365,3 +365,34 @@ def test_real_galaxy_tool_on_a_handful_of_real_galaxies(random_detector, tmp_pat
     assert printed.splitlines()[-1] == f"command: {summary['command']}"
     assert "--n 3 --score 0.05 --allow-input-mismatch" in summary["command"]
     assert summary["score_threshold"] == 0.05
+
+
+def test_nucleus_rule_truth_counts_the_clump_on_the_nucleus(random_detector, tmp_path):
+    from clumpdet.experiments.real_galaxies import nucleus_rule_truth
+
+    yy, xx = np.mgrid[0:96, 0:96] + 0.5
+    galaxy = 50.0 * np.exp(-((xx - 48.0) ** 2 + (yy - 48.0) ** 2) / (2 * 6.0**2))
+    noise = np.random.default_rng(0).normal(0.0, 0.5, (3, 96, 96))
+    write_image_fits(tmp_path / "g.fits", galaxy[None] + noise, bands=("g", "r", "i"))
+    doc = {
+        "images": [{"id": 1, "file_name": "g.fits", "width": 96, "height": 96}],
+        "categories": [{"id": 1, "name": "clump"}, {"id": 2, "name": "odd_clump"}],
+        "annotations": [  # xywh: one box centred on the nucleus, one 20 px off it, one odd
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [43, 43, 10, 10], "area": 100},
+            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [63, 43, 10, 10], "area": 100},
+            {"id": 3, "image_id": 1, "category_id": 2, "bbox": [43, 43, 10, 10], "area": 100},
+        ],
+    }
+    (tmp_path / "annotations.json").write_text(json.dumps(doc))
+    res = nucleus_rule_truth(
+        checkpoint=random_detector,
+        coco=tmp_path / "annotations.json",
+        out=tmp_path / "o",
+        fractions=(0.15, 3.0),
+    )
+    assert res["n_clumps"] == 2  # class 1 only
+    assert res["dropped_fraction"] == {"0.15": 0.5, "3.0": 1.0}
+    # nucleus distances in box sides: ~0 and 20 px / 10 px = 2, so their median is ~1
+    assert res["distance_percentiles"]["1"] < 0.1
+    assert res["distance_percentiles"]["50"] == pytest.approx(1.0, abs=0.1)
+    assert json.loads((tmp_path / "o" / "nucleus_rule.json").read_text())["n_clumps"] == 2

@@ -363,3 +363,104 @@ def _ratio(a: float, b: float) -> float:
     if b == 0:
         return float("inf") if a > 0 else float("nan")
     return float(a / b)
+
+
+#: Nucleus-rule fractions (of the box side) whose truth cost :func:`nucleus_rule_truth` reports.
+NUCLEUS_FRACTIONS: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
+
+
+def nucleus_rule_truth(
+    *,
+    checkpoint: str | Path,
+    coco: str | Path,
+    out: str | Path,
+    fractions: Sequence[float] = NUCLEUS_FRACTIONS,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """What the nucleus rule would cost on simulated truth: the share of labelled clumps whose
+    truth box it drops, per fraction.
+
+    Each image of ``coco`` is read and prepared as the checkpoint's predictor does (stretch, and
+    binning for colour models), its nucleus found by
+    :func:`clumpdet.inference.footprint.central_nucleus`, and every class-1 truth box (in the
+    same binned pixels) tested with :func:`clumpdet.inference.footprint.on_nucleus`.
+
+    Parameters
+    ----------
+    checkpoint : path
+        The detector whose input handling (bands, stretch, ``input["bin"]``) is used.
+    coco : path
+        A simulated COCO set with truth (e.g. ``RUN/data/val/colour/annotations.json``).
+    out : path
+        Folder for ``nucleus_rule.json``.
+    fractions : sequence of float
+        Rule fractions to evaluate (units of the box's mean side).
+    command : str, optional
+        Recorded in the summary.
+
+    Returns
+    -------
+    dict
+        ``n_clumps``, ``n_images``, ``dropped_fraction`` (per rule fraction), the percentiles of
+        the truth clumps' nucleus distance in box sides (``distance_percentiles``) and the
+        checkpoint's own ``nucleus_exclusion``.
+    """
+    from clumpdet.data.coco import load_coco
+    from clumpdet.data.dataset import bin_planes
+    from clumpdet.inference.footprint import central_nucleus, on_nucleus
+    from clumpdet.inference.predictor import Predictor
+
+    predictor = Predictor.from_checkpoint(checkpoint)
+    doc = load_coco(coco)
+    root = Path(doc["_root"])
+    clumps: dict[int, list[list[float]]] = {}
+    for a in doc["annotations"]:
+        if int(a["category_id"]) == 1:
+            clumps.setdefault(int(a["image_id"]), []).append(a["bbox"])
+    dropped = np.zeros(len(fractions), dtype=np.int64)
+    distances: list[np.ndarray] = []
+    n_clumps = n_images = 0
+    for im in doc["images"]:
+        boxes = clumps.get(int(im["id"]))
+        if not boxes:
+            continue
+        planes = predictor.prepare(predictor.read(root / im["file_name"]))
+        if predictor.bin > 1:
+            planes = bin_planes(planes, predictor.bin)
+        xywh = np.asarray(boxes, dtype=np.float64) / predictor.bin
+        xyxy = np.c_[xywh[:, :2], xywh[:, :2] + xywh[:, 2:]].astype(np.float32)
+        det = Detections(xyxy, np.ones(len(xyxy), np.int64), np.ones(len(xyxy), np.float32))
+        nucleus = central_nucleus(planes)
+        n_clumps += len(det)
+        n_images += 1
+        if nucleus is not None:
+            cx = 0.5 * (xyxy[:, 0] + xyxy[:, 2]) - 0.5
+            cy = 0.5 * (xyxy[:, 1] + xyxy[:, 3]) - 0.5
+            side = 0.5 * (xywh[:, 2] + xywh[:, 3])
+            distances.append(np.hypot(cx - nucleus[0], cy - nucleus[1]) / side)
+        for k, f in enumerate(fractions):
+            dropped[k] += int(on_nucleus(det, nucleus, f).sum())
+    dist = np.concatenate(distances) if distances else np.zeros(0)
+    pct = (1, 2, 5, 10, 25, 50)
+    summary = to_json_safe(
+        {
+            "command": command,
+            "checkpoint": str(checkpoint),
+            "coco": str(coco),
+            "checkpoint_nucleus_exclusion": predictor.nucleus_exclusion,
+            "n_images": n_images,
+            "n_clumps": n_clumps,
+            "dropped_fraction": {
+                str(f): float(d / n_clumps) if n_clumps else float("nan")
+                for f, d in zip(fractions, dropped)
+            },
+            "distance_percentiles": {
+                str(p): float(np.percentile(dist, p)) if dist.size else float("nan") for p in pct
+            },
+        }
+    )
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / "nucleus_rule.json", "w") as fh:
+        json.dump(summary, fh, indent=1)
+    return summary
