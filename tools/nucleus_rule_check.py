@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 
 from clumpdet.errors import ClumpdetError
 from clumpdet.experiments.real_galaxies import NUCLEUS_FRACTIONS, nucleus_rule_truth
+from clumpdet.utils import command_line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,9 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--fractions", type=float, nargs="+", default=list(NUCLEUS_FRACTIONS))
     args = p.parse_args(argv)
-    command = "python " + " ".join(
-        shlex.quote(a) for a in [sys.argv[0], *(sys.argv[1:] if argv is None else argv)]
-    )
+    command = command_line(argv)
     try:
         res = nucleus_rule_truth(
             checkpoint=args.checkpoint,

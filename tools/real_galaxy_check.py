@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 
 from clumpdet.errors import ClumpdetError
 from clumpdet.experiments.real_galaxies import real_galaxy_check
+from clumpdet.utils import command_line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,9 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         "(within F x the box side; default: the checkpoint's model.nucleus_exclusion)",
     )
     args = p.parse_args(argv)
-    command = "python " + " ".join(
-        shlex.quote(a) for a in [sys.argv[0], *(sys.argv[1:] if argv is None else argv)]
-    )
+    command = command_line(argv)
     try:
         res = real_galaxy_check(
             checkpoint=args.checkpoint,

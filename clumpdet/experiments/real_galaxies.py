@@ -407,7 +407,7 @@ def nucleus_rule_truth(
     """
     from clumpdet.data.coco import load_coco
     from clumpdet.data.dataset import bin_planes
-    from clumpdet.inference.footprint import central_nucleus, on_nucleus
+    from clumpdet.inference.footprint import central_nucleus, nucleus_distance
     from clumpdet.inference.predictor import Predictor
 
     predictor = Predictor.from_checkpoint(checkpoint)
@@ -417,9 +417,8 @@ def nucleus_rule_truth(
     for a in doc["annotations"]:
         if int(a["category_id"]) == 1:
             clumps.setdefault(int(a["image_id"]), []).append(a["bbox"])
-    dropped = np.zeros(len(fractions), dtype=np.int64)
-    distances: list[np.ndarray] = []
-    n_clumps = n_images = 0
+    distances: list[np.ndarray] = []  # per clump, box sides from the nucleus (inf: none)
+    n_images = 0
     for im in doc["images"]:
         boxes = clumps.get(int(im["id"]))
         if not boxes:
@@ -430,17 +429,11 @@ def nucleus_rule_truth(
         xywh = np.asarray(boxes, dtype=np.float64) / predictor.bin
         xyxy = np.c_[xywh[:, :2], xywh[:, :2] + xywh[:, 2:]].astype(np.float32)
         det = Detections(xyxy, np.ones(len(xyxy), np.int64), np.ones(len(xyxy), np.float32))
-        nucleus = central_nucleus(planes)
-        n_clumps += len(det)
+        distances.append(nucleus_distance(det, central_nucleus(planes)))
         n_images += 1
-        if nucleus is not None:
-            cx = 0.5 * (xyxy[:, 0] + xyxy[:, 2]) - 0.5
-            cy = 0.5 * (xyxy[:, 1] + xyxy[:, 3]) - 0.5
-            side = 0.5 * (xywh[:, 2] + xywh[:, 3])
-            distances.append(np.hypot(cx - nucleus[0], cy - nucleus[1]) / side)
-        for k, f in enumerate(fractions):
-            dropped[k] += int(on_nucleus(det, nucleus, f).sum())
-    dist = np.concatenate(distances) if distances else np.zeros(0)
+    all_d = np.concatenate(distances) if distances else np.zeros(0)
+    n_clumps = all_d.size
+    dist = all_d[np.isfinite(all_d)]
     pct = (1, 2, 5, 10, 25, 50)
     summary = to_json_safe(
         {
@@ -451,8 +444,7 @@ def nucleus_rule_truth(
             "n_images": n_images,
             "n_clumps": n_clumps,
             "dropped_fraction": {
-                str(f): float(d / n_clumps) if n_clumps else float("nan")
-                for f, d in zip(fractions, dropped)
+                str(f): float(np.mean(all_d < f)) if n_clumps else float("nan") for f in fractions
             },
             "distance_percentiles": {
                 str(p): float(np.percentile(dist, p)) if dist.size else float("nan") for p in pct

@@ -199,9 +199,32 @@ def inside(det: Detections, mask: np.ndarray) -> np.ndarray:
     return mask[cy, cx]
 
 
+def nucleus_distance(det: Detections, nucleus: tuple[float, float] | None) -> np.ndarray:
+    """Distance of each box centre from ``nucleus``, in units of the box's mean side.
+
+    Parameters
+    ----------
+    det : Detections
+    nucleus : (x, y) or None
+        0-based pixel position, in the pixels of ``det``; ``None``: no nucleus (every distance
+        is ``inf``).
+
+    Returns
+    -------
+    ndarray, float64, shape (N,)
+    """
+    if len(det) == 0 or nucleus is None:
+        return np.full(len(det), np.inf)
+    b = det.boxes.astype(np.float64)
+    cx, cy = 0.5 * (b[:, 0] + b[:, 2]), 0.5 * (b[:, 1] + b[:, 3])
+    side = 0.5 * ((b[:, 2] - b[:, 0]) + (b[:, 3] - b[:, 1]))
+    # box corners are pixel edges: the centre of pixel (i, j) is (i + 0.5, j + 0.5)
+    return np.hypot(cx - 0.5 - nucleus[0], cy - 0.5 - nucleus[1]) / side
+
+
 def on_nucleus(det: Detections, nucleus: tuple[float, float] | None, fraction: float) -> np.ndarray:
     """Which detections are centred on ``nucleus``: box centre within ``fraction`` x the box's
-    mean side of it.
+    mean side of it (:func:`nucleus_distance`).
 
     Parameters
     ----------
@@ -215,14 +238,9 @@ def on_nucleus(det: Detections, nucleus: tuple[float, float] | None, fraction: f
     -------
     ndarray, bool, shape (N,)
     """
-    if len(det) == 0 or nucleus is None or not fraction > 0:
+    if not fraction > 0:
         return np.zeros(len(det), dtype=bool)
-    b = det.boxes.astype(np.float64)
-    cx, cy = 0.5 * (b[:, 0] + b[:, 2]), 0.5 * (b[:, 1] + b[:, 3])
-    side = 0.5 * ((b[:, 2] - b[:, 0]) + (b[:, 3] - b[:, 1]))
-    # box corners are pixel edges: the centre of pixel (i, j) is (i + 0.5, j + 0.5)
-    d = np.hypot(cx - 0.5 - nucleus[0], cy - 0.5 - nucleus[1])
-    return d < fraction * side
+    return nucleus_distance(det, nucleus) < fraction
 
 
 def keep_central(

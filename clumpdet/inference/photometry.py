@@ -807,26 +807,24 @@ def measure_photometry(
         phot_data = clean - elliptical_host_model(
             clean, geom, keep_out, extent=cfg.host_extent, centre_data=clean[ref_i], region=region
         )
-    rest = (r_in, r_out, fwhm_eff, fwhm_int, psf, bands, cfg)
     two = cfg.faint_aperture_fwhm is not None and cfg.faint_aperture_fwhm != cfg.aperture_fwhm
     r_small = cfg.faint_aperture_fwhm * fwhm_eff if two else None
     sets = _clump_photometry(
-        phot_data, var, finite, x - 0.5, y - 0.5, [r_ap] + ([r_small] if two else []), *rest
-    )
-    fl_ux, fl_err, fl_ap = sets[0]
+        phot_data, var, finite, x - 0.5, y - 0.5, [r_ap] + ([r_small] if two else []),
+        r_in, r_out, fwhm_eff, fwhm_int, psf, bands, cfg,
+    )  # fmt: skip
+    flux, err, clump_flag = sets[0]
     if two:  # clumps below faint_snr in the first aperture take the smaller one
         with np.errstate(divide="ignore", invalid="ignore"):
-            faint = ~(fl_ux[ref_i] / fl_err[ref_i] >= cfg.faint_snr)
+            faint = ~(flux[ref_i] / err[ref_i] >= cfg.faint_snr)
         f2, e2, fl2 = sets[1]
-        fl_ux, fl_err = np.where(faint, f2, fl_ux), np.where(faint, e2, fl_err)
-        fl_ap = np.where(faint, fl2, fl_ap)
-        r_ap = np.where(faint, r_small, r_ap)
-        out["aperture_radius"][:] = r_ap
-    flag |= fl_ap
-    clump_fluxes = [(fl_ux[bi], fl_err[bi]) for bi in range(len(bands))]
+        flux, err = np.where(faint, f2, flux), np.where(faint, e2, err)
+        clump_flag = np.where(faint, fl2, clump_flag)
+        out["aperture_radius"][:] = np.where(faint, r_small, r_ap)
+    flag |= clump_flag
 
     for bi, b in enumerate(bands):
-        f, e = clump_fluxes[bi]
+        f, e = flux[bi], err[bi]
         out[f"flux_{b}"][:] = f
         out[f"flux_err_{b}"][:] = e
         if host_f is not None and host_f[bi] > 0:
