@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -186,3 +188,53 @@ def test_faint_clumps_get_the_small_aperture():
         assert ph["flux_r"][j] == pytest.approx(fl["r"], abs=4 * ph["flux_err_r"][j])
     with pytest.raises(ValueError, match="faint_aperture_fwhm"):
         PhotometryConfig(faint_aperture_fwhm=3.0)
+
+
+def _moffat_scene(beta, clumps, size=120, noise=1e-3):
+    """Moffat (``beta``, FWHM 3.5 px) point clumps ``(dx, dy, flux)`` from the frame centre."""
+    import galsim
+
+    img = galsim.ImageD(size, size, scale=1.0)
+    for dx, dy, flux in clumps:
+        galsim.Moffat(beta=beta, fwhm=PSF, flux=flux).drawImage(
+            img, offset=(dx, dy), add_to_image=True
+        )
+    data = np.repeat(img.array[None], 3, axis=0)
+    data = data + np.random.default_rng(1).normal(0, noise, data.shape)
+    c = size / 2
+    half = 3.4 * PSF / 2
+    boxes = [[c + dx - half, c + dy - half, c + dx + half, c + dy + half] for dx, dy, _ in clumps]
+    return data, np.array(boxes)
+
+
+def test_psf_shape_from_the_header():
+    from clumpdet.inference.photometry import DEFAULT_PSF_BETA, header_psf_beta
+
+    assert header_psf_beta(fits.Header({"PSFPROF": "moffat", "PSFBETA": 3.0})) == 3.0
+    assert header_psf_beta(fits.Header({"PSFPROF": "gaussian"})) is None
+    assert header_psf_beta(fits.Header({"PSFPROF": "kolmogorov"})) == pytest.approx(4.765)
+    assert header_psf_beta(None) == header_psf_beta(fits.Header()) == DEFAULT_PSF_BETA
+    data, boxes = _moffat_scene(2.5, [(0.0, 0.0, 40.0)])
+    hdr = fits.Header({"PSFPROF": "moffat", "PSFBETA": 2.5})
+    kw = dict(bands=BANDS, reference_band="r", header=hdr)
+    cfg = PhotometryConfig(psf_fwhm=PSF, host_model="none")  # no host: the clump is alone
+    ph = measure_photometry(data, boxes, config=cfg, **kw)
+    assert ph["flux_r"][0] == pytest.approx(40.0, rel=0.02)
+    # a model with the wrong (steeper) wings loses the light outside the aperture
+    steep = measure_photometry(data, boxes, config=dataclasses.replace(cfg, psf_beta=4.5), **kw)
+    assert steep["flux_r"][0] < 0.95 * 40.0
+    with pytest.raises(ValueError, match="psf_beta"):
+        PhotometryConfig(psf_beta="wide")
+
+
+def test_blended_clumps_are_deblended():
+    # two clumps one PSF FWHM apart and a third far away: the pair's apertures overlap heavily
+    clumps = [(-1.75, 0.0, 50.0), (1.75, 0.0, 15.0), (0.0, 30.0, 20.0)]
+    data, boxes = _moffat_scene(2.5, clumps)
+    hdr = fits.Header({"PSFBETA": 2.5})
+    ph = measure_photometry(
+        data, boxes, bands=BANDS, reference_band="r", header=hdr,
+        config=PhotometryConfig(psf_fwhm=PSF, host_model="none"),
+    )  # fmt: skip
+    np.testing.assert_allclose(ph["flux_r"], [50.0, 15.0, 20.0], rtol=0.03)
+    assert list(ph["phot_flag"] & 16 > 0) == [True, True, False]  # FLAG_BLENDED

@@ -113,7 +113,7 @@ def image_file_name(index: int) -> str:
 
 
 def scene_fits_header(
-    scene: Any, seed: int, *, psf_band: str, objects: str
+    scene: Any, seed: int, *, psf_band: str, objects: str, psf: Any = None
 ) -> dict[str, tuple[Any, str] | str]:
     """FITS header cards of a simulated detection image.
 
@@ -128,6 +128,9 @@ def scene_fits_header(
         Wording of the band of ``psf_fwhm`` in its comment (``"r"``, ``"reference"``).
     objects : str
         Comment of the ``NOBJ`` card (what ``scene.objects`` counts).
+    psf : PSFShape, optional
+        The PSF profile (``profile``, ``moffat_beta``): ``PSFPROF`` and ``PSFBETA`` cards, which
+        the photometry's clump model reads.
     """
     from clumpdet import __version__
 
@@ -136,6 +139,10 @@ def scene_fits_header(
     }
     for b, v in scene.psf_fwhm_bands.items():
         hdr[f"PSFFWHM{b.upper()}"] = (round(v, 5), f"{b}-band PSF FWHM (arcsec)")
+    if psf is not None:
+        hdr["PSFPROF"] = (str(psf.profile), "PSF profile")
+        if psf.profile == "moffat":
+            hdr["PSFBETA"] = (float(psf.moffat_beta), "Moffat beta of the PSF")
     for b, v in scene.noise_sigma.items():
         hdr[f"NOISE_{b.upper()}"] = (float(v), f"{b} sky noise sigma per pixel (nanomaggy)")
     hdr["IMAGEID"] = (int(scene.image_id), "COCO image id")
@@ -171,7 +178,9 @@ def render_detection_image(
             wcs=scene.wcs,
             unit="nanomaggy",
             pixel_scale=scene.pixel_scale,
-            header=scene_fits_header(scene, seed, psf_band=psf_band, objects=objects),
+            header=scene_fits_header(
+                scene, seed, psf_band=psf_band, objects=objects, psf=getattr(config, "psf", None)
+            ),
         )
     return records(scene, file_name=name)
 
