@@ -238,3 +238,25 @@ def test_blended_clumps_are_deblended():
     )  # fmt: skip
     np.testing.assert_allclose(ph["flux_r"], [50.0, 15.0, 20.0], rtol=0.03)
     assert list(ph["phot_flag"] & 16 > 0) == [True, True, False]  # FLAG_BLENDED
+
+
+def test_errors_include_host_texture():
+    # a clump on PSF-scale host texture (unresolved knots) much stronger than the sky noise:
+    # the flux errors must cover the texture, so that the pulls scatter by about 1
+    from scipy.ndimage import gaussian_filter
+
+    size, sky, flux = 96, 0.01, 30.0
+    hdr = fits.Header({f"NOISE_{b.upper()}": sky for b in BANDS})
+    cfg = PhotometryConfig(psf_fwhm=PSF, psf_beta=None, host_model="none")
+    half = 3.4 * PSF / 2
+    box = np.array([[size / 2 - half, size / 2 - half, size / 2 + half, size / 2 + half]])
+    pulls = []
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        tex = gaussian_filter(rng.normal(0, 1.0, (size, size)), PSF / 2.3548)
+        img = tex + _gauss(size / 2, size / 2, PSF, flux, size=size)
+        data = np.stack([img + rng.normal(0, sky, img.shape) for _ in BANDS])
+        ph = measure_photometry(data, box, bands=BANDS, reference_band="r", header=hdr, config=cfg)
+        pulls.append((ph["flux_r"][0] - flux) / ph["flux_err_r"][0])
+    spread = 1.4826 * np.median(np.abs(pulls))  # robust sigma of the pulls
+    assert 0.6 < spread < 1.6, spread

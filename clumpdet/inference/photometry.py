@@ -85,6 +85,10 @@ class PhotometryConfig:
         None: ``aperture_fwhm`` for all.
     faint_snr : float
         S/N below which ``faint_aperture_fwhm`` is used.
+    size_scatter : float
+        Log-scatter of the clump's true FWHM_eff about the box's (0.12: the simulator's box
+        rule, ``box.scatter``); its effect on the aperture correction is added to the flux
+        errors (0: left out).
     faint_weighting : {"aperture", "model"}
         Pixel weights of the faint clumps' measurement: a plain aperture, or the clump model
         over the pixel variance inside ``faint_aperture_fwhm`` (a matched filter, as PSF
@@ -148,6 +152,7 @@ class PhotometryConfig:
     faint_aperture_fwhm: float | None = 0.7
     faint_snr: float = 20.0
     faint_weighting: str = "aperture"
+    size_scatter: float = 0.12
     annulus_fwhm: tuple[float, float] = (2.0, 4.5)
     box_fwhm_multiple: float = 3.4
     psf_fwhm: float | None = None
@@ -907,6 +912,9 @@ def measure_photometry(
         clump_flag = np.where(faint, fl2, clump_flag)
         out["aperture_radius"][:] = np.where(faint, r_small, r_ap)
     flag |= clump_flag
+    if cfg.size_scatter > 0:  # the clump's size is only known to the box rule's scatter
+        rel = _size_error(out["aperture_radius"], fwhm_eff, psf, bands, cfg)
+        err = np.hypot(err, np.abs(flux) * rel)
 
     for bi, b in enumerate(bands):
         f, e = flux[bi], err[bi]
@@ -926,6 +934,30 @@ def measure_photometry(
     for cut in cfg.ratio_cuts:
         out[cut_column(cut)][:] = np.nan_to_num(out["flux_ratio_cut"], nan=-1.0) >= cut
     out["phot_flag"][:] = flag
+    return out
+
+
+def _size_error(r_ap, fwhm_eff, psf, bands, cfg) -> np.ndarray:
+    """Relative flux error ``(C, N)`` of the aperture correction from the clump-size scatter.
+
+    The aperture keeps ``EE(r_ap)`` of a clump whose FWHM_eff is known from its box to a
+    log-scatter ``cfg.size_scatter``; half the spread of ``EE`` between FWHM_eff x exp(-+s),
+    over ``EE``.
+    """
+    s = cfg.size_scatter
+    out = np.zeros((len(bands), len(r_ap)))
+    for bi, b in enumerate(bands):
+        for j, (r, fe) in enumerate(zip(r_ap, fwhm_eff)):
+            p = psf[b] if psf else float(fe)
+            ee = [
+                float(
+                    _ee(np.array([r]), p, math.sqrt(max((fe * k) ** 2 - p * p, 0.0)), cfg.psf_beta)[
+                        0
+                    ]
+                )
+                for k in (math.exp(-s), 1.0, math.exp(s))
+            ]
+            out[bi, j] = 0.5 * abs(ee[0] - ee[2]) / max(ee[1], 1e-12)
     return out
 
 
@@ -1140,6 +1172,10 @@ def _clump_photometry(
     same = d < 0.5 * np.maximum(fwhm_eff[:, None], fwhm_eff[None])  # not split: one clump
     # annulus of each clump: pixels, fit
     fits: list[_AnnulusFit | None] = []
+    tex_var = np.zeros((c, n))
+    # texture is correlated over about a PSF: the correlation area of a PSF-smoothed field
+    # (2 x the PSF's variance per axis), 4 pi sigma_psf^2 = 2.27 FWHM^2 (px^2)
+    beam = 2.27 * psf_cb**2
     ann_px: list[tuple[np.ndarray, np.ndarray] | None] = []
     ann_flag = np.zeros(n, np.int64)
     for j in range(n):
@@ -1166,7 +1202,11 @@ def _clump_photometry(
             continue
         px, py = xs[ix].astype(float), ys[iy].astype(float)
         ann = data[:, big[0], big[1]][:, iy, ix]
-        fits.append(_local_background(ann, px - pos[0], py - pos[1], cfg))
+        fit = _local_background(ann, px - pos[0], py - pos[1], cfg)
+        # host texture: annulus scatter about the surface beyond the pixel noise (arms, knots)
+        sky_var = var[:, big[0], big[1]][:, iy, ix].mean(axis=1)
+        tex_var[:, j] = np.maximum(fit.sigma**2 - sky_var, 0.0)
+        fits.append(fit)
         ann_px.append((px, py))
 
     res = []
@@ -1204,6 +1244,7 @@ def _clump_photometry(
                 phi = wv @ _basis(px - pos[0], py - pos[1], fit.kind)
                 yv[:, j] -= np.einsum("cp,cp->c", phi, fit.coef)
                 vy[:, j] += fit.mean_variance(phi)
+            vy[:, j] += tex_var[:, j] * beam[:, j] * np.einsum("cn,cn->c", wv, wv)
             # the model coefficients of every clump whose light reaches this aperture/annulus
             near = np.nonzero(d[j] < reach + np.maximum(r_out[j], r_ap[j]))[0]
             for k in near:
