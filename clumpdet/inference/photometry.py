@@ -1023,10 +1023,13 @@ class _AnnulusFit:
     keep: np.ndarray
     design: np.ndarray
     sigma: np.ndarray
+    _cache: tuple[np.ndarray, np.ndarray] | None = dataclasses.field(default=None, repr=False)
 
     def _normal(self) -> tuple[np.ndarray, np.ndarray]:
-        dk = self.design[None] * self.keep[..., None]  # (C, n, P): left-out pixels zeroed
-        return dk, dk.transpose(0, 2, 1) @ self.design
+        if self._cache is None:
+            dk = self.design[None] * self.keep[..., None]  # (C, n, P): left-out pixels zeroed
+            self._cache = (dk, dk.transpose(0, 2, 1) @ self.design)
+        return self._cache
 
     def response(self, vals: np.ndarray) -> np.ndarray:
         """Coefficients ``(C, P)`` this fit gives for annulus values ``vals``, shape (C, n)."""
@@ -1159,8 +1162,9 @@ def _clump_photometry(
     psf_cb = np.array(
         [[psf[b] if psf else float(fwhm_eff[j]) for j in range(n)] for b in bands], float
     )
-    # model extent: far enough that the wings beyond it are < 0.5 % of the light
-    reach = np.maximum(r_out, 6.0 * fwhm_eff)
+    # a clump's light counts in another's aperture and annulus out to 3 FWHM_eff from its
+    # centre (beyond it, < 2.5 % of a beta-2.5 Moffat's light, spread thin)
+    reach = 3.0 * fwhm_eff
 
     def model(k: int, px: np.ndarray, py: np.ndarray) -> np.ndarray:
         """Clump ``k``'s unit-flux surface brightness (per pixel) at pixels ``px, py`` (C, n)."""
@@ -1170,6 +1174,12 @@ def _clump_photometry(
     fin_all = finite.all(axis=0)
     d = np.hypot(x0[:, None] - x0[None], y0[:, None] - y0[None])
     same = d < 0.5 * np.maximum(fwhm_eff[:, None], fwhm_eff[None])  # not split: one clump
+    # clumps whose light reaches clump j's annulus or aperture (j itself first)
+    near = [
+        [j] + [k for k in np.nonzero(d[j] < r_out[j] + reach)[0] if k != j and not same[j, k]]
+        for j in range(n)
+    ]
+    resp: dict[tuple[int, int], np.ndarray] = {}  # (j, k): j's annulus fit of k's model light
     # annulus of each clump: pixels, fit
     fits: list[_AnnulusFit | None] = []
     tex_var = np.zeros((c, n))
@@ -1246,14 +1256,12 @@ def _clump_photometry(
                 vy[:, j] += fit.mean_variance(phi)
             vy[:, j] += tex_var[:, j] * beam[:, j] * np.einsum("cn,cn->c", wv, wv)
             # the model coefficients of every clump whose light reaches this aperture/annulus
-            near = np.nonzero(d[j] < reach + np.maximum(r_out[j], r_ap[j]))[0]
-            for k in near:
-                if same[j, k] and k != j:
-                    continue
+            for k in near[j]:
                 mk = np.einsum("cn,cn->c", model(k, px, py), wv)
                 if fit is not None:
-                    apx, apy = ann_px[j]
-                    mk -= np.einsum("cp,cp->c", phi, fit.response(model(k, apx, apy)))
+                    if (j, k) not in resp:
+                        resp[j, k] = fit.response(model(k, *ann_px[j]))
+                    mk -= np.einsum("cp,cp->c", phi, resp[j, k])
                 m[:, j, k] = mk
             ok_rows[j] = True
         # flag blends, then solve the rows that were measured (others stay NaN)
