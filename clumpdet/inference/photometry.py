@@ -296,8 +296,9 @@ def _sb_unit(t: float, beta: float | None) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([[0.0], rm]), np.concatenate([[img.max()], sb])
 
 
-def _ee(r: np.ndarray, psf_fwhm: float, int_fwhm: float, beta: float | None) -> np.ndarray:
-    """Encircled energy at radii ``r`` (px) of the clump model, pixel response included."""
+def _profile(table, r, psf_fwhm: float, int_fwhm: float, beta: float | None, right=None):
+    """A radial table of the unit clump model (``_encircled_unit`` or ``_sb_unit``) at radii
+    ``r`` (px), interpolated linearly between the cached sizes (steps of 0.05 PSF FWHM)."""
     t = math.sqrt(int_fwhm**2 + _PIXEL_FWHM2) / psf_fwhm
     lo = math.floor(t / 0.05) * 0.05
     w = (t - lo) / 0.05
@@ -305,24 +306,20 @@ def _ee(r: np.ndarray, psf_fwhm: float, int_fwhm: float, beta: float | None) -> 
     out = 0.0
     for tt, ww in ((lo, 1 - w), (lo + 0.05, w)):
         if ww > 0:
-            grid, ee = _encircled_unit(round(tt, 2), b)
-            out = out + ww * np.interp(np.asarray(r) / psf_fwhm, grid, ee)
+            grid, val = table(round(tt, 2), b)
+            out = out + ww * np.interp(np.asarray(r) / psf_fwhm, grid, val, right=right)
     return out
+
+
+def _ee(r: np.ndarray, psf_fwhm: float, int_fwhm: float, beta: float | None) -> np.ndarray:
+    """Encircled energy at radii ``r`` (px) of the clump model, pixel response included."""
+    return _profile(_encircled_unit, r, psf_fwhm, int_fwhm, beta)
 
 
 def _sb(r: np.ndarray, psf_fwhm: float, int_fwhm: float, beta: float | None) -> np.ndarray:
     """Surface brightness per pixel at radii ``r`` (px) of the unit-flux clump model (pixel
     response included, so the value at a pixel centre is that pixel's share of the light)."""
-    t = math.sqrt(int_fwhm**2 + _PIXEL_FWHM2) / psf_fwhm
-    lo = math.floor(t / 0.05) * 0.05
-    w = (t - lo) / 0.05
-    b = None if beta is None else round(float(beta), 2)
-    out = 0.0
-    for tt, ww in ((lo, 1 - w), (lo + 0.05, w)):
-        if ww > 0:
-            grid, sb = _sb_unit(round(tt, 2), b)
-            out = out + ww * np.interp(np.asarray(r) / psf_fwhm, grid, sb, right=0.0)
-    return out / psf_fwhm**2
+    return _profile(_sb_unit, r, psf_fwhm, int_fwhm, beta, right=0.0) / psf_fwhm**2
 
 
 def clump_fractions(
