@@ -58,6 +58,15 @@ PINNED = {
     "morphology": "628c74fa7ede0dd2c9a460c34bf8a985a313381d02dc8688c6a308df30089eb8",
 }
 
+#: Digests of the same code on other CPUs. The ring/arm/bar galaxy renderer's pixels differ in
+#: their last bits between machines (an AMD EPYC without AVX-512 gives these for the code whose
+#: pins above passed CI, commit d0d35a1: numpy's own SIMD dispatch and OpenBLAS's core type are
+#: not the cause; the other simulators agree everywhere). A code change must match one of them.
+ALSO_ACCEPTED = {
+    "four_class": {"3f77c2667d9b2fdf422eacebe204be69f632d872a2f8d6d83fbbfd49dd66c8e3"},
+    "morphology": {"993aad1ec906e092435f554519488aeaf0cc7e8701ebfe67aab0462e64d75645"},
+}
+
 
 def _simulate(kind: str, out: Path) -> str:
     from clumpdet import sim
@@ -77,4 +86,5 @@ def _simulate(kind: str, out: Path) -> str:
 
 @pytest.mark.parametrize("kind", sorted(PINNED))
 def test_simulator_output_is_pinned(kind: str, tmp_path: Path) -> None:
-    assert _simulate(kind, tmp_path / kind) == PINNED[kind]
+    digest = _simulate(kind, tmp_path / kind)
+    assert digest == PINNED[kind] or digest in ALSO_ACCEPTED.get(kind, set()), digest
