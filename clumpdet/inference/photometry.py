@@ -900,11 +900,11 @@ def measure_photometry(
         r_in, r_out, fwhm_eff, fwhm_int, psf, bands, cfg,
         weightings=["aperture"] + ([cfg.faint_weighting] if two else []),
     )  # fmt: skip
-    flux, err, clump_flag = sets[0]
-    if two:  # clumps below faint_snr in the first aperture take the smaller one
-        with np.errstate(divide="ignore", invalid="ignore"):
-            faint = ~(flux[ref_i] / err[ref_i] >= cfg.faint_snr)
-        f2, e2, fl2 = sets[1]
+    flux, err, clump_flag = next(sets)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        faint = ~(flux[ref_i] / err[ref_i] >= cfg.faint_snr)
+    if two and faint.any():  # clumps below faint_snr in the first aperture take the smaller one
+        f2, e2, fl2 = next(sets)
         flux, err = np.where(faint, f2, flux), np.where(faint, e2, err)
         clump_flag = np.where(faint, fl2, clump_flag)
         out["aperture_radius"][:] = np.where(faint, r_small, r_ap)
@@ -1143,10 +1143,10 @@ def _clump_photometry(
         Pixel weights of each set: the aperture (default), or the clump model over the pixel
         variance inside it (matched filter: the least noisy flux for faint clumps).
 
-    Returns
-    -------
-    list of (flux, err, flag)
-        Per set of ``r_aps``: flux and error arrays, shape (C, N), and the ``phot_flag`` bits
+    Yields
+    ------
+    (flux, err, flag)
+        Per set of ``r_aps``, computed when asked for: flux and error arrays, shape (C, N), and the ``phot_flag`` bits
         (FLAG_EDGE, FLAG_ANNULUS, FLAG_BLENDED), shape (N,).
     """
     from photutils.aperture import CircularAnnulus, CircularAperture
@@ -1159,6 +1159,7 @@ def _clump_photometry(
     psf_cb = np.array(
         [[psf[b] if psf else float(fwhm_eff[j]) for j in range(n)] for b in bands], float
     )
+    same_psf = bool(np.all(psf_cb == psf_cb[:1]))
     # a clump's light counts in another's aperture and annulus out to 3 FWHM_eff from its
     # centre (beyond it, < 2.5 % of a beta-2.5 Moffat's light, spread thin)
     reach = 3.0 * fwhm_eff
@@ -1166,6 +1167,8 @@ def _clump_photometry(
     def model(k: int, px: np.ndarray, py: np.ndarray) -> np.ndarray:
         """Clump ``k``'s unit-flux surface brightness (per pixel) at pixels ``px, py`` (C, n)."""
         r = np.hypot(px - x0[k], py - y0[k])
+        if same_psf:  # one profile for every band (no per-band PSF known)
+            return np.broadcast_to(_sb(r, psf_cb[0, k], float(fwhm_int[k]), beta), (c, r.size))
         return np.stack([_sb(r, psf_cb[bi, k], float(fwhm_int[k]), beta) for bi in range(c)])
 
     fin_all = finite.all(axis=0)
@@ -1216,7 +1219,6 @@ def _clump_photometry(
         fits.append(fit)
         ann_px.append((px, py))
 
-    res = []
     for r_ap, weighting in zip(r_aps, weightings or ["aperture"] * len(r_aps)):
         flux, err = np.full((c, n), np.nan), np.full((c, n), np.nan)
         fl = ann_flag.copy()
@@ -1275,8 +1277,7 @@ def _clump_photometry(
                     inv = np.diag(1.0 / np.where(diag[bi] != 0, np.diag(sub[bi]), np.nan))
                 flux[bi, idx] = inv @ yv[bi, idx]
                 err[bi, idx] = np.sqrt((inv * inv) @ vy[bi, idx])
-        res.append((flux, err, fl))
-    return res
+        yield flux, err, fl
 
 
 # ----------------------------------------------------------------------------- truth comparison
