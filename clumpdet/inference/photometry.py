@@ -1146,8 +1146,8 @@ def _clump_photometry(
     Yields
     ------
     (flux, err, flag)
-        Per set of ``r_aps``, computed when asked for: flux and error arrays, shape (C, N), and the ``phot_flag`` bits
-        (FLAG_EDGE, FLAG_ANNULUS, FLAG_BLENDED), shape (N,).
+        Per set of ``r_aps``, computed when asked for: flux and error arrays, shape (C, N),
+        and the ``phot_flag`` bits (FLAG_EDGE, FLAG_ANNULUS, FLAG_BLENDED), shape (N,).
     """
     from photutils.aperture import CircularAnnulus, CircularAperture
 
