@@ -1181,12 +1181,12 @@ def _clump_photometry(
     ]
     resp: dict[tuple[int, int], np.ndarray] = {}  # (j, k): j's annulus fit of k's model light
     # annulus of each clump: pixels, fit
-    fits: list[_AnnulusFit | None] = []
+    # per clump: its annulus fit and the annulus pixels (x, y), or None without a usable annulus
+    annuli: list[tuple[_AnnulusFit, np.ndarray, np.ndarray] | None] = []
     tex_var = np.zeros((c, n))
     # texture is correlated over about a PSF: the correlation area of a PSF-smoothed field
     # (2 x the PSF's variance per axis), 4 pi sigma_psf^2 = 2.27 FWHM^2 (px^2)
     beam = 2.27 * psf_cb**2
-    ann_px: list[tuple[np.ndarray, np.ndarray] | None] = []
     ann_flag = np.zeros(n, np.int64)
     for j in range(n):
         pos = (float(x0[j]), float(y0[j]))
@@ -1196,8 +1196,7 @@ def _clump_photometry(
         big, small = anm.get_overlap_slices((h, w))
         if big is None:  # annulus entirely off the frame
             ann_flag[j] |= FLAG_ANNULUS | FLAG_EDGE
-            fits.append(None)
-            ann_px.append(None)
+            annuli.append(None)
             continue
         ys, xs = np.arange(big[0].start, big[0].stop), np.arange(big[1].start, big[1].stop)
         ok = (anm.data[small] > 0) & fin_all[big]
@@ -1207,8 +1206,7 @@ def _clump_photometry(
         iy, ix = np.nonzero(ok)
         if iy.size < 10:
             ann_flag[j] |= FLAG_ANNULUS
-            fits.append(None)
-            ann_px.append(None)
+            annuli.append(None)
             continue
         px, py = xs[ix].astype(float), ys[iy].astype(float)
         ann = data[:, big[0], big[1]][:, iy, ix]
@@ -1216,8 +1214,7 @@ def _clump_photometry(
         # host texture: annulus scatter about the surface beyond the pixel noise (arms, knots)
         sky_var = var[:, big[0], big[1]][:, iy, ix].mean(axis=1)
         tex_var[:, j] = np.maximum(fit.sigma**2 - sky_var, 0.0)
-        fits.append(fit)
-        ann_px.append((px, py))
+        annuli.append((fit, px, py))
 
     for r_ap, weighting in zip(r_aps, weightings or ["aperture"] * len(r_aps)):
         flux, err = np.full((c, n), np.nan), np.full((c, n), np.nan)
@@ -1248,7 +1245,7 @@ def _clump_photometry(
                 wv = wv * model(j, px, py) / np.maximum(pv, 1e-30)
             yv[:, j] = np.einsum("cn,cn->c", data[:, abig[0], abig[1]][:, iy, ix], wv)
             vy[:, j] = np.einsum("cn,cn->c", pv, wv * wv)
-            fit = fits[j]
+            fit = annuli[j][0] if annuli[j] is not None else None
             if fit is not None:
                 phi = wv @ _basis(px - pos[0], py - pos[1], fit.kind)
                 yv[:, j] -= np.einsum("cp,cp->c", phi, fit.coef)
@@ -1259,7 +1256,7 @@ def _clump_photometry(
                 mk = np.einsum("cn,cn->c", model(k, px, py), wv)
                 if fit is not None:
                     if (j, k) not in resp:
-                        resp[j, k] = fit.response(model(k, *ann_px[j]))
+                        resp[j, k] = fit.response(model(k, *annuli[j][1:]))
                     mk -= np.einsum("cp,cp->c", phi, resp[j, k])
                 m[:, j, k] = mk
             ok_rows[j] = True
