@@ -128,6 +128,25 @@ def test_two_worker_local_cluster_matches_one_process(survey, reference, tmp_pat
     assert _digest(out / "catalogue.parquet") == _digest(reference / "catalogue.parquet")
 
 
+def _worker_env() -> tuple[str | None, bool]:
+    import os
+
+    import dask
+
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_"), dask.config.get(
+        "distributed.worker.profile.enabled"
+    )
+
+
+def test_local_cluster_workers_keep_glibc_trim_default_and_no_profiler():
+    # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 by default: 30-40 % slower workers
+    from clumpdet.inference.survey import dask_client
+
+    with dask_client(workers=1, scheduler=None) as client:
+        (env,) = client.run(_worker_env).values()
+    assert env == (None, False)
+
+
 def test_unreadable_files_go_to_failed_csv(survey, reference, tmp_path):
     import pyarrow.parquet as pq
 
