@@ -322,6 +322,20 @@ def _sb(r: np.ndarray, psf_fwhm: float, int_fwhm: float, beta: float | None) -> 
     return _profile(_sb_unit, r, psf_fwhm, int_fwhm, beta, right=0.0) / psf_fwhm**2
 
 
+def _sb_table(psf_fwhm: float, int_fwhm: float, beta: float | None):
+    """``(radii, sb)`` in pixels of :func:`_sb` for one clump: ``np.interp(r, radii, sb,
+    right=0)`` gives the same values (both are linear between the union of the two cached
+    tables' radii) with one interpolation per call, for a clump evaluated at many pixel sets."""
+    t = math.sqrt(int_fwhm**2 + _PIXEL_FWHM2) / psf_fwhm
+    lo = math.floor(t / 0.05) * 0.05
+    w = (t - lo) / 0.05
+    b = None if beta is None else round(float(beta), 2)
+    parts = [(_sb_unit(round(tt, 2), b), ww) for tt, ww in ((lo, 1 - w), (lo + 0.05, w)) if ww > 0]
+    grid = parts[0][0][0] if len(parts) == 1 else np.union1d(parts[0][0][0], parts[1][0][0])
+    val = sum(ww * np.interp(grid, g, v, right=0.0) for (g, v), ww in parts)
+    return grid * psf_fwhm, val / psf_fwhm**2
+
+
 def clump_fractions(
     *,
     psf_fwhm: float,
@@ -1164,12 +1178,17 @@ def _clump_photometry(
     # centre (beyond it, < 2.5 % of a beta-2.5 Moffat's light, spread thin)
     reach = 3.0 * fwhm_eff
 
+    # per clump: its radial profile table per band (one shared when the PSF is)
+    tables = [
+        [_sb_table(psf_cb[bi, k], float(fwhm_int[k]), beta) for bi in range(1 if same_psf else c)]
+        for k in range(n)
+    ]
+
     def model(k: int, px: np.ndarray, py: np.ndarray) -> np.ndarray:
         """Clump ``k``'s unit-flux surface brightness (per pixel) at pixels ``px, py`` (C, n)."""
         r = np.hypot(px - x0[k], py - y0[k])
-        if same_psf:  # one profile for every band (no per-band PSF known)
-            return np.broadcast_to(_sb(r, psf_cb[0, k], float(fwhm_int[k]), beta), (c, r.size))
-        return np.stack([_sb(r, psf_cb[bi, k], float(fwhm_int[k]), beta) for bi in range(c)])
+        sb = [np.interp(r, g, v, right=0.0) for g, v in tables[k]]
+        return np.broadcast_to(sb[0], (c, r.size)) if same_psf else np.stack(sb)
 
     fin_all = finite.all(axis=0)
     d = np.hypot(x0[:, None] - x0[None], y0[:, None] - y0[None])
