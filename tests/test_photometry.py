@@ -260,3 +260,16 @@ def test_errors_include_host_texture():
         pulls.append((ph["flux_r"][0] - flux) / ph["flux_err_r"][0])
     spread = 1.4826 * np.median(np.abs(pulls))  # robust sigma of the pulls
     assert 0.6 < spread < 1.6, spread
+
+
+@pytest.mark.parametrize(
+    ("psf", "intr", "beta"), [(3.5, 0.0, 2.5), (2.6, 4.1, 3.5), (4.0, 1.3, None)]
+)
+def test_merged_profile_table_matches_the_two_table_interpolation(psf, intr, beta):
+    from clumpdet.inference.photometry import _sb, _sb_table
+
+    r = np.random.default_rng(0).uniform(0, 12 * psf, 2000)
+    grid, val = _sb_table(psf, intr, beta)
+    ref = _sb(r, psf, intr, beta)
+    got = np.interp(r, grid, val, right=0.0)
+    assert np.abs(got - ref).max() <= 1e-6 * ref.max()
