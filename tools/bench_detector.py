@@ -60,6 +60,9 @@ def row(name: str, m: dict) -> dict:
         "AP": m["AP"],
         "purity_at_C0.9": m["purity_at_completeness"]["0.9"]["purity"],
         "purity_at_C0.8": m["purity_at_completeness"]["0.8"]["purity"],
+        "purity_at_C0.5": m["purity_at_completeness"]["0.5"]["purity"],
+        # the highest completeness any score threshold reaches (all predictions kept)
+        "max_completeness": max(m["curves"]["threshold"]["completeness"], default=None),
         "clump_completeness": pc.get("clump", {}).get("completeness"),
         "clump_purity": pc.get("clump", {}).get("purity"),
         "clump_AP50": pc.get("clump", {}).get("AP50"),
@@ -195,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         "f1",
         "AP50",
         "AP",
+        "max_completeness",
+        "purity_at_C0.5",
         "purity_at_C0.9",
         "clump_completeness",
         "clump_purity",

@@ -57,7 +57,7 @@ def _found_score(truth_to_pred: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 
 #: Completeness levels of :func:`purity_at_completeness` in the metrics.
-COMPLETENESS_TARGETS: tuple[float, ...] = (0.8, 0.9)
+COMPLETENESS_TARGETS: tuple[float, ...] = (0.5, 0.8, 0.9)
 
 
 def purity_at_completeness(
@@ -383,7 +383,7 @@ class DetectionEvaluator:
             AR, n_true, n_pred, n_matched}} (class-aware matching); ``n_images``, ``n_true``,
             ``n_pred`` (predictions with score >= threshold), ``n_pred_all``,
             ``score_threshold``, ``matching``; ``purity_at_completeness`` (overall and per
-            class: ``{"0.8"|"0.9": {purity, threshold, completeness}}``, exact over every
+            class: ``{"0.5"|"0.8"|"0.9": {purity, threshold, completeness}}``, exact over every
             distinct score, :func:`purity_at_completeness`); ``curves`` (``threshold``:
             completeness, purity, F1 and n_pred on a 0..1 grid; ``completeness_vs_flux_ratio`` and
             ``completeness_vs_snr``: log bins, null without those truth fields;
