@@ -296,19 +296,24 @@ def _sb_unit(t: float, beta: float | None) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([[0.0], rm]), np.concatenate([[img.max()], sb])
 
 
-def _profile(table, r, psf_fwhm: float, int_fwhm: float, beta: float | None, right=None):
-    """A radial table of the unit clump model (``_encircled_unit`` or ``_sb_unit``) at radii
-    ``r`` (px), interpolated linearly between the cached sizes (steps of 0.05 PSF FWHM)."""
+def _bracket(table, psf_fwhm: float, int_fwhm: float, beta: float | None):
+    """The cached tables of ``table`` (``_encircled_unit`` or ``_sb_unit``) on either side of a
+    clump's size (steps of 0.05 PSF FWHM), with their linear weights: ``[((grid, val), w)]``."""
     t = math.sqrt(int_fwhm**2 + _PIXEL_FWHM2) / psf_fwhm
     lo = math.floor(t / 0.05) * 0.05
     w = (t - lo) / 0.05
     b = None if beta is None else round(float(beta), 2)
-    out = 0.0
-    for tt, ww in ((lo, 1 - w), (lo + 0.05, w)):
-        if ww > 0:
-            grid, val = table(round(tt, 2), b)
-            out = out + ww * np.interp(np.asarray(r) / psf_fwhm, grid, val, right=right)
-    return out
+    return [(table(round(tt, 2), b), ww) for tt, ww in ((lo, 1 - w), (lo + 0.05, w)) if ww > 0]
+
+
+def _profile(table, r, psf_fwhm: float, int_fwhm: float, beta: float | None, right=None):
+    """A radial table of the unit clump model (``_encircled_unit`` or ``_sb_unit``) at radii
+    ``r`` (px), interpolated linearly between the cached sizes (steps of 0.05 PSF FWHM)."""
+    x = np.asarray(r) / psf_fwhm
+    return sum(
+        ww * np.interp(x, g, v, right=right)
+        for (g, v), ww in _bracket(table, psf_fwhm, int_fwhm, beta)
+    )
 
 
 def _ee(r: np.ndarray, psf_fwhm: float, int_fwhm: float, beta: float | None) -> np.ndarray:
@@ -326,11 +331,7 @@ def _sb_table(psf_fwhm: float, int_fwhm: float, beta: float | None):
     """``(radii, sb)`` in pixels of :func:`_sb` for one clump: ``np.interp(r, radii, sb,
     right=0)`` gives the same values (both are linear between the union of the two cached
     tables' radii) with one interpolation per call, for a clump evaluated at many pixel sets."""
-    t = math.sqrt(int_fwhm**2 + _PIXEL_FWHM2) / psf_fwhm
-    lo = math.floor(t / 0.05) * 0.05
-    w = (t - lo) / 0.05
-    b = None if beta is None else round(float(beta), 2)
-    parts = [(_sb_unit(round(tt, 2), b), ww) for tt, ww in ((lo, 1 - w), (lo + 0.05, w)) if ww > 0]
+    parts = _bracket(_sb_unit, psf_fwhm, int_fwhm, beta)
     grid = parts[0][0][0] if len(parts) == 1 else np.union1d(parts[0][0][0], parts[1][0][0])
     val = sum(ww * np.interp(grid, g, v, right=0.0) for (g, v), ww in parts)
     return grid * psf_fwhm, val / psf_fwhm**2

@@ -785,10 +785,10 @@ def available_cores() -> int:
 #: Dask settings of the LocalCluster workers: the statistical profiler (on by default) keeps a
 #: call-tree per second of work for ~1000 s, which made a worker's RSS grow with the run
 #: (+14 % from 1,000 to 10,000 images) though the catalogue code itself stays flat. The nanny
-#: also sets ``MALLOC_TRIM_THRESHOLD_=65536`` in each worker's environment by default, which
-#: makes glibc hand every freed image-sized block back to the kernel and fault it in again on
-#: the next image: the whole worker (network and photometry) ran 30-40 % slower than the same
-#: shard in one process. ``None`` unsets it, so workers use glibc's adaptive threshold; their
+#: also sets ``MALLOC_TRIM_THRESHOLD_=65536`` in each worker's environment by default; setting
+#: it turns off glibc's adaptive mmap threshold, so every image-sized array is mapped and
+#: faulted in afresh: the whole worker (network and photometry) ran 30-40 % slower than the
+#: same shard in one process. ``None`` unsets it, so workers use glibc's adaptive threshold; their
 #: RSS stays flat over the run (``tools/bench_catalogue.py``, memory section).
 WORKER_CONFIG = {
     "distributed.worker.profile.enabled": False,
