@@ -66,6 +66,12 @@ def test_shipped_variants_load_and_differ():
     assert easy.psf.fwhm_mean < base.psf.fwhm_mean
     # untouched keys come from the base file
     assert hard.host.hlr_median == base.host.hlr_median
+    # the photometry benchmark's faint set: the smooth hosts with only the clump fluxes changed
+    smooth = load_sim_config(CONFIGS / "clumps_smooth.yaml")
+    faint = load_sim_config(CONFIGS / "clumps_smooth_faint.yaml")
+    assert faint.population.model == smooth.population.model == "smooth"
+    assert faint.clumps.flux_ratio_max <= smooth.clumps.flux_ratio_min
+    assert dataclasses.replace(faint, clumps=smooth.clumps) == smooth
 
 
 def test_unknown_key_is_rejected(tmp_path):
