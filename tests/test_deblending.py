@@ -261,7 +261,7 @@ def test_inputs_are_checked_and_empty_predictions_work() -> None:
     with pytest.raises(InputError, match="positive"):
         evaluate_sources(truth, preds([]), fwhm_px={1: 0.0})
     res = evaluate_sources(truth, preds([]), fwhm_px=FWHM)
-    assert res["completeness"] == 0.0 and math.isnan(res["purity"]) and math.isnan(res["f1"])
+    assert res["completeness"] == 0.0 and math.isnan(res["purity"]) and res["f1"] == 0.0
     assert res["per_class"]["star"]["precision_at_recall"] is None
     assert psf_fwhm_by_image(
         {"images": [{"id": 1, "psf_fwhm_px": 4.0}, {"id": 2, "psf_fwhm": 0.5, "pixel_scale": 0.25}]}

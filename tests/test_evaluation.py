@@ -249,9 +249,9 @@ def test_empty_predictions() -> None:
     m = _run([])
     assert (m["AP"], m["AP50"], m["AR"]) == (0.0, 0.0, 0.0)
     assert m["completeness"] == 0.0
-    assert math.isnan(m["purity"]) and math.isnan(m["f1"])
+    assert math.isnan(m["purity"]) and m["f1"] == 0.0  # truths, nothing found
     assert m["n_pred"] == 0
-    assert math.isnan(m["best_f1"]["f1"])
+    assert m["best_f1"]["f1"] == 0.0
 
 
 def test_no_truth_at_all_only_false_positives() -> None:
@@ -400,8 +400,18 @@ def test_evaluate_detections_null_for_nan(tmp_path: Path) -> None:
     truth, pred = _files(tmp_path, [])
     evaluate_detections(truth=truth, predictions=pred, out=tmp_path / "e", plots=False)
     doc = json.loads((tmp_path / "e" / "metrics.json").read_text())
-    assert doc["purity"] is None and doc["f1"] is None and doc["completeness"] == 0.0
+    # truths but no predictions: nothing found, so F1 = 2 TP / (2 TP + FP + FN) = 0
+    assert doc["purity"] is None and doc["f1"] == 0.0 and doc["completeness"] == 0.0
     assert doc["plots"] == []
+
+
+def test_f1_score_conventions() -> None:
+    from clumpdet.evaluation import f1_score
+
+    assert f1_score(0.5, 0.5) == pytest.approx(0.5)
+    assert f1_score(0.0, math.nan) == 0.0  # truths, no predictions
+    assert math.isnan(f1_score(math.nan, math.nan))  # no truths
+    assert f1_score(0.0, 0.0) == 0.0
 
 
 def test_cli_evaluate_ok_and_centre(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

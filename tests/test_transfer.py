@@ -305,6 +305,16 @@ def test_data_saving_factor_on_a_hand_made_table(tmp_path):
         "no interval: a single seed"
         in write_transfer_summary(one, out=tmp_path / "o.md").read_text()
     )
+    # the threshold-free twin: AP50 gets its own table and verdicts in the summary
+    ap = _table(flat)
+    ap["AP50"] = ap["f1"] / 2
+    ap.loc[ap["backbone"] == "imagenet", "AP50"] = 0.5  # reaches AP50 0.35 at 10 images
+    text = write_transfer_summary(ap, out=tmp_path / "a.md").read_text()
+    f1_part, ap_part = text.split("### The same by AP50")
+    assert "- **imagenet / top3**: saves no labels" in f1_part
+    assert "Target: the AP50 of `scratch/top3` at 1000 training images, 0.350" in ap_part
+    assert "| imagenet | top3 | ≤ 10 | ≥ 100 |" in ap_part
+    assert "- **galaxy / top3**: saves labels: it reaches scratch's 1000-image AP50" in ap_part
     # explicit reference
     f2 = data_saving_factors(_table(flat), reference="galaxy/top3", n_boot=5)
     assert set(f2["reference"]) == {"galaxy/top3"} and f2["target"].iloc[0] == pytest.approx(0.8)

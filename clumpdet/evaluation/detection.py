@@ -34,7 +34,7 @@ _MATCHING_NOTES = {
     "score_cut": "completeness/purity use predictions with score >= score_threshold; "
     "COCO AP/AR use all predictions",
     "empty": "completeness is null without truths, purity is null without predictions, "
-    "f1 is null if either is",
+    "f1 is null without truths and 0 with truths but no predictions",
 }
 
 

@@ -123,9 +123,16 @@ class MatchResult:
 
 
 def f1_score(completeness: float, purity: float) -> float:
-    """Harmonic mean of completeness and purity; NaN if either is NaN, 0 if both are 0."""
-    if math.isnan(completeness) or math.isnan(purity):
+    """Harmonic mean of completeness and purity, ``2 TP / (2 TP + FP + FN)``.
+
+    NaN without truths (completeness NaN). With truths but no predictions (purity NaN,
+    completeness 0) it is 0: nothing was found, and a learning curve that dropped such a point
+    as missing would average only the runs that found something.
+    """
+    if math.isnan(completeness):
         return math.nan
+    if math.isnan(purity):
+        return 0.0 if completeness == 0 else math.nan
     s = completeness + purity
     return 2.0 * completeness * purity / s if s > 0 else 0.0
 
