@@ -315,6 +315,9 @@ def test_data_saving_factor_on_a_hand_made_table(tmp_path):
     assert "Target: the AP50 of `scratch/top3` at 1000 training images, 0.350" in ap_part
     assert "| imagenet | top3 | ≤ 10 | ≥ 100 |" in ap_part
     assert "- **galaxy / top3**: saves labels: it reaches scratch's 1000-image AP50" in ap_part
+    # a curve whose metric is missing at every size (e.g. AP50 not recorded) is left out
+    ap.loc[ap["backbone"] == "clf", "AP50"] = math.nan
+    assert "clf" not in set(data_saving_factors(ap, metric="AP50", n_boot=5)["backbone"])
     # explicit reference
     f2 = data_saving_factors(_table(flat), reference="galaxy/top3", n_boot=5)
     assert set(f2["reference"]) == {"galaxy/top3"} and f2["target"].iloc[0] == pytest.approx(0.8)
