@@ -401,6 +401,7 @@ def plot_transfer_results(df: pd.DataFrame, *, out: str | Path) -> list[Path]:
         top = max(0.2, 1.3 * float(vals.max())) if m == "AP50" and vals.notna().any() else 1.02
         ax.set(xscale="log", xlabel="training images", ylabel=m, ylim=(0, min(top, 1.02)))
         ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.set_xlim(min(sizes) / 1.25, max(sizes) * 1.25)  # the same on an empty panel
         ax.minorticks_off()
         ax.set_title(f"{titles.get(m, m)} (mean, 68 % CI over {n_seeds} seed(s))", fontsize=10)
         ax.grid(alpha=0.3)
